@@ -1,0 +1,42 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Release builds are what users run and what the benchmarks measure; the
+// numeric kernels rely on the optimiser, so keep -O even in tests' release mode.
+let package = Package(
+    name: "ipsight",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "ipsight", targets: ["ipsight"]),
+        .library(name: "IPInsights", targets: ["IPInsights"]),
+    ],
+    dependencies: [
+        // The command line's subcommands, options and help: small, builds in seconds.
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System libraries: zlib for gzip training files, OpenBLAS for the dense
+        // layers' matrix products (runtime CPU dispatch, so one portable binary),
+        // libsystemd for the journal and sd_notify.
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+
+        // The model: hyperparameters, address keys, hashing, encoder, training, scoring, model file.
+        .target(name: "IPInsights", dependencies: ["COpenBLAS"]),
+        // Data formats: CSV (plain or gzip), JSON, the SageMaker request/response codecs.
+        .target(name: "IPInsightsFormats", dependencies: ["IPInsights", "CZlib"]),
+        // Log records from the journal, followed files and standard input.
+        .target(name: "LogSources", dependencies: ["CSystemd"]),
+        // Rule files: log records to login events.
+        .target(name: "Rules", dependencies: ["IPInsights", "IPInsightsFormats", "LogSources"]),
+
+        .executableTarget(name: "ipsight", dependencies: [
+            "IPInsights", "IPInsightsFormats", "LogSources", "Rules",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "IPInsightsTests", dependencies: ["IPInsights", "IPInsightsFormats"]),
+        .testTarget(name: "IPInsightsFormatsTests", dependencies: ["IPInsights", "IPInsightsFormats"]),
+    ]
+)

@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct IPSight: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ipsight",
+        abstract: "Learns where each account logs in from and flags the logins that do not fit.",
+        subcommands: []
+    )
+}
