@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import COpenBLAS
 
 /// The numeric kernels of the model. Reductions use explicit SIMD accumulators
@@ -51,39 +54,21 @@ enum Kernels {
         while i < n { y[i] += x[i]; i += 1 }
     }
 
-    /// tanh by a [7/6] Padé approximant on [-4.97, 4.97] (absolute error below 2e-7 on
-    /// [-3, 3], then clamped to ±1): the library tanhf is scalar and ten times slower.
-    @inline(__always)
-    static func tanh8(_ x: SIMD8<Float>) -> SIMD8<Float> {
-        let c = x.clamped(lowerBound: SIMD8(repeating: -4.97), upperBound: SIMD8(repeating: 4.97))
-        let x2 = c * c
-        let p = c * (((x2 + 378) * x2 + 17325) * x2 + 135135)
-        let q = ((28 * x2 + 3150) * x2 + 62370) * x2 + 135135
-        return (p / q).clamped(lowerBound: SIMD8(repeating: -1), upperBound: SIMD8(repeating: 1))
-    }
-
     /// For one row: a = tanh(a + bias); output = input + a (output may alias input).
+    /// tanh is a [7/6] Padé approximant clamped to ±1 (absolute error below 1e-6 on
+    /// [-3, 3], 1e-4 beyond); written as a plain loop because the compiler vectorises
+    /// it, while SIMD-typed min/max are lowered lane by lane.
     @inline(__always)
     static func residualTanh(_ a: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>,
                              input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, _ n: Int) {
-        var j = 0
-        let ra = UnsafeMutableRawPointer(a), rb = UnsafeRawPointer(bias)
-        let rx = UnsafeRawPointer(input), ro = UnsafeMutableRawPointer(output)
-        while j + 8 <= n {
-            let t = tanh8(ra.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
-                          + rb.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self))
-            ra.storeBytes(of: t, toByteOffset: j * 4, as: SIMD8<Float>.self)
-            ro.storeBytes(of: rx.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) + t,
-                          toByteOffset: j * 4, as: SIMD8<Float>.self)
-            j += 8
-        }
-        while j < n {
-            var v = SIMD8<Float>(repeating: 0)
-            v[0] = a[j] + bias[j]
-            let t = tanh8(v)[0]
+        for j in 0..<n {
+            let c = min(max(a[j] + bias[j], -4.97), 4.97)
+            let x2 = c * c
+            let p = c * (((x2 + 378) * x2 + 17325) * x2 + 135135)
+            let q = ((28 * x2 + 3150) * x2 + 62370) * x2 + 135135
+            let t = min(max(p / q, -1), 1)
             a[j] = t
             output[j] = input[j] + t
-            j += 1
         }
     }
 
@@ -108,11 +93,19 @@ public final class FloatBuffer: @unchecked Sendable {
 
     public init(count: Int, value: Float = 0) {
         self.count = count
-        // 64-byte alignment for vector loads and cache lines.
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
+        let bytes = max(count, 1) * 4
+        // Large tables are read at random rows: back them with 2 MiB pages so each
+        // row access does not also miss the TLB. Small ones just align to cache lines.
+        let alignment = bytes >= FloatBuffer.hugePage * 2 ? FloatBuffer.hugePage : 64
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: alignment)
+        if alignment == FloatBuffer.hugePage {
+            _ = madvise(raw, (bytes + alignment - 1) / alignment * alignment, MADV_HUGEPAGE)
+        }
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         pointer.initialize(repeating: value, count: count)
     }
+
+    static let hugePage = 2 << 20
 
     public convenience init(copying other: FloatBuffer) {
         self.init(count: other.count)

@@ -1,3 +1,4 @@
+import CKernels
 import Dispatch
 
 /// Training pairs in compact form: the stable hash of each entity and its address.
@@ -58,6 +59,8 @@ public final class Trainer: @unchecked Sendable {
     let threads: Int
     var rng: SeededRandom
     var step = 0
+    /// Seconds spent in each phase of the training steps so far, for `ipsight bench`.
+    public private(set) var phaseSeconds: [TrainingPhase: Double] = [:]
 
     // Adam moments, same shapes as the parameters.
     let entityM: FloatBuffer, entityV: FloatBuffer
@@ -65,9 +68,11 @@ public final class Trainer: @unchecked Sendable {
     let weightM: [FloatBuffer], weightV: [FloatBuffer], biasM: [FloatBuffer], biasV: [FloatBuffer]
 
     // Dense gradient accumulators for the tables; only touched rows are non-zero.
-    let entityGrad: FloatBuffer, ipGrad: FloatBuffer
-    var entityTouched: [Bool], ipTouched: [Bool]
+    let entityGrad: FloatBuffer
+    var entityTouched: [Bool]
     var entityRowsTouched: [Int32] = [], ipRowsTouched: [Int32] = []
+    // The batch's token uses grouped by IP-table row (see `groupTokensByRow`).
+    var rowCount: [Int32], rowStart: [Int32], groupedUses: [Int32] = []
     let weightGrad: [FloatBuffer], biasGrad: [FloatBuffer]
 
     // Per-batch scratch, sized for the largest batch.
@@ -96,9 +101,9 @@ public final class Trainer: @unchecked Sendable {
         biasM = model.biases.map { FloatBuffer(count: $0.count) }
         biasV = model.biases.map { FloatBuffer(count: $0.count) }
         entityGrad = FloatBuffer(count: model.entityTable.count)
-        ipGrad = FloatBuffer(count: model.ipTable.count)
         entityTouched = [Bool](repeating: false, count: hp.numEntityVectors)
-        ipTouched = [Bool](repeating: false, count: model.layout.rows)
+        rowCount = [Int32](repeating: 0, count: model.layout.rows)
+        rowStart = [Int32](repeating: 0, count: model.layout.rows)
         weightGrad = model.weights.map { FloatBuffer(count: $0.count) }
         biasGrad = model.biases.map { FloatBuffer(count: $0.count) }
         capacityPairs = hp.miniBatchSize
@@ -177,7 +182,33 @@ public final class Trainer: @unchecked Sendable {
     struct BatchResult { var loss: Double; var correct: Int; var samples: Int }
 
     /// One optimisation step on the pairs at `indices`.
-    func trainBatch(_ pairs: TrainingPairs, _ indices: UnsafeBufferPointer<Int32>) -> BatchResult {
+    /// The gradients of one batch's mean cross entropy (without weight decay), for
+    /// checking the analytic gradients against finite differences.
+    public struct Gradients {
+        public var loss: Double
+        public var entityRows: [Int: [Float]] = [:]
+        public var ipRows: [Int: [Float]] = [:]
+        public var weights: [[Float]] = []
+        public var biases: [[Float]] = []
+    }
+
+    /// Runs forward and backward on the pairs at `indices` without changing the model.
+    /// The negative samples come from the trainer's generator, so restoring
+    /// `randomState` repeats them exactly.
+    public func gradients(_ pairs: TrainingPairs, indices: [Int32]) -> Gradients {
+        var captured: Gradients? = nil
+        _ = indices.withUnsafeBufferPointer { trainBatch(pairs, $0, capture: { captured = $0 }) }
+        return captured!
+    }
+
+    /// The state of the negative-sample generator.
+    public var randomState: SeededRandom {
+        get { rng }
+        set { rng = newValue }
+    }
+
+    func trainBatch(_ pairs: TrainingPairs, _ indices: UnsafeBufferPointer<Int32>,
+                    capture: ((Gradients) -> Void)? = nil) -> BatchResult {
         let B = indices.count
         let R = hp.randomNegativeSamplingRate
         let S = B >= 2 ? hp.shuffledNegativeSamplingRate : 0
@@ -185,6 +216,12 @@ public final class Trainer: @unchecked Sendable {
         let nIPs = B * (1 + R)
         let total = B * perPair
         step += 1
+        var mark = Clock.now
+        func phase(_ p: TrainingPhase) {
+            let now = Clock.now
+            phaseSeconds[p, default: 0] += now - mark
+            mark = now
+        }
 
         // 1. The batch's addresses: positives first, then R random ones per positive
         //    (same family as the positive), and the entity rows.
@@ -227,11 +264,13 @@ public final class Trainer: @unchecked Sendable {
                 }
             }
         }
+        phase(.gather)
         for l in 0..<model.layerCount {
             model.applyLayer(l, rows: nIPs, input: layerInputs[l].pointer,
                              activation: activations[l].pointer, output: layerInputs[l + 1].pointer)
         }
         let ipVec = layerInputs[model.layerCount].pointer
+        phase(.layersForward)
 
         // 3. Scores, loss and dL/dscore; dL/dE per positive.
         let invTotal = 1 / Float(total)
@@ -300,6 +339,7 @@ public final class Trainer: @unchecked Sendable {
             }
         }
 
+        phase(.scores)
         // 5. Back through the layers: x_{l+1} = x_l + tanh(W x_l + b).
         for l in stride(from: model.layerCount - 1, through: 0, by: -1) {
             let a = activations[l].pointer
@@ -320,23 +360,12 @@ public final class Trainer: @unchecked Sendable {
                          model.weights[l].pointer, ldb: dd, beta: 1, gOut, ldc: dd)
         }
 
-        // 6. Scatter into the table gradients, then lazy Adam on the touched rows.
-        let ipG = ipGrad.pointer
-        ipRowsTouched.removeAll(keepingCapacity: true)
-        tokenRows.withUnsafeBufferPointer { rows in
-            tokenStart.withUnsafeBufferPointer { start in
-                ipTouched.withUnsafeMutableBufferPointer { touched in
-                    for k in 0..<nIPs {
-                        let src = gOut + k * dd
-                        for t in Int(start[k])..<Int(start[k + 1]) {
-                            let r = Int(rows[t])
-                            if !touched[r] { touched[r] = true; ipRowsTouched.append(Int32(r)) }
-                            Kernels.add(src, ipG + r * dd, dd)
-                        }
-                    }
-                }
-            }
-        }
+        phase(.layersBackward)
+        // 6. Gradients of the tables. IP table: group the token uses by row (a
+        //    counting sort); each row then sums its gradient in a small local buffer
+        //    and takes its Adam step at once, so no table-sized gradient is written
+        //    and read back. Entity table: rows are few, accumulate them densely.
+        groupTokensByRow(nIPs)
         let eG = entityGrad.pointer
         entityRowsTouched.removeAll(keepingCapacity: true)
         batchEntityRows.withUnsafeBufferPointer { eRows in
@@ -348,12 +377,19 @@ public final class Trainer: @unchecked Sendable {
                 }
             }
         }
+        let batchLoss = lossParts.reduce(0, +)
+        let batchCorrect = correctParts.reduce(0, +)
+        if let capture {
+            capture(collectGradients(loss: batchLoss / Double(total), ipGradient: gOut))
+            step -= 1
+            return BatchResult(loss: batchLoss, correct: batchCorrect, samples: total)
+        }
+        phase(.group)
         let lr = Float(hp.learningRate), wd = Float(hp.weightDecay)
         let t = Float(step)
         let lrT = lr * (1 - powf(Adam.beta2, t)).squareRoot() / (1 - powf(Adam.beta1, t))
-        updateRows(ipRowsTouched, params: model.ipTable, grad: ipGrad, m: ipM, v: ipV, lrT: lrT, wd: wd)
+        updateIPRows(gradient: gOut, lrT: lrT, wd: wd)
         updateRows(entityRowsTouched, params: model.entityTable, grad: entityGrad, m: entityM, v: entityV, lrT: lrT, wd: wd)
-        for r in ipRowsTouched { ipTouched[Int(r)] = false }
         for r in entityRowsTouched { entityTouched[Int(r)] = false }
         for l in 0..<model.layerCount {
             Adam.update(model.weights[l].pointer, weightM[l].pointer, weightV[l].pointer, weightGrad[l].pointer,
@@ -361,7 +397,98 @@ public final class Trainer: @unchecked Sendable {
             Adam.update(model.biases[l].pointer, biasM[l].pointer, biasV[l].pointer, biasGrad[l].pointer,
                         model.biases[l].count, lrT: lrT, weightDecay: 0)
         }
-        return BatchResult(loss: lossParts.reduce(0, +), correct: correctParts.reduce(0, +), samples: total)
+        phase(.adam)
+        return BatchResult(loss: batchLoss, correct: batchCorrect, samples: total)
+    }
+
+    /// Gathers the gradients of the current batch and clears the accumulators.
+    func collectGradients(loss: Double, ipGradient gOut: UnsafeMutablePointer<Float>) -> Gradients {
+        var result = Gradients(loss: loss)
+        let dd = d
+        for r in entityRowsTouched {
+            let p = entityGrad.pointer + Int(r) * dd
+            result.entityRows[Int(r)] = Array(UnsafeBufferPointer(start: p, count: dd))
+            p.update(repeating: 0, count: dd)
+            entityTouched[Int(r)] = false
+        }
+        for r in ipRowsTouched {
+            let ri = Int(r)
+            var g = [Float](repeating: 0, count: dd)
+            let first = Int(rowStart[ri])
+            for e in first..<(first + Int(rowCount[ri])) {
+                g.withUnsafeMutableBufferPointer { Kernels.add(gOut + Int(groupedUses[e]) * dd, $0.baseAddress!, dd) }
+            }
+            result.ipRows[ri] = g
+            rowCount[ri] = 0
+        }
+        result.weights = weightGrad.map(\.array)
+        result.biases = biasGrad.map(\.array)
+        return result
+    }
+
+    /// Counting sort of the batch's (row, address) token uses by row: afterwards
+    /// `ipRowsTouched` lists each used row once, and the addresses that used row r
+    /// are `groupedUses[rowStart[r] ..< rowStart[r] + rowCount[r]]`.
+    func groupTokensByRow(_ nIPs: Int) {
+        ipRowsTouched.removeAll(keepingCapacity: true)
+        let uses = Int(tokenStart[nIPs])
+        if groupedUses.count < uses { groupedUses = [Int32](repeating: 0, count: uses) }
+        tokenRows.withUnsafeBufferPointer { rows in
+            tokenStart.withUnsafeBufferPointer { start in
+                rowCount.withUnsafeMutableBufferPointer { count in
+                    rowStart.withUnsafeMutableBufferPointer { cursor in
+                        groupedUses.withUnsafeMutableBufferPointer { grouped in
+                            for t in 0..<uses {
+                                let r = Int(rows[t])
+                                if count[r] == 0 { ipRowsTouched.append(Int32(r)) }
+                                count[r] += 1
+                            }
+                            var running: Int32 = 0
+                            for r in ipRowsTouched {
+                                cursor[Int(r)] = running
+                                running += count[Int(r)]
+                            }
+                            for k in 0..<nIPs {
+                                for t in Int(start[k])..<Int(start[k + 1]) {
+                                    let r = Int(rows[t])
+                                    grouped[Int(cursor[r])] = Int32(k)
+                                    cursor[r] += 1
+                                }
+                            }
+                            // Each cursor now points past its group: step back to the start.
+                            for r in ipRowsTouched { cursor[Int(r)] -= count[Int(r)] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sums each touched IP-table row's gradient from the addresses that used it and
+    /// applies Adam to the row; rows are split over the threads.
+    func updateIPRows(gradient gOut: UnsafeMutablePointer<Float>, lrT: Float, wd: Float) {
+        let dd = d
+        let params = model.ipTable.pointer, m = ipM.pointer, v = ipV.pointer
+        ipRowsTouched.withUnsafeBufferPointer { touched in
+            rowCount.withUnsafeMutableBufferPointer { count in
+                rowStart.withUnsafeBufferPointer { start in
+                    groupedUses.withUnsafeBufferPointer { grouped in
+                        parallelChunks(touched.count) { _, lo, hi in
+                            let g = UnsafeMutablePointer<Float>.allocate(capacity: dd)
+                            defer { g.deallocate() }
+                            for u in lo..<hi {
+                                let r = Int(touched[u])
+                                let first = Int(start[r]), n = Int(count[r])
+                                g.update(from: gOut + Int(grouped[first]) * dd, count: dd)
+                                for e in (first + 1)..<(first + n) { Kernels.add(gOut + Int(grouped[e]) * dd, g, dd) }
+                                Adam.update(params + r * dd, m + r * dd, v + r * dd, g, dd, lrT: lrT, weightDecay: wd)
+                                count[r] = 0
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     func updateRows(_ rows: [Int32], params: FloatBuffer, grad: FloatBuffer, m: FloatBuffer, v: FloatBuffer,
@@ -373,7 +500,6 @@ public final class Trainer: @unchecked Sendable {
                     let off = Int(rows[k]) * dd
                     Adam.update(params.pointer + off, m.pointer + off, v.pointer + off, grad.pointer + off, dd,
                                 lrT: lrT, weightDecay: wd)
-                    (grad.pointer + off).update(repeating: 0, count: dd)
                 }
             }
         }
@@ -420,37 +546,19 @@ enum Adam {
     static let beta2: Float = 0.999
     static let epsilon: Float = 1e-8
 
-    /// One Adam step on n parameters; `lrT` already holds the bias correction.
+    /// One Adam step on n parameters (`lrT` holds the bias correction); zeroes `grad`.
     @inline(__always)
     static func update(_ theta: UnsafeMutablePointer<Float>, _ m: UnsafeMutablePointer<Float>,
-                       _ v: UnsafeMutablePointer<Float>, _ grad: UnsafePointer<Float>, _ n: Int,
+                       _ v: UnsafeMutablePointer<Float>, _ grad: UnsafeMutablePointer<Float>, _ n: Int,
                        lrT: Float, weightDecay: Float) {
-        let b1 = SIMD8<Float>(repeating: beta1), b2 = SIMD8<Float>(repeating: beta2)
-        let c1 = SIMD8<Float>(repeating: 1 - beta1), c2 = SIMD8<Float>(repeating: 1 - beta2)
-        let wd = SIMD8<Float>(repeating: weightDecay), step = SIMD8<Float>(repeating: lrT)
-        let eps = SIMD8<Float>(repeating: epsilon)
-        let rt = UnsafeMutableRawPointer(theta), rm = UnsafeMutableRawPointer(m)
-        let rv = UnsafeMutableRawPointer(v), rg = UnsafeRawPointer(grad)
-        var i = 0
-        while i + 8 <= n {
-            let o = i * 4
-            let th = rt.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
-            let g = rg.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) + wd * th
-            let mm = b1 * rm.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) + c1 * g
-            let vv = b2 * rv.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self) + c2 * g * g
-            rm.storeBytes(of: mm, toByteOffset: o, as: SIMD8<Float>.self)
-            rv.storeBytes(of: vv, toByteOffset: o, as: SIMD8<Float>.self)
-            rt.storeBytes(of: th - step * mm / (vv.squareRoot() + eps), toByteOffset: o, as: SIMD8<Float>.self)
-            i += 8
-        }
-        while i < n {
-            let g = grad[i] + weightDecay * theta[i]
-            m[i] = beta1 * m[i] + (1 - beta1) * g
-            v[i] = beta2 * v[i] + (1 - beta2) * g * g
-            theta[i] -= lrT * m[i] / (v[i].squareRoot() + epsilon)
-            i += 1
-        }
+        ipsight_adam_step(theta, m, v, grad, n, lrT, weightDecay, beta1, beta2, epsilon)
     }
+}
+
+/// The phases of a training step, as `ipsight bench` reports them.
+public enum TrainingPhase: String, CaseIterable, Sendable {
+    case gather = "sample+gather", layersForward = "layers forward", scores = "scores+loss"
+    case layersBackward = "layers backward", group = "group rows", adam = "sum+adam"
 }
 
 /// Seconds on a monotonic clock.
