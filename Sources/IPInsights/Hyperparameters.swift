@@ -36,7 +36,7 @@ public struct Hyperparameters: Sendable, Equatable {
             return "\(type) ≥ \(lo)"
         }
 
-        static func format(_ v: Double, _ kind: Kind) -> String {
+        public static func format(_ v: Double, _ kind: Kind) -> String {
             if kind == .integer { return String(Int(v)) }
             if v != 0, abs(v) < 1e-3 { return "\(v)" }
             return v == v.rounded() ? String(format1: v) : "\(v)"

@@ -24,6 +24,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Random seed; the same seed, data and settings give the same model.") var seed: UInt64 = 1
     @Option(help: "Refuse the data if more than this share of rows is malformed.") var maxBadRows: Double = 0.01
     @Option(help: "Worker threads.") var threads: Int = 2
+    @Option(help: ArgumentHelp("Rows of the hashed prefix table, a power of two (default: 4 × num_entity_vectors, within 2^16...2^22).", visibility: .hidden))
+    var ipBuckets: Int?
 
     func run() throws {
         var strings = try hyperparameters.strings()
@@ -60,7 +62,10 @@ struct TrainCommand: ParsableCommand {
             copyParameters(from: initial, to: model)
             Console.error("warm start from \(initialModel!) (\(Console.grouped(Double(initial.trainedPairs))) pairs in \(initial.trainedEpochs) epochs so far)")
         } else {
-            model = Model(hyperparameters: hp)
+            if let ipBuckets, ipBuckets <= 0 || ipBuckets & (ipBuckets - 1) != 0 || ipBuckets > 1 << 26 {
+                throw ValidationError("--ip-buckets must be a power of two up to 2^26")
+            }
+            model = Model(hyperparameters: hp, layout: ipBuckets.map { IPEncoderLayout(buckets: $0) })
             model.initialise(seed: seed)
         }
         Console.error("hyperparameters: " + hp.orderedStrings.map { "\($0.0)=\($0.1)" }.joined(separator: " "))
