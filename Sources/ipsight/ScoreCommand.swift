@@ -110,13 +110,16 @@ final class PredictionWriter {
     var written = 0
     var out: [UInt8] = []
 
-    init(model: Model, format: ResponseFormat, threads: Int) {
+    let output: FileHandleOut
+
+    init(model: Model, format: ResponseFormat, threads: Int, output: FileHandleOut = .standardOutput) {
+        self.output = output
         self.model = model
         self.format = format
         scorer = BatchScorer(model: model, threads: threads)
         entityRows.reserveCapacity(PredictionWriter.block)
         ips.reserveCapacity(PredictionWriter.block)
-        if format.kind == .json { FileHandleOut.standardOutput.write(InferenceResponse.jsonOpen) }
+        if format.kind == .json { output.write(InferenceResponse.jsonOpen) }
     }
 
     /// The fast path for CSV: the entity is hashed from the line's bytes, never copied.
@@ -169,7 +172,7 @@ final class PredictionWriter {
             }
             if format.kind == .jsonLines { out.append(0x0A) }
         }
-        FileHandleOut.standardOutput.write(out)
+        output.write(out)
         written += n
         entityRows.removeAll(keepingCapacity: true)
         ips.removeAll(keepingCapacity: true)
@@ -177,7 +180,7 @@ final class PredictionWriter {
 
     func finish() {
         flushPending()
-        if format.kind == .json { FileHandleOut.standardOutput.write(InferenceResponse.jsonClose) }
-        FileHandleOut.standardOutput.flush()
+        if format.kind == .json { output.write(InferenceResponse.jsonClose) }
+        output.flush()
     }
 }
