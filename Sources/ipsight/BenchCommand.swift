@@ -78,15 +78,11 @@ struct BenchCommand: ParsableCommand {
             let writer = PredictionWriter(model: loaded, format: ResponseFormat(kind: .jsonLines), threads: threads,
                                           output: FileHandleOut(fd: devNull, bufferSize: 1 << 16))
             let reader = try ByteLineReader(path: csvPath)
-            var splitter = CSVSplitter()
-            var number = 0
             try reader.forEachLine { line in
-                number += 1
-                try writer.addCSV(line.bytes, number: number, splitter: &splitter)
+                try writer.addCSV(line.bytes, lineNumber: line.number)
                 return true
             }
-            writer.finish()
-            splitter.deallocate()
+            try writer.finish()
             best = min(best, Clock.seconds - t0)
         }
         print("batch scoring \(Console.grouped(Double(rows) / best)) pairs/s (CSV file of \(Console.grouped(Double(rows))) pairs → JSON lines, read + parse + score + format, best of 3)")
