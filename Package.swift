@@ -43,5 +43,6 @@ let package = Package(
 
         .testTarget(name: "IPInsightsTests", dependencies: ["IPInsights", "IPInsightsFormats"]),
         .testTarget(name: "IPInsightsFormatsTests", dependencies: ["IPInsights", "IPInsightsFormats"]),
+        .testTarget(name: "ipsightTests", dependencies: ["ipsight"]),
     ]
 )
