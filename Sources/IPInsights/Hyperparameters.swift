@@ -136,7 +136,8 @@ public struct HyperparameterError: Error, CustomStringConvertible, Equatable {
 }
 
 extension String {
-    func trimmingSpaces() -> String {
+    /// The string without leading and trailing spaces, tabs and line ends.
+    public func trimmingSpaces() -> String {
         var s = Substring(self)
         while let c = s.first, c == " " || c == "\t" || c == "\n" || c == "\r" { s.removeFirst() }
         while let c = s.last, c == " " || c == "\t" || c == "\n" || c == "\r" { s.removeLast() }

@@ -563,8 +563,7 @@ public enum TrainingPhase: String, CaseIterable, Sendable {
 
 /// Seconds on a monotonic clock.
 public enum Clock {
-    public static var seconds: Double { now }
-    static var now: Double {
+    public static var now: Double {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9

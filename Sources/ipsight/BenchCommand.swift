@@ -47,9 +47,9 @@ struct BenchCommand: ParsableCommand {
         var loads: [Double] = []
         var loaded: Model = trained
         for _ in 0..<5 {
-            let t0 = Clock.seconds
+            let t0 = Clock.now
             loaded = try ModelFile.load(path: path)
-            loads.append(Clock.seconds - t0)
+            loads.append(Clock.now - t0)
         }
         var st = stat()
         stat(path, &st)
@@ -74,7 +74,7 @@ struct BenchCommand: ParsableCommand {
         defer { close(devNull) }
         var best = Double.infinity
         for _ in 0..<3 {
-            let t0 = Clock.seconds
+            let t0 = Clock.now
             let writer = PredictionWriter(model: loaded, format: ResponseFormat(kind: .jsonLines), threads: threads,
                                           output: FileHandleOut(fd: devNull, bufferSize: 1 << 16))
             let reader = try ByteLineReader(path: csvPath)
@@ -83,7 +83,7 @@ struct BenchCommand: ParsableCommand {
                 return true
             }
             try writer.finish()
-            best = min(best, Clock.seconds - t0)
+            best = min(best, Clock.now - t0)
         }
         print("batch scoring \(Console.grouped(Double(rows) / best)) pairs/s (CSV file of \(Console.grouped(Double(rows))) pairs → JSON lines, read + parse + score + format, best of 3)")
 

@@ -31,7 +31,7 @@ struct EmbedCommand: ParsableCommand {
         var skipped = 0
         let embedding = FloatBuffer(count: d), scratch = FloatBuffer(count: d)
         try reader.forEachLine { input in
-            let text = String(decoding: input.bytes, as: UTF8.self).trimmingCharacters(in: .whitespaces)
+            let text = String(decoding: input.bytes, as: UTF8.self).trimmingSpaces()
             if text.isEmpty { return true }
             line.removeAll(keepingCapacity: true)
             if ips != nil {
@@ -59,15 +59,5 @@ struct EmbedCommand: ParsableCommand {
         }
         out.flush()
         if skipped > 0 { Console.error("\(skipped) lines skipped") }
-    }
-}
-
-extension String {
-    enum TrimSet { case whitespaces }
-    func trimmingCharacters(in _: TrimSet) -> String {
-        var s = Substring(self)
-        while let c = s.first, c == " " || c == "\t" { s.removeFirst() }
-        while let c = s.last, c == " " || c == "\t" { s.removeLast() }
-        return String(s)
     }
 }

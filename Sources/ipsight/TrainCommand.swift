@@ -43,7 +43,7 @@ struct TrainCommand: ParsableCommand {
             initial = model
         }
         let hp = try Hyperparameters(strings: strings)
-        let started = Clock.seconds
+        let started = Clock.now
         let (trainData, trainReport) = try PairFile.read(path: train, maximumBadShare: maxBadRows)
         Report.readSummary(trainReport, pairs: trainData.pairs.count)
         var validationPairs: TrainingPairs? = nil
@@ -53,7 +53,7 @@ struct TrainCommand: ParsableCommand {
             validationPairs = data.pairs
         }
         guard trainData.pairs.count > 0 else { throw ValidationError("\(train): no training pairs") }
-        Console.error("read in \(Console.fixed(Clock.seconds - started, 2)) s")
+        Console.error("read in \(Console.fixed(Clock.now - started, 2)) s")
 
         let model: Model
         if let initial {

@@ -95,7 +95,7 @@ struct TuneCommand: ParsableCommand {
                 if let valid = try? Hyperparameters(strings: strings) { hp = valid; break }
             }
             guard let hp else { _ = try Hyperparameters(strings: strings); continue }
-            let started = Clock.seconds
+            let started = Clock.now
             let model = Model(hyperparameters: hp)
             model.initialise(seed: seed &+ UInt64(job))
             _ = Trainer(model: model, seed: seed &+ UInt64(job), threads: threads).train(trainData.pairs) { event in
@@ -104,7 +104,7 @@ struct TuneCommand: ParsableCommand {
                 }
             }
             let auc = Evaluation.discriminatorAUC(model: model, pairs: validationData.pairs, threads: threads)
-            let seconds = Clock.seconds - started
+            let seconds = Clock.now - started
             let values = Dictionary(uniqueKeysWithValues: searched.map { ($0.0, strings[$0.0]!) })
             results.append((job, values, auc, seconds))
             Console.error("job \(job): " + searched.map { "\($0.0)=\(strings[$0.0]!)" }.joined(separator: " ") +
