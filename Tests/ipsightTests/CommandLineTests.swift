@@ -158,4 +158,22 @@ import Testing
         let corrupt = try Self.ipsight(["score", "--model", Self.work + "/corrupt.model"], input: "a,1.2.3.4\n")
         #expect(corrupt.status != 0 && corrupt.err.contains("checksum mismatch"))
     }
+
+    @Test func tuneSearchesAndKeepsTheBestModel() throws {
+        let best = Self.work + "/best.model"
+        let run = try Self.ipsight(["tune", "--train", Self.work + "/train.csv", "--validation", Self.work + "/train.csv",
+                                    "--max-jobs", "3", "-H", "num_entity_vectors=200", "-H", "epochs=2",
+                                    "--range", "vector_dim=8:32", "--range", "learning_rate=0.001:0.1", "--output", best])
+        #expect(run.status == 0, "\(run.err)")
+        let rows = run.out.split(separator: "\n")
+        #expect(rows.count == 4, "a header and one row per job")
+        #expect(rows[0].contains("vector_dim") && rows[0].contains("validation:discriminator_auc"))
+        // Best first: the AUC column never rises down the table.
+        let aucs = rows.dropFirst().map { Double($0.split(separator: " ", omittingEmptySubsequences: true)[3])! }
+        #expect(aucs == aucs.sorted(by: >))
+        #expect(FileManager.default.fileExists(atPath: best))
+        let outside = try Self.ipsight(["tune", "--train", Self.work + "/train.csv", "--validation", Self.work + "/train.csv",
+                                        "-H", "num_entity_vectors=200", "--range", "vector_dim=2:512"])
+        #expect(outside.status != 0 && outside.err.contains("outside its tunable range"))
+    }
 }
