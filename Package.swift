@@ -38,5 +38,7 @@ let package = Package(
 
         .testTarget(name: "IPInsightsTests", dependencies: ["IPInsights", "IPInsightsFormats"]),
         .testTarget(name: "IPInsightsFormatsTests", dependencies: ["IPInsights", "IPInsightsFormats"]),
+        .testTarget(name: "LogSourcesTests", dependencies: ["LogSources"]),
+        .testTarget(name: "RulesTests", dependencies: ["Rules", "LogSources", "IPInsights"]),
     ]
 )
