@@ -80,6 +80,13 @@ public struct SyslogHeaderParser: Sendable {
         return header
     }
 
+    /// A lone RFC 3339 timestamp (the whole text), for JSON fields.
+    public mutating func parseTimestamp(_ text: UnsafeRawBufferPointer) -> Double? {
+        var scanner = ByteScanner(text)
+        guard let t = isoTime(&scanner), scanner.index == text.count else { return nil }
+        return t
+    }
+
     // MARK: - Tag
 
     /// `ident[pid]: ` or `ident: `; without a colon there is no identifier and the
@@ -175,7 +182,7 @@ public struct SyslogHeaderParser: Sendable {
     /// `Nov  4 10:00:00` or `Nov 04 10:00:00`.
     private mutating func traditionalTime(_ scanner: inout ByteScanner) -> Double? {
         let start = scanner.index
-        guard scanner.count - start >= 15, let month = Self.month(scanner[start], scanner[start + 1], scanner[start + 2]),
+        guard scanner.count - start >= 15, let month = Self.monthNumber(scanner[start], scanner[start + 1], scanner[start + 2]),
               scanner[start + 3] == UInt8(ascii: " ")
         else { return nil }
         var i = start + 4
@@ -313,7 +320,7 @@ public struct SyslogHeaderParser: Sendable {
         c >= 48 && c <= 57 ? Int(c - 48) : nil
     }
 
-    static func month(_ a: UInt8, _ b: UInt8, _ c: UInt8) -> Int? {
+    public static func monthNumber(_ a: UInt8, _ b: UInt8, _ c: UInt8) -> Int? {
         switch (a | 0x20, b | 0x20, c | 0x20) {
         case (0x6A, 0x61, 0x6E): return 1 // jan
         case (0x66, 0x65, 0x62): return 2 // feb

@@ -1,0 +1,193 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import IPInsights
+import IPInsightsFormats
+import LogSources
+
+/// What the rules made of one record.
+public enum MatchResult: Sendable, Equatable {
+    case event(LoginEvent)
+    /// Rules exist for the record's identifier but none matched.
+    case unmatched
+    /// A rule's pattern would apply, but journald's record of the sender fails
+    /// every file's trusted-field conditions (a forged entry, or `_COMM` lost).
+    case untrusted(service: String)
+    /// No rule file claims the record's identifier.
+    case noRule
+}
+
+/// All loaded rule files, indexed by syslog identifier so each record is tried
+/// against the few patterns that can apply to it.
+public struct RuleSet: Sendable {
+    public let files: [RuleFile]
+    private var byIdentifier: [String: [Int]] = [:]
+    private var anyIdentifier: [Int] = []
+    private var headerless: [Int] = []
+
+    public init(files: [RuleFile]) {
+        self.files = files
+        for (index, file) in files.enumerated() {
+            for ident in file.identifiers {
+                switch ident {
+                case "*": anyIdentifier.append(index)
+                case "-": headerless.append(index)
+                default: byIdentifier[ident, default: []].append(index)
+                }
+            }
+        }
+    }
+
+    /// Loads every `*.rules` file of a directory, in name order.
+    public static func load(directory: String) throws -> RuleSet {
+        var names: [String] = []
+        guard let dir = opendir(directory) else {
+            throw RuleFileError(path: directory, line: 0, message: String(cString: strerror(errno)))
+        }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name.hasSuffix(".rules") && !name.hasPrefix(".") { names.append(name) }
+        }
+        names.sort()
+        var files: [RuleFile] = []
+        for name in names {
+            let path = directory.hasSuffix("/") ? directory + name : directory + "/" + name
+            files.append(try RuleFileParser.parse(try readTextFile(path), path: path))
+        }
+        let set = RuleSet(files: files)
+        var services: [String: String] = [:]
+        for file in files {
+            if let other = services[file.service] {
+                throw RuleFileError(path: file.path, line: 1, message: "service \(file.service) is also defined in \(other)")
+            }
+            services[file.service] = file.path
+        }
+        return set
+    }
+
+    /// Every file's journal match alternatives, for the journal reader's filter.
+    public var journalMatches: [[RuleFile.JournalTerm]] {
+        files.flatMap(\.journalMatches)
+    }
+
+    /// The indices of the files that apply to a record.
+    func candidates(for record: LogRecord) -> ([Int], [Int]) {
+        guard let ident = record.identifier else { return (headerless, []) }
+        return (byIdentifier[ident] ?? [], anyIdentifier)
+    }
+
+    /// Applies the rules to one record; at most one event per record.
+    public func match(_ record: LogRecord) -> MatchResult {
+        let (specific, general) = candidates(for: record)
+        if specific.isEmpty && general.isEmpty { return .noRule }
+        var untrustedService: String?
+        var message = record.message
+        let result: MatchResult? = message.withUTF8 { buffer in
+            let bytes = UnsafeRawBufferPointer(buffer)
+            for list in [specific, general] {
+                for index in list {
+                    let file = files[index]
+                    for rule in file.rules {
+                        guard let event = Self.apply(rule, file: file, record: record, bytes) else { continue }
+                        if let trusted = record.trusted, !file.trusts(trusted) {
+                            // Remember, but let another file (say, a service's own unit) claim it.
+                            untrustedService = untrustedService ?? file.service
+                            break
+                        }
+                        return .event(event)
+                    }
+                }
+            }
+            return nil
+        }
+        if let result { return result }
+        if let service = untrustedService { return .untrusted(service: service) }
+        return .unmatched
+    }
+
+    /// The event a rule yields for a message, or nil.
+    static func apply(_ rule: Rule, file: RuleFile, record: LogRecord, _ bytes: UnsafeRawBufferPointer) -> LoginEvent? {
+        if let json = rule.json {
+            return JSONRuleMatcher.apply(rule, json, file: file, record: record, bytes)
+        }
+        for (pattern, _) in rule.patterns {
+            var captures = Captures()
+            guard pattern.match(bytes, &captures) else { continue }
+            if let event = makeEvent(rule, pattern: pattern, file: file, record: record, bytes, captures) {
+                return event
+            }
+        }
+        return nil
+    }
+
+    static func makeEvent(_ rule: Rule, pattern: Pattern, file: RuleFile, record: LogRecord,
+                          _ bytes: UnsafeRawBufferPointer, _ captures: Captures) -> LoginEvent? {
+        func text(_ range: Range<Int>?) -> String? {
+            guard let range, !range.isEmpty else { return nil }
+            let s = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+            return rule.absent.contains(s) ? nil : s
+        }
+        let user = text(captures.user)
+        if user == nil && !rule.userOptional { return nil }
+        var ip: String?
+        var remoteHost: String?
+        if let range = captures.host, !range.isEmpty {
+            let raw = UnsafeRawBufferPointer(rebasing: bytes[range])
+            if let address = IPAddress(bytes: raw) {
+                ip = address.description
+            } else if pattern.requiresAddress || !looksLikeHostName(raw) {
+                return nil
+            } else {
+                remoteHost = String(decoding: raw, as: UTF8.self)
+            }
+        }
+        var port: Int?
+        if let range = captures.port, !range.isEmpty {
+            var value = 0
+            for b in bytes[range] { value = value * 10 + Int(b - 48) }
+            guard value <= 65_535 else { return nil }
+            port = value
+        }
+        return LoginEvent(time: captures.time ?? record.time, host: record.host, service: text(captures.service) ?? file.service,
+                          outcome: rule.outcome ?? .failure, user: user, ip: ip, port: port,
+                          method: text(captures.method) ?? rule.method, rule: rule.qualifiedName, remoteHost: remoteHost)
+    }
+
+    /// A DNS name as sshd's `UseDNS` logs it: labels of letters, digits and `-`,
+    /// with at least one letter (so a malformed address is not taken for a name).
+    static func looksLikeHostName(_ raw: UnsafeRawBufferPointer) -> Bool {
+        var letters = false
+        for b in raw {
+            let lower = b | 0x20
+            if lower >= 0x61 && lower <= 0x7A { letters = true; continue }
+            if (b >= 0x30 && b <= 0x39) || b == UInt8(ascii: "-") || b == UInt8(ascii: ".") || b == UInt8(ascii: "_") { continue }
+            return false
+        }
+        return letters
+    }
+}
+
+/// Reads a whole text file (rule files are small).
+func readTextFile(_ path: String) throws -> String {
+    guard let f = fopen(path, "rb") else {
+        throw RuleFileError(path: path, line: 0, message: String(cString: strerror(errno)))
+    }
+    defer { fclose(f) }
+    var data: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { fread($0.baseAddress, 1, 65_536, f) }
+        if n == 0 { break }
+        data += chunk[0..<n]
+        if data.count > 16 << 20 { throw RuleFileError(path: path, line: 0, message: "larger than 16 MiB") }
+    }
+    guard let text = String(validating: data, as: UTF8.self) else {
+        throw RuleFileError(path: path, line: 0, message: "not UTF-8 text")
+    }
+    return text
+}
