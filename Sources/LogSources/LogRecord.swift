@@ -2,7 +2,7 @@
 ///
 /// `message` is the text the logging program wrote (attacker-influenced); the
 /// `trusted` fields are what journald recorded about the sender itself
-/// (`_SYSTEMD_UNIT`, `_COMM`, `_UID`, `_PID`, `_HOSTNAME`) and are nil for
+/// (`_SYSTEMD_UNIT`, `_COMM`, `_UID`, `_PID`, `_HOSTNAME`, `_EXE`) and are nil for
 /// syslog files, where nothing is trusted beyond the file's own permissions.
 public struct LogRecord: Sendable, Equatable {
     /// Seconds since the epoch, UTC; nil when the line carried no timestamp.
@@ -40,18 +40,21 @@ public struct TrustedFields: Sendable, Equatable {
     public var uid: String?
     public var pid: String?
     public var hostname: String?
+    /// The sender's executable: unlike `_COMM`, an ordinary user cannot choose it.
+    public var exe: String?
 
     public init(systemdUnit: String? = nil, comm: String? = nil, uid: String? = nil,
-                pid: String? = nil, hostname: String? = nil) {
+                pid: String? = nil, hostname: String? = nil, exe: String? = nil) {
         self.systemdUnit = systemdUnit
         self.comm = comm
         self.uid = uid
         self.pid = pid
         self.hostname = hostname
+        self.exe = exe
     }
 
     /// The names rule files may use in conditions.
-    public static let names: [String] = ["_SYSTEMD_UNIT", "_COMM", "_UID", "_PID", "_HOSTNAME"]
+    public static let names: [String] = ["_SYSTEMD_UNIT", "_COMM", "_UID", "_PID", "_HOSTNAME", "_EXE"]
 
     /// The value of a field by its journal name; nil when absent or not a trusted field.
     public subscript(name: String) -> String? {
@@ -61,6 +64,7 @@ public struct TrustedFields: Sendable, Equatable {
         case "_UID": return uid
         case "_PID": return pid
         case "_HOSTNAME": return hostname
+        case "_EXE": return exe
         default: return nil
         }
     }

@@ -8,6 +8,8 @@ enum ByteClass {
     /// A PAM service or program name: letters, digits, `.`, `_`, `-`, `@`.
     static let service: UInt8 = 8
     static let alnum: UInt8 = 16
+    /// An authentication method: letters, digits, `-`, `/`, `_`, `.`, `@`, `+`.
+    static let method: UInt8 = 32
 
     static let table: [UInt8] = {
         var t = [UInt8](repeating: 0, count: 256)
@@ -22,6 +24,8 @@ enum ByteClass {
             if c == UInt8(ascii: ".") || c == UInt8(ascii: "_") || c == UInt8(ascii: "-") { bits |= host | service }
             if c == UInt8(ascii: ":") || c == UInt8(ascii: "%") { bits |= host }
             if c == UInt8(ascii: "@") { bits |= service }
+            if isDigit || isAlpha || c == UInt8(ascii: "-") || c == UInt8(ascii: "/") || c == UInt8(ascii: "_")
+                || c == UInt8(ascii: ".") || c == UInt8(ascii: "@") || c == UInt8(ascii: "+") { bits |= method }
             t[b] = bits
         }
         return t

@@ -30,7 +30,7 @@ struct Captures {
 /// bytes, anchored at both ends, in time linear in the message length.
 ///
 /// Placeholders: `<user>` (free text, may hold spaces), `<user:word>`,
-/// `<user:alnum>`, `<host>` (address or host name), `<ip>` (an address only),
+/// `<user:alnum>`, `<user:name>` (letters, digits, `.`, `_`, `-`, `@`), `<host>` (address or host name), `<ip>` (an address only),
 /// `<ipport>` (`address:port`, split at the last colon), `<port>`, `<method>`,
 /// `<service>`, and uncaptured `<word>`, `<alnum>`, `<name>`, `<num>`, `<opt>`
 /// (a word or nothing), `<any>` (free text or nothing), `<quoted>` (a `"..."`
@@ -82,23 +82,27 @@ public struct Pattern: Sendable {
     public init(_ text: String) throws(CompileError) {
         source = text
         var elements: [Element] = []
+        var columns: [Int] = []
         var literal: [UInt8] = []
+        var literalColumn = 1
         var requiresAddress = false
         var fields = Set<CaptureField>()
         let bytes = Array(text.utf8)
         var i = 0
         func flush() {
-            if !literal.isEmpty { elements.append(.literal(literal)); literal = [] }
+            if !literal.isEmpty { elements.append(.literal(literal)); columns.append(literalColumn); literal = [] }
         }
         while i < bytes.count {
             let c = bytes[i]
             if c == UInt8(ascii: "\\") {
                 guard i + 1 < bytes.count else { throw CompileError(message: "a pattern cannot end with \\", column: i + 1) }
+                if literal.isEmpty { literalColumn = i + 1 }
                 literal.append(bytes[i + 1])
                 i += 2
                 continue
             }
             if c == Self.space {
+                if literal.isEmpty { literalColumn = i + 1 }
                 if literal.last != Self.space { literal.append(c) }
                 i += 1
                 continue
@@ -115,9 +119,11 @@ public struct Pattern: Sendable {
                 if address { requiresAddress = true }
                 if case .hostPort = element { fields.insert(.host); fields.insert(.port) }
                 elements.append(element)
+                columns.append(i + 1)
                 i += length
                 continue
             }
+            if literal.isEmpty { literalColumn = i + 1 }
             literal.append(c)
             i += 1
         }
@@ -135,11 +141,11 @@ public struct Pattern: Sendable {
             switch element {
             case .token(_, let cls, _, _):
                 if ByteClass.contains(cls, next[0]) {
-                    throw CompileError(message: "the text after placeholder \(k + 1) starts with '\(Character(UnicodeScalar(next[0])))', which the placeholder itself can contain; use a narrower placeholder", column: 1)
+                    throw CompileError(message: "the text after this placeholder starts with '\(Character(UnicodeScalar(next[0])))', which the placeholder itself can contain; use a narrower placeholder", column: columns[k])
                 }
             case .hostPort:
                 if ByteClass.contains(ByteClass.host, next[0]) {
-                    throw CompileError(message: "the text after <ipport> starts with a character an address can contain", column: 1)
+                    throw CompileError(message: "the text after <ipport> starts with a character an address can contain", column: columns[k])
                 }
             default: break
             }
@@ -149,7 +155,7 @@ public struct Pattern: Sendable {
         for (k, element) in elements.enumerated() {
             if case .free = element, k + 1 < elements.count {
                 if split != nil {
-                    throw CompileError(message: "at most one free-text placeholder (<user>, <any>) may stand before the end of a pattern", column: 1)
+                    throw CompileError(message: "at most one free-text placeholder (<user>, <any>) may stand before the end of a pattern", column: columns[k])
                 }
                 split = k
             }
@@ -158,13 +164,13 @@ public struct Pattern: Sendable {
         var anchor: [UInt8] = []
         var afterSpace = false
         if let s = split {
-            for element in elements[(s + 1)...] {
-                if case .quoted = element {
-                    throw CompileError(message: "a <quoted> string cannot follow free text: it is not bounded", column: 1)
+            for k in (s + 1)..<elements.count {
+                if case .quoted = elements[k] {
+                    throw CompileError(message: "a <quoted> string cannot follow free text: it is not bounded", column: columns[k])
                 }
             }
             guard case .literal(let lit) = elements[s + 1] else {
-                throw CompileError(message: "free text must be followed by literal text", column: 1)
+                throw CompileError(message: "free text must be followed by literal text", column: columns[s])
             }
             var j = 0
             if lit.first == Self.space { afterSpace = true; j = 1 }
@@ -195,7 +201,7 @@ public struct Pattern: Sendable {
         let clsText = String(decoding: cls, as: UTF8.self)
         let column = i + 1
         if !cls.isEmpty && nameText != "user" {
-            throw CompileError(message: "only <user> takes a class (<user:word>, <user:alnum>)", column: column)
+            throw CompileError(message: "only <user> takes a class (<user:word>, <user:alnum>, <user:name>)", column: column)
         }
         let minimum = optional ? 0 : 1
         let element: Element
@@ -208,13 +214,14 @@ public struct Pattern: Sendable {
             case "": element = .free(field: .user, nonEmpty: !optional)
             case "word": element = .token(field: .user, cls: ByteClass.nonSpace, min: minimum, max: 256)
             case "alnum": element = .token(field: .user, cls: ByteClass.alnum, min: minimum, max: 256)
+            case "name": element = .token(field: .user, cls: ByteClass.service, min: minimum, max: 256)
             default: throw CompileError(message: "unknown class '\(clsText)' for <user>", column: column)
             }
         case "host": field = .host; element = .token(field: .host, cls: ByteClass.host, min: minimum, max: 255)
         case "ip": field = .host; address = true; element = .token(field: .host, cls: ByteClass.host, min: minimum, max: 64)
         case "ipport": address = true; element = .hostPort
         case "port": field = .port; element = .token(field: .port, cls: ByteClass.digit, min: minimum, max: 5)
-        case "method": field = .method; element = .token(field: .method, cls: ByteClass.nonSpace, min: minimum, max: 64)
+        case "method": field = .method; element = .token(field: .method, cls: ByteClass.method, min: minimum, max: 64)
         case "service": field = .service; element = .token(field: .service, cls: ByteClass.service, min: minimum, max: 64)
         case "word": element = .token(field: nil, cls: ByteClass.nonSpace, min: minimum, max: 1024)
         case "alnum": element = .token(field: nil, cls: ByteClass.alnum, min: minimum, max: 256)

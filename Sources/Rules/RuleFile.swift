@@ -46,6 +46,8 @@ public struct Rule: Sendable {
     public var patterns: [(pattern: Pattern, line: Int)] = []
     /// The method when the pattern captures none.
     public var method: String?
+    /// The user when the daemon's text implies one (`ROOT LOGIN REFUSED`).
+    public var user: String?
     /// A user is required unless the daemon's line cannot name one.
     public var userOptional = false
     /// Captured texts that mean "not given" (`-` in access logs).

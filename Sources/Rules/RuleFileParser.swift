@@ -145,6 +145,9 @@ public enum RuleFileParser {
                 }
             case "method":
                 rule.method = value
+            case "user":
+                guard !value.isEmpty else { throw fail(number, "user needs a value") }
+                rule.user = value
             case "optional":
                 for field in value.split(separator: " ") {
                     guard field == "user" else { throw fail(number, "only user can be optional (addresses always are)") }
@@ -172,7 +175,7 @@ public enum RuleFileParser {
                 }
                 rule.json = json
             default:
-                throw fail(number, "unknown key '\(key)' in a rule (outcome, match, method, optional, absent, type, example, expect)")
+                throw fail(number, "unknown key '\(key)' in a rule (outcome, match, method, user, optional, absent, type, example, expect)")
             }
             current = rule
         }

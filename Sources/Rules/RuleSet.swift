@@ -83,43 +83,57 @@ public struct RuleSet: Sendable {
 
     /// Applies the rules to one record; at most one event per record.
     public func match(_ record: LogRecord) -> MatchResult {
+        explain(record).result
+    }
+
+    /// What matched, for `ipsight rules test` and the example checks.
+    public struct Explanation: Sendable {
+        public var result: MatchResult
+        /// The rule file and the line of the pattern (or JSON rule) that matched.
+        public var path: String?
+        public var line: Int?
+    }
+
+    /// Applies the rules to one record and tells which pattern matched.
+    public func explain(_ record: LogRecord) -> Explanation {
         let (specific, general) = candidates(for: record)
-        if specific.isEmpty && general.isEmpty { return .noRule }
+        if specific.isEmpty && general.isEmpty { return Explanation(result: .noRule) }
         var untrustedService: String?
         var message = record.message
-        let result: MatchResult? = message.withUTF8 { buffer in
+        let found: Explanation? = message.withUTF8 { buffer in
             let bytes = UnsafeRawBufferPointer(buffer)
             for list in [specific, general] {
                 for index in list {
                     let file = files[index]
                     for rule in file.rules {
-                        guard let event = Self.apply(rule, file: file, record: record, bytes) else { continue }
+                        guard let (event, line) = Self.apply(rule, file: file, record: record, bytes) else { continue }
                         if let trusted = record.trusted, !file.trusts(trusted) {
                             // Remember, but let another file (say, a service's own unit) claim it.
                             untrustedService = untrustedService ?? file.service
                             break
                         }
-                        return .event(event)
+                        return Explanation(result: .event(event), path: file.path, line: line)
                     }
                 }
             }
             return nil
         }
-        if let result { return result }
-        if let service = untrustedService { return .untrusted(service: service) }
-        return .unmatched
+        if let found { return found }
+        if let service = untrustedService { return Explanation(result: .untrusted(service: service)) }
+        return Explanation(result: .unmatched)
     }
 
-    /// The event a rule yields for a message, or nil.
-    static func apply(_ rule: Rule, file: RuleFile, record: LogRecord, _ bytes: UnsafeRawBufferPointer) -> LoginEvent? {
+    /// The event a rule yields for a message and the line of the pattern, or nil.
+    static func apply(_ rule: Rule, file: RuleFile, record: LogRecord,
+                      _ bytes: UnsafeRawBufferPointer) -> (LoginEvent, Int)? {
         if let json = rule.json {
-            return JSONRuleMatcher.apply(rule, json, file: file, record: record, bytes)
+            return JSONRuleMatcher.apply(rule, json, file: file, record: record, bytes).map { ($0, rule.line) }
         }
-        for (pattern, _) in rule.patterns {
+        for (pattern, line) in rule.patterns {
             var captures = Captures()
             guard pattern.match(bytes, &captures) else { continue }
             if let event = makeEvent(rule, pattern: pattern, file: file, record: record, bytes, captures) {
-                return event
+                return (event, line)
             }
         }
         return nil
@@ -132,7 +146,7 @@ public struct RuleSet: Sendable {
             let s = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
             return rule.absent.contains(s) ? nil : s
         }
-        let user = text(captures.user)
+        let user = text(captures.user) ?? rule.user
         if user == nil && !rule.userOptional { return nil }
         var ip: String?
         var remoteHost: String?
