@@ -35,6 +35,9 @@ public struct SyslogHeaderParser: Sendable {
     public var timeZone: SyslogTimeZone
     /// Seconds since the epoch the next traditional timestamp is placed near.
     public var reference: Double
+    /// The year of the first traditional timestamp, for replaying an old file;
+    /// later lines follow from it.
+    public var firstYear: Int?
 
     private var zoneCacheHour = Int.min
     private var zoneCacheOffset = 0
@@ -205,7 +208,13 @@ public struct SyslogHeaderParser: Sendable {
         }
         var fraction = 0.0
         if scanner.peek() == UInt8(ascii: ".") { fraction = self.fraction(&scanner) }
-        let year = inferYear(month: month, day: day, hour: hour, minute: minute, second: second)
+        let year: Int
+        if let first = firstYear {
+            year = first
+            firstYear = nil
+        } else {
+            year = inferYear(month: month, day: day, hour: hour, minute: minute, second: second)
+        }
         guard day <= CivilTime.daysInMonth(year: year, month: month) else { scanner.index = start; return nil }
         let local = CivilTime.epoch(year: year, month: month, day: day, hour: hour, minute: minute, second: second)
         let time = Double(local - zoneOffset(localEpoch: local)) + fraction

@@ -1,0 +1,276 @@
+import CSystemd
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Reads the systemd journal through sd-journal on one dedicated thread (an
+/// `sd_journal` handle must stay on the thread that opened it) and hands out
+/// batches of records through a bounded queue.
+///
+/// Each record carries its cursor; start a new reader `after:` the cursor of the
+/// last record processed to resume with nothing lost or repeated. Journal file
+/// rotation and vacuuming (`SD_JOURNAL_INVALIDATE`) are survived by seeking
+/// back to the last cursor read.
+public final class JournalReader: @unchecked Sendable {
+    public enum Source: Sendable, Equatable {
+        /// The local machine's journal (system and user journals readable to us).
+        case local
+        /// A directory of journal files (`journalctl -D`).
+        case directory(String)
+        /// Journal files (`journalctl --file`).
+        case files([String])
+    }
+
+    public struct Configuration: Sendable {
+        public var source: Source
+        /// Match alternatives, each a list of `FIELD=value` terms that must all hold;
+        /// empty reads everything.
+        public var matches: [[String]]
+        /// Keep waiting for new entries at the end of the journal.
+        public var follow: Bool
+        /// Start after the entry with this cursor (the last one processed).
+        public var cursor: String?
+        /// Start at the end of the journal when there is no cursor (only new entries).
+        public var startAtEnd: Bool
+        public var batchSize: Int
+        public var queueCapacity: Int
+        /// How long one `sd_journal_wait` lasts, so a stop request is noticed.
+        public var waitInterval: Double
+        public var maxMessageLength: Int
+
+        public init(source: Source = .local, matches: [[String]] = [], follow: Bool = false, cursor: String? = nil,
+                    startAtEnd: Bool = false, batchSize: Int = 512, queueCapacity: Int = 8,
+                    waitInterval: Double = 0.25, maxMessageLength: Int = 64 * 1024) {
+            self.source = source
+            self.matches = matches
+            self.follow = follow
+            self.cursor = cursor
+            self.startAtEnd = startAtEnd
+            self.batchSize = batchSize
+            self.queueCapacity = queueCapacity
+            self.waitInterval = waitInterval
+            self.maxMessageLength = maxMessageLength
+        }
+    }
+
+    public let configuration: Configuration
+    private let queue: BatchQueue
+    private let stats = UnsafeMutablePointer<SkipCounts>.allocate(capacity: 1)
+    private var thread: pthread_t?
+
+    public init(configuration: Configuration) {
+        self.configuration = configuration
+        queue = BatchQueue(capacity: configuration.queueCapacity)
+        stats.initialize(to: SkipCounts())
+    }
+
+    deinit {
+        stop()
+        if let thread { pthread_join(thread, nil) }
+        stats.deallocate()
+    }
+
+    /// Starts the reading thread.
+    public func start() throws(SourceError) {
+        precondition(thread == nil, "a JournalReader starts once")
+        let box = Unmanaged.passRetained(self)
+        var handle = pthread_t()
+        let result = pthread_create(&handle, nil, { raw in
+            let reader = Unmanaged<JournalReader>.fromOpaque(raw!).takeRetainedValue()
+            reader.run()
+            return nil
+        }, box.toOpaque())
+        guard result == 0 else {
+            box.release()
+            throw SourceError.io(path: nil, operation: "pthread_create", errno: result)
+        }
+        thread = handle
+    }
+
+    /// Asks the thread to stop; it notices within one wait interval.
+    public func stop() {
+        queue.cancel()
+    }
+
+    /// Waits for the reading thread to end (after `stop()` or the end of input).
+    public func join() {
+        if let thread {
+            pthread_join(thread, nil)
+            self.thread = nil
+        }
+    }
+
+    /// The next batch, blocking the calling thread; nil at the end (not following).
+    public func nextBatch() throws(SourceError) -> [LogRecord]? {
+        try queue.pop()
+    }
+
+    /// The next batch, suspending the calling task; nil at the end (not following).
+    public func next() async throws -> [LogRecord]? {
+        try await queue.next()
+    }
+
+    /// Entries skipped as too long or not UTF-8 (read after the thread ended).
+    public var skips: SkipCounts { stats.pointee }
+
+    // MARK: - The reading thread
+
+    private func run() {
+        var journal: OpaquePointer?
+        do {
+            journal = try open()
+            try read(journal!)
+            queue.finish()
+        } catch {
+            queue.finish(error: error)
+        }
+        if let journal { sd_journal_close(journal) }
+    }
+
+    private func open() throws(SourceError) -> OpaquePointer {
+        var journal: OpaquePointer?
+        var r: Int32
+        switch configuration.source {
+        case .local:
+            r = sd_journal_open(&journal, Int32(SD_JOURNAL_LOCAL_ONLY))
+        case .directory(let path):
+            r = sd_journal_open_directory(&journal, path, 0)
+        case .files(let paths):
+            var cStrings = paths.map { strdup($0) }
+            cStrings.append(nil)
+            r = cStrings.withUnsafeMutableBufferPointer { buffer in
+                buffer.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buffer.count) {
+                    sd_journal_open_files(&journal, $0, 0)
+                }
+            }
+            for p in cStrings { free(p) }
+        }
+        guard r >= 0, let journal else { throw SourceError.journal(operation: "open", code: r) }
+        for alternative in configuration.matches {
+            for term in alternative {
+                r = sd_journal_add_match(journal, term, 0)
+                if r < 0 {
+                    sd_journal_close(journal)
+                    throw SourceError.journal(operation: "add match \(term)", code: r)
+                }
+            }
+            r = sd_journal_add_disjunction(journal)
+            if r < 0 {
+                sd_journal_close(journal)
+                throw SourceError.journal(operation: "add disjunction", code: r)
+            }
+        }
+        return journal
+    }
+
+    /// Positions the journal so that `sd_journal_next` returns the first entry to hand out.
+    /// Returns true if the journal already stands on that entry.
+    private func seek(_ journal: OpaquePointer, after cursor: String?) throws(SourceError) -> Bool {
+        if let cursor {
+            let r = sd_journal_seek_cursor(journal, cursor)
+            guard r >= 0 else { throw SourceError.journal(operation: "seek to the saved cursor", code: r) }
+            let n = sd_journal_next(journal)
+            guard n >= 0 else { throw SourceError.journal(operation: "next", code: n) }
+            if n == 0 { return false }
+            // The saved entry itself was processed; if it is gone we landed on a later one.
+            return sd_journal_test_cursor(journal, cursor) <= 0
+        }
+        if configuration.startAtEnd {
+            sd_journal_seek_tail(journal)
+            // Step onto the last entry so that `next` returns only newer ones.
+            let p = sd_journal_previous(journal)
+            guard p >= 0 else { throw SourceError.journal(operation: "previous", code: p) }
+        } else {
+            sd_journal_seek_head(journal)
+        }
+        return false
+    }
+
+    private func read(_ journal: OpaquePointer) throws(SourceError) {
+        var standing = try seek(journal, after: configuration.cursor)
+        var lastCursor = configuration.cursor
+        var batch: [LogRecord] = []
+        batch.reserveCapacity(configuration.batchSize)
+        let waitMicros = UInt64(configuration.waitInterval * 1_000_000)
+        while true {
+            if queue.isCancelled { return }
+            let advanced: Int32 = standing ? 1 : sd_journal_next(journal)
+            standing = false
+            if advanced < 0 { throw SourceError.journal(operation: "next", code: advanced) }
+            if advanced > 0 {
+                if let record = entry(journal) {
+                    lastCursor = record.cursor
+                    batch.append(record.record)
+                    if batch.count >= configuration.batchSize {
+                        guard queue.push(batch) else { return }
+                        batch.removeAll(keepingCapacity: true)
+                    }
+                }
+                continue
+            }
+            // At the end: hand out what we have, then wait or finish.
+            if !batch.isEmpty {
+                guard queue.push(batch) else { return }
+                batch.removeAll(keepingCapacity: true)
+            }
+            guard configuration.follow else { return }
+            let w = sd_journal_wait(journal, waitMicros)
+            if w < 0 { throw SourceError.journal(operation: "wait", code: w) }
+            if w == Int32(SD_JOURNAL_INVALIDATE), let cursor = lastCursor {
+                // Files were added or removed (rotation, vacuum): find our place again.
+                standing = try seek(journal, after: cursor)
+            }
+        }
+    }
+
+    private func entry(_ journal: OpaquePointer) -> (record: LogRecord, cursor: String?)? {
+        var cursorPointer: UnsafeMutablePointer<CChar>?
+        var cursor: String?
+        if sd_journal_get_cursor(journal, &cursorPointer) >= 0, let cursorPointer {
+            cursor = String(cString: cursorPointer)
+            free(cursorPointer)
+        }
+        guard let raw = data(journal, "MESSAGE") else { return nil }
+        if raw.count > configuration.maxMessageLength {
+            stats.pointee.longLines += 1
+            return nil
+        }
+        guard let message = String(validating: raw.assumingMemoryBound(to: UInt8.self), as: UTF8.self),
+              !message.utf8.contains(0)
+        else {
+            stats.pointee.binaryLines += 1
+            return nil
+        }
+        var usec: UInt64 = 0
+        let time: Double? = sd_journal_get_realtime_usec(journal, &usec) >= 0 ? Double(usec) / 1_000_000 : nil
+        let trusted = TrustedFields(systemdUnit: text(journal, "_SYSTEMD_UNIT"), comm: text(journal, "_COMM"),
+                                    uid: text(journal, "_UID"), pid: text(journal, "_PID"),
+                                    hostname: text(journal, "_HOSTNAME"), exe: text(journal, "_EXE"))
+        let identifier = text(journal, "SYSLOG_IDENTIFIER") ?? trusted.comm
+        let pid = (text(journal, "SYSLOG_PID") ?? trusted.pid).flatMap { Int($0) }
+        let record = LogRecord(time: time, host: trusted.hostname, identifier: identifier, pid: pid, message: message,
+                               trusted: trusted, position: cursor.map { .journal(cursor: $0) } ?? .none)
+        return (record, cursor)
+    }
+
+    /// The value bytes of a field (after `NAME=`), valid until the next call.
+    private func data(_ journal: OpaquePointer, _ name: StaticString) -> UnsafeRawBufferPointer? {
+        var pointer: UnsafeRawPointer?
+        var length = 0
+        let r = name.withUTF8Buffer { buffer in
+            buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
+                sd_journal_get_data(journal, $0, &pointer, &length)
+            }
+        }
+        let prefix = name.utf8CodeUnitCount + 1
+        guard r >= 0, let pointer, length >= prefix else { return nil }
+        return UnsafeRawBufferPointer(start: pointer + prefix, count: length - prefix)
+    }
+
+    private func text(_ journal: OpaquePointer, _ name: StaticString) -> String? {
+        guard let raw = data(journal, name), raw.count <= 4096 else { return nil }
+        return String(validating: raw.assumingMemoryBound(to: UInt8.self), as: UTF8.self)
+    }
+}
