@@ -5,6 +5,6 @@ struct IPSight: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ipsight",
         abstract: "Learns where each account logs in from and flags the logins that do not fit.",
-        subcommands: []
+        subcommands: [ParseCommand.self, RulesCommand.self]
     )
 }
