@@ -40,6 +40,13 @@ public enum CivilTime {
 
     /// RFC 3339 UTC text (`2018-11-14T10:00:00Z`, with microseconds when not whole).
     public static func rfc3339(_ time: Double) -> String {
+        var out: [UInt8] = []
+        appendRFC3339(time, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends the RFC 3339 text of `time` to a byte buffer, without allocating.
+    public static func appendRFC3339(_ time: Double, to out: inout [UInt8]) {
         var seconds = time.rounded(.down)
         var micros = Int(((time - seconds) * 1_000_000).rounded())
         if micros >= 1_000_000 { micros -= 1_000_000; seconds += 1 }
@@ -47,19 +54,20 @@ public enum CivilTime {
         let day = whole >= 0 ? whole / 86_400 : (whole - 86_399) / 86_400
         let rest = whole - day * 86_400
         let (y, m, d) = date(days: day)
-        var out = [UInt8]()
-        out.reserveCapacity(27)
-        func put(_ value: Int, _ width: Int) {
-            var digits = [UInt8](repeating: UInt8(ascii: "0"), count: width)
+        @inline(__always) func put(_ value: Int, _ width: Int) {
+            var divisor = 1
+            for _ in 1..<width { divisor *= 10 }
             var v = value
-            for i in stride(from: width - 1, through: 0, by: -1) { digits[i] = UInt8(48 + v % 10); v /= 10 }
-            out += digits
+            while divisor > 0 {
+                out.append(UInt8(48 + (v / divisor) % 10))
+                v %= divisor
+                divisor /= 10
+            }
         }
         put(y, 4); out.append(UInt8(ascii: "-")); put(m, 2); out.append(UInt8(ascii: "-")); put(d, 2)
         out.append(UInt8(ascii: "T"))
         put(rest / 3600, 2); out.append(UInt8(ascii: ":")); put(rest / 60 % 60, 2); out.append(UInt8(ascii: ":")); put(rest % 60, 2)
         if micros != 0 { out.append(UInt8(ascii: ".")); put(micros, 6) }
         out.append(UInt8(ascii: "Z"))
-        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -18,6 +18,9 @@ public final class FileFollower {
     public var pollInterval: Double
     public private(set) var rotations = 0
     public private(set) var truncations = 0
+    /// The number of the line being handed out in the current file (skipped lines
+    /// count; a rotation or truncation starts again at 1).
+    public private(set) var lineNumber = 0
 
     private var fd: Int32 = -1
     private var identity: (device: UInt64, inode: UInt64) = (0, 0)
@@ -93,8 +96,9 @@ public final class FileFollower {
         count += n.lines
         if n.bytes > 0 { return .lines(count) }
         if !follow {
-            try buffer.flushPartial { line, offset in
+            try buffer.flushPartial { line, offset, number in
                 count += 1
+                lineNumber = number
                 try visit(line, makePosition(offset, line: line))
             }
             return count > 0 ? .lines(count) : .end
@@ -169,9 +173,9 @@ public final class FileFollower {
         var count = 0
         let fresh = FilePosition(path: path, device: identity.device, inode: identity.inode, offset: 0, headHash: headHash)
         while try old.fill(from: rotated.fd) > 0 {
-            try old.drainLines { line, _ in count += 1; try visit(line, fresh) }
+            try old.drainLines { line, _, _ in count += 1; try visit(line, fresh) }
         }
-        try old.flushPartial { line, _ in count += 1; try visit(line, fresh) }
+        try old.flushPartial { line, _, _ in count += 1; try visit(line, fresh) }
         buffer.skips = buffer.skips + old.skips
         close(rotated.fd)
         pendingRotated = nil
@@ -204,8 +208,9 @@ public final class FileFollower {
             do { n = try buffer.fill(from: fd) } catch { throw SourceError.io(path: path, operation: "read", errno: errnoOf(error)) }
             if n == 0 { break }
             total += n
-            try buffer.drainLines { line, offset in
+            try buffer.drainLines { line, offset, number in
                 lines += 1
+                lineNumber = number
                 try visit(line, makePosition(offset, line: line))
             }
         }
@@ -239,8 +244,9 @@ public final class FileFollower {
         if UInt64(st.st_ino) == identity.inode && UInt64(st.st_dev) == identity.device { return }
         // Rename and create: the old descriptor was read to its end above; a
         // partial last line there will never be finished, so hand it out now.
-        try buffer.flushPartial { line, off in
+        try buffer.flushPartial { line, off, number in
             count += 1
+            lineNumber = number
             try visit(line, makePosition(off, line: line))
         }
         guard let (newFD, newStat) = try openPath() else { return }

@@ -38,6 +38,8 @@ struct LineBuffer {
     /// Bytes consumed from the descriptor (handed out, pending or discarded).
     private(set) var consumedOffset: UInt64 = 0
     var skips = SkipCounts()
+    /// Lines seen so far, skipped ones included: the 1-based number of the last line.
+    private(set) var lineNumber = 0
 
     init(maxLineLength: Int = 64 * 1024, readSize: Int = 256 * 1024) {
         self.maxLineLength = maxLineLength
@@ -56,6 +58,7 @@ struct LineBuffer {
         end = 0
         discarding = false
         consumedOffset = offset
+        lineNumber = 0
     }
 
     /// Reads once from `fd`; returns the number of bytes read (0 at end of file).
@@ -81,7 +84,7 @@ struct LineBuffer {
 
     /// Hands out each complete line (without its newline) with the file offset
     /// just after it.
-    mutating func drainLines(_ visit: (UnsafeRawBufferPointer, UInt64) throws -> Void) rethrows {
+    mutating func drainLines(_ visit: (UnsafeRawBufferPointer, UInt64, Int) throws -> Void) rethrows {
         let base = storage.baseAddress!
         while start < end {
             let remaining = end - start
@@ -103,6 +106,7 @@ struct LineBuffer {
             let lineStart = start
             start = lineEnd + 1
             consumedOffset += UInt64(length + 1)
+            lineNumber += 1
             if discarding {
                 discarding = false
                 continue
@@ -119,12 +123,12 @@ struct LineBuffer {
                 skips.binaryLines += 1
                 continue
             }
-            try visit(line, consumedOffset)
+            try visit(line, consumedOffset, lineNumber)
         }
     }
 
     /// Hands out a partial last line as if it were complete (end of a batch input).
-    mutating func flushPartial(_ visit: (UnsafeRawBufferPointer, UInt64) throws -> Void) rethrows {
+    mutating func flushPartial(_ visit: (UnsafeRawBufferPointer, UInt64, Int) throws -> Void) rethrows {
         if discarding || start == end {
             start = end
             discarding = false
@@ -133,11 +137,12 @@ struct LineBuffer {
         let line = UnsafeRawBufferPointer(start: storage.baseAddress! + start, count: end - start)
         consumedOffset += UInt64(end - start)
         start = end
+        lineNumber += 1
         if line.count > 0, memchr(line.baseAddress!, 0, line.count) != nil {
             skips.binaryLines += 1
             return
         }
-        try visit(line, consumedOffset)
+        try visit(line, consumedOffset, lineNumber)
     }
 }
 

@@ -40,6 +40,8 @@ public struct SyslogHeaderParser: Sendable {
     public var firstYear: Int?
 
     private var zoneCacheHour = Int.min
+    /// The year given to the previous line's month and day: the same date gets the same year.
+    private var yearCache = (month: 0, day: 0, year: 0)
     private var zoneCacheOffset = 0
 
     public init(timeZone: SyslogTimeZone = .local, reference: Double? = nil) {
@@ -212,9 +214,12 @@ public struct SyslogHeaderParser: Sendable {
         if let first = firstYear {
             year = first
             firstYear = nil
+        } else if yearCache.month == month && yearCache.day == day {
+            year = yearCache.year
         } else {
             year = inferYear(month: month, day: day, hour: hour, minute: minute, second: second)
         }
+        yearCache = (month, day, year)
         guard day <= CivilTime.daysInMonth(year: year, month: month) else { scanner.index = start; return nil }
         let local = CivilTime.epoch(year: year, month: month, day: day, hour: hour, minute: minute, second: second)
         let time = Double(local - zoneOffset(localEpoch: local)) + fraction

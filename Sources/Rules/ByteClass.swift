@@ -31,6 +31,13 @@ enum ByteClass {
         return t
     }()
 
+    /// The table in memory that is never freed, for the matcher's inner loops.
+    nonisolated(unsafe) static let pointer: UnsafePointer<UInt8> = {
+        let p = UnsafeMutablePointer<UInt8>.allocate(capacity: 256)
+        p.initialize(from: table, count: 256)
+        return UnsafePointer(p)
+    }()
+
     static func contains(_ cls: UInt8, _ byte: UInt8) -> Bool {
         table[Int(byte)] & cls != 0
     }

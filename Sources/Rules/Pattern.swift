@@ -66,6 +66,8 @@ public struct Pattern: Sendable {
     /// `<ip>` rather than `<host>`: a host name is not accepted.
     public let requiresAddress: Bool
     public let fields: Set<CaptureField>
+    /// The flat, reference-counting-free form the matcher runs.
+    let program: PatternProgram
 
     static let space = UInt8(ascii: " ")
     static let maxSpaceRun = 64
@@ -178,6 +180,7 @@ public struct Pattern: Sendable {
         }
         self.anchor = anchor
         self.anchorAfterSpace = afterSpace
+        program = PatternProgram(elements: elements, split: split, anchor: anchor, anchorAfterSpace: afterSpace)
     }
 
     /// Parses `<name>`, `<name?>` or `<user:class>` at `i`; nil when the text is a literal `<`.
@@ -241,109 +244,7 @@ public struct Pattern: Sendable {
 
     /// Matches the whole message; on success `captures` holds the fields.
     func match(_ text: UnsafeRawBufferPointer, _ captures: inout Captures) -> Bool {
-        var start = 0
-        while start < text.count, text[start] == Self.space { start += 1 }
-        guard let split else {
-            guard let end = forward(0..<elements.count, from: start, text, &captures) else { return false }
-            return end == text.count
-        }
-        guard let p = forward(0..<split, from: start, text, &captures) else { return false }
-        guard case .free(let field, let nonEmpty) = elements[split] else { return false }
-        let n = text.count
-        let rest = (split + 1)..<elements.count
-        var w = n - anchor.count
-        while w >= p {
-            if anchorMatches(text, at: w) {
-                var c = w
-                var ok = true
-                if anchorAfterSpace {
-                    var k = w
-                    while k > p, text[k - 1] == Self.space, w - k < Self.maxSpaceRun { k -= 1 }
-                    ok = k < w
-                    c = k
-                }
-                if ok && (!nonEmpty || c > p) {
-                    var attempt = captures
-                    if let end = forward(rest, from: c, text, &attempt), end == n {
-                        captures = attempt
-                        captures.set(field, p..<c)
-                        return true
-                    }
-                }
-            }
-            w -= 1
-        }
-        return false
-    }
-
-    @inline(__always)
-    private func anchorMatches(_ text: UnsafeRawBufferPointer, at w: Int) -> Bool {
-        if anchor.isEmpty {
-            // The text after the free part is a bare space: candidates are word starts.
-            return w > 0 && w < text.count && text[w - 1] == Self.space && text[w] != Self.space
-        }
-        if w + anchor.count > text.count { return false }
-        for k in 0..<anchor.count where text[w + k] != anchor[k] { return false }
-        return true
-    }
-
-    /// Matches `range` of the elements from `position`; returns where they end.
-    private func forward(_ range: Range<Int>, from position: Int, _ text: UnsafeRawBufferPointer,
-                         _ captures: inout Captures) -> Int? {
-        var pos = position
-        let n = text.count
-        for k in range {
-            switch elements[k] {
-            case .literal(let lit):
-                for b in lit {
-                    guard pos < n, text[pos] == b else { return nil }
-                    pos += 1
-                    if b == Self.space {
-                        var run = 1
-                        while pos < n, text[pos] == Self.space, run < Self.maxSpaceRun { pos += 1; run += 1 }
-                    }
-                }
-            case .token(let field, let cls, let minimum, let maximum):
-                let limit = min(n, pos + maximum + 1)
-                var e = pos
-                while e < limit, ByteClass.contains(cls, text[e]) { e += 1 }
-                let length = e - pos
-                guard length >= minimum, length <= maximum else { return nil }
-                captures.set(field, pos..<e)
-                pos = e
-            case .hostPort:
-                let limit = min(n, pos + 72)
-                var e = pos
-                var lastColon = -1
-                while e < limit, ByteClass.contains(ByteClass.host, text[e]) {
-                    if text[e] == UInt8(ascii: ":") { lastColon = e }
-                    e += 1
-                }
-                guard e < limit || e == n, lastColon > pos, e - lastColon - 1 >= 1, e - lastColon - 1 <= 5 else { return nil }
-                for d in (lastColon + 1)..<e where !ByteClass.contains(ByteClass.digit, text[d]) { return nil }
-                captures.host = pos..<lastColon
-                captures.port = (lastColon + 1)..<e
-                pos = e
-            case .free(let field, let nonEmpty):
-                // Only the last element reaches here: it takes the rest of the message.
-                guard !nonEmpty || pos < n else { return nil }
-                captures.set(field, pos..<n)
-                pos = n
-            case .quoted:
-                guard pos < n, text[pos] == UInt8(ascii: "\"") else { return nil }
-                var e = pos + 1
-                while e < n, text[e] != UInt8(ascii: "\"") {
-                    e += text[e] == UInt8(ascii: "\\") ? 2 : 1
-                }
-                guard e < n else { return nil }
-                pos = e + 1
-            case .clfTime:
-                guard let (time, end) = Self.clfTime(text, pos) else { return nil }
-                captures.time = time
-                pos = end
-            }
-        }
-        return pos
+        program.match(text, &captures)
     }
 
     /// `14/Nov/2018:10:00:00 +0000`.

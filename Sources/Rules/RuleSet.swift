@@ -19,25 +19,41 @@ public enum MatchResult: Sendable, Equatable {
     case noRule
 }
 
-/// All loaded rule files, indexed by syslog identifier so each record is tried
-/// against the few patterns that can apply to it.
+/// All loaded rule files, indexed by syslog identifier and by the first byte
+/// of the message, so each record is tried against the few patterns that can
+/// apply to it.
 public struct RuleSet: Sendable {
     public let files: [RuleFile]
-    private var byIdentifier: [String: [Int]] = [:]
-    private var anyIdentifier: [Int] = []
-    private var headerless: [Int] = []
+    private var byIdentifier: [String: Dispatch] = [:]
+    private let anyIdentifier: Dispatch
+    private let headerless: Dispatch
 
     public init(files: [RuleFile]) {
         self.files = files
+        var specific: [String: [Entry]] = [:]
+        var general: [Entry] = []
+        var raw: [Entry] = []
         for (index, file) in files.enumerated() {
+            var entries: [Entry] = []
+            for rule in file.rules {
+                if rule.json != nil {
+                    entries.append(Entry(fileIndex: index, file: file, rule: rule, pattern: nil, line: rule.line))
+                }
+                for (pattern, line) in rule.patterns {
+                    entries.append(Entry(fileIndex: index, file: file, rule: rule, pattern: pattern, line: line))
+                }
+            }
             for ident in file.identifiers {
                 switch ident {
-                case "*": anyIdentifier.append(index)
-                case "-": headerless.append(index)
-                default: byIdentifier[ident, default: []].append(index)
+                case "*": general += entries
+                case "-": raw += entries
+                default: specific[ident, default: []] += entries
                 }
             }
         }
+        for (ident, entries) in specific { byIdentifier[ident] = Dispatch(entries + general) }
+        anyIdentifier = Dispatch(general)
+        headerless = Dispatch(raw)
     }
 
     /// Loads every `*.rules` file of a directory, in name order.
@@ -75,12 +91,6 @@ public struct RuleSet: Sendable {
         files.flatMap(\.journalMatches)
     }
 
-    /// The indices of the files that apply to a record.
-    func candidates(for record: LogRecord) -> ([Int], [Int]) {
-        guard let ident = record.identifier else { return (headerless, []) }
-        return (byIdentifier[ident] ?? [], anyIdentifier)
-    }
-
     /// Applies the rules to one record; at most one event per record.
     public func match(_ record: LogRecord) -> MatchResult {
         explain(record).result
@@ -96,25 +106,30 @@ public struct RuleSet: Sendable {
 
     /// Applies the rules to one record and tells which pattern matched.
     public func explain(_ record: LogRecord) -> Explanation {
-        let (specific, general) = candidates(for: record)
-        if specific.isEmpty && general.isEmpty { return Explanation(result: .noRule) }
+        let dispatch: Dispatch
+        if let ident = record.identifier {
+            dispatch = byIdentifier[ident] ?? anyIdentifier
+        } else {
+            dispatch = headerless
+        }
+        if dispatch.isEmpty { return Explanation(result: .noRule) }
         var untrustedService: String?
         var message = record.message
         let found: Explanation? = message.withUTF8 { buffer in
             let bytes = UnsafeRawBufferPointer(buffer)
-            for list in [specific, general] {
-                for index in list {
-                    let file = files[index]
-                    for rule in file.rules {
-                        guard let (event, line) = Self.apply(rule, file: file, record: record, bytes) else { continue }
-                        if let trusted = record.trusted, !file.trusts(trusted) {
-                            // Remember, but let another file (say, a service's own unit) claim it.
-                            untrustedService = untrustedService ?? file.service
-                            break
-                        }
-                        return Explanation(result: .event(event), path: file.path, line: line)
-                    }
+            var first = 0
+            while first < bytes.count, bytes[first] == UInt8(ascii: " ") { first += 1 }
+            let entries = dispatch.entries(first < bytes.count ? Int(bytes[first]) : 256)
+            var skipFile = -1
+            for entry in entries where entry.fileIndex != skipFile {
+                guard let event = entry.apply(record, bytes) else { continue }
+                if let trusted = record.trusted, !entry.file.trusts(trusted) {
+                    // Remember, but let another file (say, a service's own unit) claim it.
+                    untrustedService = untrustedService ?? entry.file.service
+                    skipFile = entry.fileIndex
+                    continue
                 }
+                return Explanation(result: .event(event), path: entry.file.path, line: entry.line)
             }
             return nil
         }
@@ -123,20 +138,50 @@ public struct RuleSet: Sendable {
         return Explanation(result: .unmatched)
     }
 
-    /// The event a rule yields for a message and the line of the pattern, or nil.
-    static func apply(_ rule: Rule, file: RuleFile, record: LogRecord,
-                      _ bytes: UnsafeRawBufferPointer) -> (LoginEvent, Int)? {
-        if let json = rule.json {
-            return JSONRuleMatcher.apply(rule, json, file: file, record: record, bytes).map { ($0, rule.line) }
+    /// One pattern (or JSON rule) with what it needs to build an event.
+    final class Entry: Sendable {
+        let fileIndex: Int
+        let file: RuleFile
+        let rule: Rule
+        let pattern: Pattern?
+        let line: Int
+
+        init(fileIndex: Int, file: RuleFile, rule: Rule, pattern: Pattern?, line: Int) {
+            self.fileIndex = fileIndex
+            self.file = file
+            self.rule = rule
+            self.pattern = pattern
+            self.line = line
         }
-        for (pattern, line) in rule.patterns {
-            var captures = Captures()
-            guard pattern.match(bytes, &captures) else { continue }
-            if let event = makeEvent(rule, pattern: pattern, file: file, record: record, bytes, captures) {
-                return (event, line)
+
+        /// The first byte a message must start with, or -1 for any.
+        var firstByte: Int {
+            if let pattern { return pattern.program.firstByte }
+            return Int(UInt8(ascii: "{"))
+        }
+
+        func apply(_ record: LogRecord, _ bytes: UnsafeRawBufferPointer) -> LoginEvent? {
+            guard let pattern else {
+                return rule.json.flatMap { JSONRuleMatcher.apply(rule, $0, file: file, record: record, bytes) }
             }
+            var captures = Captures()
+            guard pattern.program.match(bytes, &captures) else { return nil }
+            return RuleSet.makeEvent(rule, pattern: pattern, file: file, record: record, bytes, captures)
         }
-        return nil
+    }
+
+    /// Entries by the message's first byte (index 256: an empty message), in file order.
+    final class Dispatch: Sendable {
+        let table: [[Entry]]
+        let isEmpty: Bool
+
+        init(_ entries: [Entry]) {
+            isEmpty = entries.isEmpty
+            table = (0...256).map { byte in entries.filter { $0.firstByte < 0 || $0.firstByte == byte } }
+        }
+
+        @inline(__always)
+        func entries(_ byte: Int) -> [Entry] { table[byte] }
     }
 
     static func makeEvent(_ rule: Rule, pattern: Pattern, file: RuleFile, record: LogRecord,
@@ -153,7 +198,7 @@ public struct RuleSet: Sendable {
         if let range = captures.host, !range.isEmpty {
             let raw = UnsafeRawBufferPointer(rebasing: bytes[range])
             if let address = IPAddress(bytes: raw) {
-                ip = address.description
+                ip = IPAddress.canonicalText(address, raw: raw)
             } else if pattern.requiresAddress || !looksLikeHostName(raw) {
                 return nil
             } else {

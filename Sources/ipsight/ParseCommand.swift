@@ -59,6 +59,9 @@ struct ParseCommand: ParsableCommand {
     @Option(name: .customLong("show-unmatched"), help: "Print up to this many lines that matched no rule to standard error.")
     var showUnmatched = 0
 
+    @Flag(name: .customLong("line-numbers"), help: "Add each event's input line number (\"line\") to its JSON.")
+    var lineNumbers = false
+
     @Argument(help: "Log files to read; none or \"-\" reads standard input.")
     var files: [String] = []
 
@@ -79,6 +82,7 @@ struct ParseCommand: ParsableCommand {
             throw ValidationError("\(error)")
         }
         let session = ParseSession(rules: ruleSet, showUnmatched: showUnmatched, flushEachBatch: follow)
+        session.lineNumbers = lineNumbers
         let started = Clock.now()
         var lastCursor: String?
         do {
@@ -138,6 +142,7 @@ struct ParseCommand: ParsableCommand {
                 let follower = followers[index].0
                 let progress = try follower.poll { line, position in
                     session.lines += 1
+                    session.lineNumber = follower.lineNumber
                     if let record = followers[index].1.decode(line, position: .file(position)) {
                         session.handle(record)
                     } else {
@@ -163,7 +168,7 @@ final class ParseSession {
     let rules: RuleSet
     let showUnmatched: Int
     let flushEachBatch: Bool
-    var out: [UInt8] = []
+    let out = OutputBuffer()
     var lines = 0
     var records = 0
     var successes = 0
@@ -173,12 +178,13 @@ final class ParseSession {
     var untrusted = 0
     var shown = 0
     var skips = SkipCounts()
+    var lineNumbers = false
+    var lineNumber = 0
 
     init(rules: RuleSet, showUnmatched: Int, flushEachBatch: Bool) {
         self.rules = rules
         self.showUnmatched = showUnmatched
         self.flushEachBatch = flushEachBatch
-        out.reserveCapacity(1 << 17)
     }
 
     func handle(_ record: LogRecord) {
@@ -186,7 +192,7 @@ final class ParseSession {
         switch rules.match(record) {
         case .event(let event):
             if event.outcome == .success { successes += 1 } else { failures += 1 }
-            EventJSON.append(event, to: &out)
+            EventJSON.append(event, to: out, line: lineNumbers ? lineNumber : nil)
             if out.count >= 1 << 16 { flush() }
         case .unmatched:
             unmatched += 1
@@ -212,14 +218,14 @@ final class ParseSession {
     func flush() {
         var offset = 0
         while offset < out.count {
-            let n = out.withUnsafeBytes { write(1, $0.baseAddress! + offset, $0.count - offset) }
+            let n = write(1, out.base + offset, out.count - offset)
             if n < 0 {
                 if errno == EINTR { continue }
                 break
             }
             offset += n
         }
-        out.removeAll(keepingCapacity: true)
+        out.removeAll()
     }
 
     func report(elapsed: Double, cpu: Double, stats: Bool, cursor: String?) {
