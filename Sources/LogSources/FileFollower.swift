@@ -92,6 +92,7 @@ public final class FileFollower {
         if let rotated = pendingRotated {
             count += try drainRotated(rotated, visit)
         }
+        if follow { try checkTruncation() }
         let n = try readChunk(visit)
         count += n.lines
         if n.bytes > 0 { return .lines(count) }
@@ -103,7 +104,10 @@ public final class FileFollower {
             }
             return count > 0 ? .lines(count) : .end
         }
-        try checkRotation(&count, visit)
+        if try checkRotation(&count, visit) {
+            // A new file: read what it already holds now.
+            count += try readChunk(visit).lines
+        }
         return count > 0 ? .lines(count) : .idle
     }
 
@@ -227,21 +231,26 @@ public final class FileFollower {
 
     // MARK: - Rotation
 
-    private func checkRotation(_ count: inout Int, _ visit: (UnsafeRawBufferPointer, FilePosition) throws -> Void) throws {
+    /// copytruncate: the file is shorter than what was read, or its first line
+    /// changed (truncated and refilled past the offset): start again at 0.
+    private func checkTruncation() throws {
         var current = stat()
         guard fstat(fd, &current) == 0 else { throw SourceError.io(path: path, operation: "stat", errno: errno) }
         let offset = buffer.consumedOffset
-        if UInt64(current.st_size) < offset || (headHash != 0 && firstLineHash(fd: fd).map { $0 != headHash } == true) {
-            // copytruncate: the same file now holds new text from its start.
-            truncations += 1
-            try seek(fd, to: 0)
-            buffer.reset(offset: 0)
-            headHash = 0
-            return
-        }
+        let shorter = UInt64(current.st_size) < offset
+        let newHead = !shorter && headHash != 0 && firstLineHash(fd: fd).map { $0 != headHash } == true
+        guard shorter || newHead else { return }
+        truncations += 1
+        try seek(fd, to: 0)
+        buffer.reset(offset: 0)
+        headHash = 0
+    }
+
+    /// Rename and create: returns true when reading continues in the new file.
+    private func checkRotation(_ count: inout Int, _ visit: (UnsafeRawBufferPointer, FilePosition) throws -> Void) throws -> Bool {
         var st = stat()
-        if stat(path, &st) != 0 { return } // renamed away and not yet recreated: keep reading the old file
-        if UInt64(st.st_ino) == identity.inode && UInt64(st.st_dev) == identity.device { return }
+        if stat(path, &st) != 0 { return false } // renamed away and not yet recreated: keep reading the old file
+        if UInt64(st.st_ino) == identity.inode && UInt64(st.st_dev) == identity.device { return false }
         // Rename and create: the old descriptor was read to its end above; a
         // partial last line there will never be finished, so hand it out now.
         try buffer.flushPartial { line, off, number in
@@ -249,13 +258,14 @@ public final class FileFollower {
             lineNumber = number
             try visit(line, makePosition(off, line: line))
         }
-        guard let (newFD, newStat) = try openPath() else { return }
+        guard let (newFD, newStat) = try openPath() else { return false }
         close(fd)
         fd = newFD
         identity = (UInt64(newStat.st_dev), UInt64(newStat.st_ino))
         headHash = 0
         buffer.reset(offset: 0)
         rotations += 1
+        return true
     }
 
     private func seek(_ fd: Int32, to offset: UInt64) throws {
