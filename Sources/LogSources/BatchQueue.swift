@@ -65,6 +65,10 @@ final class BatchQueue: @unchecked Sendable {
     /// No more batches will come; the consumer sees `error` after the last one.
     func finish(error: SourceError? = nil) {
         pthread_mutex_lock(mutex)
+        if cancelled {
+            pthread_mutex_unlock(mutex)
+            return
+        }
         finished = true
         failure = error
         let continuation = waiter
@@ -76,13 +80,19 @@ final class BatchQueue: @unchecked Sendable {
         }
     }
 
-    /// The consumer is gone: release a blocked producer and drop what is queued.
+    /// Stop: release a blocked producer and a waiting consumer (which then sees
+    /// the end), and drop what is queued.
     func cancel() {
         pthread_mutex_lock(mutex)
         cancelled = true
+        finished = true
         items.removeAll()
+        let continuation = waiter
+        waiter = nil
         pthread_cond_broadcast(notFull)
+        pthread_cond_broadcast(notEmpty)
         pthread_mutex_unlock(mutex)
+        continuation?.resume(returning: nil)
     }
 
     /// The next batch, blocking; nil at the end.

@@ -89,7 +89,8 @@ public final class JournalReader: @unchecked Sendable {
         thread = handle
     }
 
-    /// Asks the thread to stop; it notices within one wait interval.
+    /// Stops reading: a waiting consumer sees the end at once, the thread
+    /// notices within one wait interval and closes the journal.
     public func stop() {
         queue.cancel()
     }
