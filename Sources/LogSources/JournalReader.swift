@@ -226,6 +226,11 @@ public final class JournalReader: @unchecked Sendable {
         }
     }
 
+    /// The fields a record is made of, by their position in `fieldNames`.
+    private static let fieldNames: [[UInt8]] = [
+        "MESSAGE=", "SYSLOG_IDENTIFIER=", "SYSLOG_PID=", "_SYSTEMD_UNIT=", "_COMM=", "_UID=", "_PID=", "_HOSTNAME=", "_EXE=",
+    ].map { Array($0.utf8) }
+
     private func entry(_ journal: OpaquePointer) -> (record: LogRecord, cursor: String?)? {
         var cursorPointer: UnsafeMutablePointer<CChar>?
         var cursor: String?
@@ -233,45 +238,52 @@ public final class JournalReader: @unchecked Sendable {
             cursor = String(cString: cursorPointer)
             free(cursorPointer)
         }
-        guard let raw = data(journal, "MESSAGE") else { return nil }
+        // One pass over the entry's fields: each sd_journal_get_data call would
+        // scan them again.
+        var values = [UnsafeRawBufferPointer?](repeating: nil, count: Self.fieldNames.count)
+        sd_journal_restart_data(journal)
+        var pointer: UnsafeRawPointer?
+        var length = 0
+        while sd_journal_enumerate_available_data(journal, &pointer, &length) > 0 {
+            guard let pointer else { continue }
+            let item = UnsafeRawBufferPointer(start: pointer, count: length)
+            let first = item.first ?? 0
+            guard first == UInt8(ascii: "M") || first == UInt8(ascii: "S") || first == UInt8(ascii: "_") else { continue }
+            for (index, name) in Self.fieldNames.enumerated() where values[index] == nil && length >= name.count && name[0] == first {
+                if name.withUnsafeBytes({ memcmp($0.baseAddress!, pointer, name.count) == 0 }) {
+                    values[index] = UnsafeRawBufferPointer(rebasing: item[name.count...])
+                    break
+                }
+            }
+        }
+        guard let raw = values[0] else { return nil }
         if raw.count > configuration.maxMessageLength {
             stats.pointee.longLines += 1
             return nil
         }
-        guard let message = String(validating: raw.assumingMemoryBound(to: UInt8.self), as: UTF8.self),
-              !message.utf8.contains(0)
-        else {
+        guard let message = Self.string(raw), !raw.contains(0) else {
             stats.pointee.binaryLines += 1
             return nil
         }
+        func text(_ index: Int) -> String? {
+            guard let v = values[index], v.count <= 4096 else { return nil }
+            return Self.string(v)
+        }
         var usec: UInt64 = 0
         let time: Double? = sd_journal_get_realtime_usec(journal, &usec) >= 0 ? Double(usec) / 1_000_000 : nil
-        let trusted = TrustedFields(systemdUnit: text(journal, "_SYSTEMD_UNIT"), comm: text(journal, "_COMM"),
-                                    uid: text(journal, "_UID"), pid: text(journal, "_PID"),
-                                    hostname: text(journal, "_HOSTNAME"), exe: text(journal, "_EXE"))
-        let identifier = text(journal, "SYSLOG_IDENTIFIER") ?? trusted.comm
-        let pid = (text(journal, "SYSLOG_PID") ?? trusted.pid).flatMap { Int($0) }
+        let trusted = TrustedFields(systemdUnit: text(3), comm: text(4), uid: text(5), pid: text(6),
+                                    hostname: text(7), exe: text(8))
+        let identifier = text(1) ?? trusted.comm
+        let pid = (text(2) ?? trusted.pid).flatMap { Int($0) }
         let record = LogRecord(time: time, host: trusted.hostname, identifier: identifier, pid: pid, message: message,
                                trusted: trusted, position: cursor.map { .journal(cursor: $0) } ?? .none)
         return (record, cursor)
     }
 
-    /// The value bytes of a field (after `NAME=`), valid until the next call.
-    private func data(_ journal: OpaquePointer, _ name: StaticString) -> UnsafeRawBufferPointer? {
-        var pointer: UnsafeRawPointer?
-        var length = 0
-        let r = name.withUTF8Buffer { buffer in
-            buffer.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buffer.count) {
-                sd_journal_get_data(journal, $0, &pointer, &length)
-            }
-        }
-        let prefix = name.utf8CodeUnitCount + 1
-        guard r >= 0, let pointer, length >= prefix else { return nil }
-        return UnsafeRawBufferPointer(start: pointer + prefix, count: length - prefix)
-    }
-
-    private func text(_ journal: OpaquePointer, _ name: StaticString) -> String? {
-        guard let raw = data(journal, name), raw.count <= 4096 else { return nil }
-        return String(validating: raw.assumingMemoryBound(to: UInt8.self), as: UTF8.self)
+    /// UTF-8 text, with a fast path for ASCII; nil if invalid.
+    private static func string(_ raw: UnsafeRawBufferPointer) -> String? {
+        let bytes = raw.assumingMemoryBound(to: UInt8.self)
+        for b in bytes where b >= 0x80 { return String(validating: bytes, as: UTF8.self) }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }

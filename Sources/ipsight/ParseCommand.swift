@@ -110,6 +110,7 @@ struct ParseCommand: ParsableCommand {
         var cursor: String?
         while let batch = try reader.nextBatch() {
             for record in batch {
+                session.lineNumber += 1
                 session.handle(record)
                 if case .journal(let c) = record.position { cursor = c }
             }
