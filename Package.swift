@@ -22,8 +22,13 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
 
+        // Elementwise kernels that Swift does not vectorise (packed square roots).
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
         // The model: hyperparameters, address keys, hashing, encoder, training, scoring, model file.
-        .target(name: "IPInsights", dependencies: ["COpenBLAS"]),
+        // Always optimised, so that debug builds and the test suite run the numeric
+        // code at the speed users get (and training tests finish in seconds).
+        .target(name: "IPInsights", dependencies: ["COpenBLAS", "CKernels"],
+                swiftSettings: [.unsafeFlags(["-O"])]),
         // Data formats: CSV (plain or gzip), JSON, the SageMaker request/response codecs.
         .target(name: "IPInsightsFormats", dependencies: ["IPInsights", "CZlib"]),
         // Log records from the journal, followed files and standard input.

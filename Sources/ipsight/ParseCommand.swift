@@ -83,7 +83,7 @@ struct ParseCommand: ParsableCommand {
         }
         let session = ParseSession(rules: ruleSet, showUnmatched: showUnmatched, flushEachBatch: follow)
         session.lineNumbers = lineNumbers
-        let started = Clock.now()
+        let started = ParseClock.now()
         var lastCursor: String?
         do {
             if journal || journalDirectory != nil || !journalFiles.isEmpty {
@@ -96,7 +96,7 @@ struct ParseCommand: ParsableCommand {
             throw ValidationError("\(error)")
         }
         session.flush()
-        session.report(elapsed: Clock.now() - started, cpu: Clock.cpuSeconds(), stats: stats, cursor: lastCursor)
+        session.report(elapsed: ParseClock.now() - started, cpu: ParseClock.cpuSeconds(), stats: stats, cursor: lastCursor)
     }
 
     private func readJournal(_ rules: RuleSet, _ session: ParseSession) throws -> String? {
@@ -247,13 +247,13 @@ final class ParseSession {
     }
 }
 
-func printError(_ text: String) {
+private func printError(_ text: String) {
     var line = text
     line.append("\n")
     line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
 }
 
-enum Clock {
+private enum ParseClock {
     static func now() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
@@ -270,7 +270,7 @@ enum Clock {
     }
 }
 
-func sleepSeconds(_ seconds: Double) {
+private func sleepSeconds(_ seconds: Double) {
     var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - seconds.rounded(.down)) * 1e9))
     var rest = timespec()
     while nanosleep(&ts, &rest) != 0 && errno == EINTR { ts = rest }

@@ -1,0 +1,70 @@
+/// How an address becomes the rows of the IP table that the encoder sums.
+///
+/// Two kinds of rows, both of `vector_dim` floats:
+/// - **prefix rows**, one per network the address lies in at a few prefix lengths
+///   (IPv4 /8 /12 /16 /20 /24; IPv6 /16 /24 /32 /40 /48 /56 /64), hashed into
+///   `buckets` rows. Neighbouring addresses share their coarse prefixes, so what is
+///   learnt about one network carries over to the addresses next to it: this is how
+///   the encoder exploits the prefix structure.
+/// - **byte rows**, one per (position, value) of the address bytes (4 for IPv4,
+///   16 for IPv6), in an exact table of 16 × 256 rows. Any two different addresses
+///   differ in at least one byte, so their sums differ: every address has its own
+///   representation even where prefix rows collide.
+/// The family is part of every prefix hash, so IPv4 and IPv6 networks never share
+/// a row by construction (only by hash collision).
+public struct IPEncoderLayout: Sendable, Equatable {
+    public static let ipv4Prefixes = [8, 12, 16, 20, 24]
+    public static let ipv6Prefixes = [16, 24, 32, 40, 48, 56, 64]
+    public static let maximumTokens = ipv6Prefixes.count + 16
+
+    /// Rows of the hashed prefix part (a power of two).
+    public let buckets: Int
+    public var rows: Int { buckets + 16 * 256 }
+
+    public init(buckets: Int) {
+        precondition(buckets > 0 && buckets & (buckets - 1) == 0, "buckets must be a power of two")
+        self.buckets = buckets
+    }
+
+    /// The default size of the prefix table for a model: four rows per entity
+    /// vector (between 2^16 and 2^22), so the model's size follows
+    /// `num_entity_vectors` as the specification describes.
+    public static func defaultBuckets(numEntityVectors: Int) -> Int {
+        var b = 1 << 16
+        while b < 4 * numEntityVectors && b < 1 << 22 { b <<= 1 }
+        return b
+    }
+
+    /// Writes the table rows of `ip` to `out` (room for `maximumTokens`) and returns how many.
+    @inline(__always)
+    public func tokens(of ip: IPAddress, into out: UnsafeMutablePointer<Int32>) -> Int {
+        let mask = UInt64(buckets - 1)
+        var n = 0
+        if ip.isIPv4 {
+            let v4 = UInt64(ip.low & 0xFFFF_FFFF)
+            for length in IPEncoderLayout.ipv4Prefixes {
+                let prefix = v4 >> UInt64(32 - length)
+                let h = StableHash.mix(prefix ^ (UInt64(length) << 40) ^ 0x4000_0000_0000_0000)
+                out[n] = Int32(truncatingIfNeeded: h & mask)
+                n += 1
+            }
+            for k in 0..<4 {
+                let byte = Int((v4 >> UInt64(24 - 8 * k)) & 0xFF)
+                out[n] = Int32(buckets + (12 + k) * 256 + byte)
+                n += 1
+            }
+        } else {
+            for length in IPEncoderLayout.ipv6Prefixes {
+                let prefix = ip.high >> UInt64(64 - length)
+                let h = StableHash.mix(prefix ^ (UInt64(length) << 56) ^ 0x6000_0000_0000_0000)
+                out[n] = Int32(truncatingIfNeeded: h & mask)
+                n += 1
+            }
+            for k in 0..<16 {
+                out[n] = Int32(buckets + k * 256 + Int(ip.byte(k)))
+                n += 1
+            }
+        }
+        return n
+    }
+}

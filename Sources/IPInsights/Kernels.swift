@@ -1,0 +1,125 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import COpenBLAS
+
+/// The numeric kernels of the model. Reductions use explicit SIMD accumulators
+/// (the compiler never vectorises a float reduction on its own); matrix products
+/// go to OpenBLAS, which picks the CPU's best kernels at run time.
+enum Kernels {
+    /// Σ a[i]·b[i] over n floats.
+    @inline(__always)
+    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
+        var i = 0
+        let ra = UnsafeRawPointer(a), rb = UnsafeRawPointer(b)
+        while i + 16 <= n {
+            acc0 += ra.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                  * rb.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            acc1 += ra.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self)
+                  * rb.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self)
+            i += 16
+        }
+        var sum = (acc0 + acc1).sum()
+        while i < n { sum += a[i] * b[i]; i += 1 }
+        return sum
+    }
+
+    /// y[i] += alpha·x[i].
+    @inline(__always)
+    static func axpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        var i = 0
+        let rx = UnsafeRawPointer(x), ry = UnsafeMutableRawPointer(y)
+        let va = SIMD8<Float>(repeating: alpha)
+        while i + 8 <= n {
+            let v = ry.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                  + va * rx.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            ry.storeBytes(of: v, toByteOffset: i * 4, as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < n { y[i] += alpha * x[i]; i += 1 }
+    }
+
+    /// y[i] += x[i].
+    @inline(__always)
+    static func add(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        var i = 0
+        let rx = UnsafeRawPointer(x), ry = UnsafeMutableRawPointer(y)
+        while i + 8 <= n {
+            let v = ry.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                  + rx.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            ry.storeBytes(of: v, toByteOffset: i * 4, as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < n { y[i] += x[i]; i += 1 }
+    }
+
+    /// For one row: a = tanh(a + bias); output = input + a (output may alias input).
+    /// tanh is a [7/6] Padé approximant clamped to ±1 (absolute error below 1e-6 on
+    /// [-3, 3], 1e-4 beyond); written as a plain loop because the compiler vectorises
+    /// it, while SIMD-typed min/max are lowered lane by lane.
+    @inline(__always)
+    static func residualTanh(_ a: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>,
+                             input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, _ n: Int) {
+        for j in 0..<n {
+            let c = min(max(a[j] + bias[j], -4.97), 4.97)
+            let x2 = c * c
+            let p = c * (((x2 + 378) * x2 + 17325) * x2 + 135135)
+            let q = ((28 * x2 + 3150) * x2 + 62370) * x2 + 135135
+            let t = min(max(p / q, -1), 1)
+            a[j] = t
+            output[j] = input[j] + t
+        }
+    }
+
+    /// C[m×n] = alpha·A[m×k]·B[k×n] (+ beta·C), row-major, optional transposes.
+    @inline(__always)
+    static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                     _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
+                     beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// How many threads OpenBLAS may use for one product.
+    static func setBLASThreads(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
+}
+
+/// A fixed-size buffer of floats that never reallocates or copies: the model's
+/// tensors and the trainer's scratch space.
+public final class FloatBuffer: @unchecked Sendable {
+    public let count: Int
+    public let pointer: UnsafeMutablePointer<Float>
+
+    public init(count: Int, value: Float = 0) {
+        self.count = count
+        let bytes = max(count, 1) * 4
+        // Large tables are read at random rows: back them with 2 MiB pages so each
+        // row access does not also miss the TLB. Small ones just align to cache lines.
+        let alignment = bytes >= FloatBuffer.hugePage * 2 ? FloatBuffer.hugePage : 64
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: alignment)
+        if alignment == FloatBuffer.hugePage {
+            _ = madvise(raw, (bytes + alignment - 1) / alignment * alignment, MADV_HUGEPAGE)
+        }
+        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        pointer.initialize(repeating: value, count: count)
+    }
+
+    static let hugePage = 2 << 20
+
+    public convenience init(copying other: FloatBuffer) {
+        self.init(count: other.count)
+        pointer.update(from: other.pointer, count: count)
+    }
+
+    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+
+    public subscript(i: Int) -> Float {
+        get { pointer[i] }
+        set { pointer[i] = newValue }
+    }
+
+    public func zero() { pointer.update(repeating: 0, count: count) }
+
+    public var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+}

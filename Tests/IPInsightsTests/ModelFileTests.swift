@@ -1,0 +1,67 @@
+import Testing
+@testable import IPInsights
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite struct ModelFileTests {
+    func smallModel() throws -> Model {
+        var hp = Hyperparameters(numEntityVectors: 50, vectorDim: 16)
+        hp.numIPEncoderLayers = 2
+        hp.epochs = 3
+        let model = Model(hyperparameters: try hp.validated(), layout: IPEncoderLayout(buckets: 256))
+        model.initialise(seed: 11)
+        model.trainedPairs = 1234
+        model.trainedEpochs = 3
+        return model
+    }
+
+    func temporaryPath(_ name: String) -> String {
+        "/tmp/ipsight-test-\(getpid())-\(name)"
+    }
+
+    @Test func roundTripKeepsEveryParameterAndScore() throws {
+        let model = try smallModel()
+        let path = temporaryPath("roundtrip.model")
+        defer { unlink(path) }
+        try ModelFile.save(model, to: path)
+        let loaded = try ModelFile.load(path: path)
+        #expect(loaded.hyperparameters == model.hyperparameters)
+        #expect(loaded.layout == model.layout)
+        #expect(loaded.trainedPairs == 1234 && loaded.trainedEpochs == 3)
+        #expect(loaded.entityTable.array == model.entityTable.array)
+        #expect(loaded.ipTable.array == model.ipTable.array)
+        for l in 0..<2 {
+            #expect(loaded.weights[l].array == model.weights[l].array)
+            #expect(loaded.biases[l].array == model.biases[l].array)
+        }
+        let ip = try #require(IPAddress("192.0.2.1"))
+        #expect(loaded.score(entity: "alice", ip: ip) == model.score(entity: "alice", ip: ip))
+        // No temporary file is left beside the model.
+        #expect(access(path + ".tmp-\(getpid())", F_OK) != 0)
+    }
+
+    @Test func corruptionIsDetected() throws {
+        let bytes = ModelFile.encode(try smallModel())
+        func decodeError(_ data: [UInt8]) -> String? {
+            do {
+                _ = try data.withUnsafeBytes { buffer throws(ModelFileError) in try ModelFile.decode(buffer) }
+                return nil
+            } catch { return (error as? ModelFileError)?.message ?? "\(error)" }
+        }
+        #expect(decodeError(bytes) == nil)
+        var flipped = bytes
+        flipped[bytes.count / 2] ^= 0x40
+        #expect(decodeError(flipped)?.contains("checksum") == true)
+        #expect(decodeError(Array(bytes.prefix(bytes.count - 100)))?.contains("checksum") == true)
+        #expect(decodeError(Array(bytes.prefix(10)))?.contains("too short") == true)
+        #expect(decodeError([UInt8](repeating: 0, count: 100))?.contains("magic") == true)
+        var future = bytes
+        future[8] = 9
+        #expect(decodeError(future)?.contains("version 9") == true)
+    }
+
+    @Test func missingFileIsAClearError() {
+        #expect(throws: ModelFileError.self) { try ModelFile.load(path: "/nonexistent/model") }
+    }
+}
