@@ -68,7 +68,10 @@ public final class JournalReader: @unchecked Sendable {
 
     deinit {
         stop()
-        if let thread { pthread_join(thread, nil) }
+        if let thread {
+            // The last reference may be dropped by the reading thread itself.
+            if pthread_equal(thread, pthread_self()) != 0 { pthread_detach(thread) } else { pthread_join(thread, nil) }
+        }
         stats.deallocate()
     }
 
