@@ -167,6 +167,32 @@ enum Journald {
         #expect(results["logger\(token)"] == .untrusted(service: "sshd"))
     }
 
+    @Test func aFollowingReaderSurvivesRotationAndVacuum() throws {
+        try Journald.require()
+        let token = Journald.token()
+        func write(_ i: Int) throws {
+            try Journald.run(["logger", "--journald"], input: "MESSAGE=\(token) \(i)\nIPSIGHT_TEST=\(token)\n")
+        }
+        let reader = JournalReader(configuration: .init(matches: [["IPSIGHT_TEST=\(token)"]], follow: true))
+        try reader.start()
+        let stopper = DispatchWorkItem { reader.stop() }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: stopper)
+        var records: [LogRecord] = []
+        try write(1)
+        try write(2)
+        while records.count < 2, let batch = try reader.nextBatch() { records += batch }
+        // The file the reader stands in is archived, then deleted.
+        try Journald.run(["journalctl", "--rotate"])
+        try Journald.run(["journalctl", "--vacuum-files=1"])
+        try write(3)
+        try write(4)
+        while records.count < 4, let batch = try reader.nextBatch() { records += batch }
+        stopper.cancel()
+        reader.stop()
+        reader.join()
+        #expect(records.map(\.message) == (1...4).map { "\(token) \($0)" })
+    }
+
     @Test func journalFilesAreReadForReplay() throws {
         try Journald.require()
         let token = Journald.token()
