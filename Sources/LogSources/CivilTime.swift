@@ -45,8 +45,19 @@ public enum CivilTime {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Appends the RFC 3339 text of `time` to a byte buffer, without allocating.
+    /// Appends the RFC 3339 text of `time` to a byte buffer.
     public static func appendRFC3339(_ time: Double, to out: inout [UInt8]) {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: maxRFC3339Length) { buffer in
+            let n = writeRFC3339(time, to: buffer.baseAddress!)
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[0..<n]))
+        }
+    }
+
+    /// The longest text `writeRFC3339` writes (`-YYYYY-MM-DDTHH:MM:SS.ffffffZ` fits).
+    public static let maxRFC3339Length = 32
+
+    /// Writes the RFC 3339 text of `time` at `p` and returns its length; no allocation.
+    public static func writeRFC3339(_ time: Double, to p: UnsafeMutablePointer<UInt8>) -> Int {
         var seconds = time.rounded(.down)
         var micros = Int(((time - seconds) * 1_000_000).rounded())
         if micros >= 1_000_000 { micros -= 1_000_000; seconds += 1 }
@@ -54,20 +65,21 @@ public enum CivilTime {
         let day = whole >= 0 ? whole / 86_400 : (whole - 86_399) / 86_400
         let rest = whole - day * 86_400
         let (y, m, d) = date(days: day)
+        var i = 0
         @inline(__always) func put(_ value: Int, _ width: Int) {
-            var divisor = 1
-            for _ in 1..<width { divisor *= 10 }
             var v = value
-            while divisor > 0 {
-                out.append(UInt8(48 + (v / divisor) % 10))
-                v %= divisor
-                divisor /= 10
+            for k in stride(from: width - 1, through: 0, by: -1) {
+                p[i + k] = UInt8(48 + v % 10)
+                v /= 10
             }
+            i += width
         }
-        put(y, 4); out.append(UInt8(ascii: "-")); put(m, 2); out.append(UInt8(ascii: "-")); put(d, 2)
-        out.append(UInt8(ascii: "T"))
-        put(rest / 3600, 2); out.append(UInt8(ascii: ":")); put(rest / 60 % 60, 2); out.append(UInt8(ascii: ":")); put(rest % 60, 2)
-        if micros != 0 { out.append(UInt8(ascii: ".")); put(micros, 6) }
-        out.append(UInt8(ascii: "Z"))
+        @inline(__always) func byte(_ c: UInt8) { p[i] = c; i += 1 }
+        put(min(max(y, 0), 9999), 4); byte(UInt8(ascii: "-")); put(m, 2); byte(UInt8(ascii: "-")); put(d, 2)
+        byte(UInt8(ascii: "T"))
+        put(rest / 3600, 2); byte(UInt8(ascii: ":")); put(rest / 60 % 60, 2); byte(UInt8(ascii: ":")); put(rest % 60, 2)
+        if micros != 0 { byte(UInt8(ascii: ".")); put(micros, 6) }
+        byte(UInt8(ascii: "Z"))
+        return i
     }
 }

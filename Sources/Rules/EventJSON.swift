@@ -1,8 +1,9 @@
 import IPInsights
 import LogSources
 
-/// A growable byte buffer for output, appended to without per-call
-/// uniqueness checks or generic dispatch (it is written once per field).
+/// A growable byte buffer for output. Writers reserve room once and then write
+/// through a pointer (`ByteCursor`), so a line costs one access to the buffer's
+/// state rather than one per field.
 public final class OutputBuffer {
     public private(set) var base: UnsafeMutablePointer<UInt8>
     public private(set) var count = 0
@@ -19,80 +20,89 @@ public final class OutputBuffer {
 
     public func removeAll() { count = 0 }
 
-    @inline(__always)
-    func reserve(_ extra: Int) {
-        if count + extra <= capacity { return }
-        var newCapacity = capacity * 2
-        while newCapacity < count + extra { newCapacity *= 2 }
-        let grown = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
-        grown.update(from: base, count: count)
-        base.deallocate()
-        base = grown
-        capacity = newCapacity
+    /// Makes room for `extra` bytes and returns where they go.
+    func reserve(_ extra: Int) -> UnsafeMutablePointer<UInt8> {
+        if count + extra > capacity {
+            var newCapacity = capacity * 2
+            while newCapacity < count + extra { newCapacity *= 2 }
+            let grown = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
+            grown.update(from: base, count: count)
+            base.deallocate()
+            base = grown
+            capacity = newCapacity
+        }
+        return base + count
     }
 
-    @inline(__always)
-    public func append(_ byte: UInt8) {
-        reserve(1)
-        base[count] = byte
-        count += 1
+    /// Commits bytes written after `reserve`.
+    func advance(by n: Int) { count += n }
+}
+
+/// A write position inside reserved room.
+struct ByteCursor {
+    var p: UnsafeMutablePointer<UInt8>
+
+    @inline(__always) mutating func put(_ b: UInt8) {
+        p.pointee = b
+        p += 1
     }
 
-    @inline(__always)
-    public func append(_ raw: UnsafeRawBufferPointer) {
-        guard raw.count > 0 else { return }
-        reserve(raw.count)
-        (base + count).update(from: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: raw.count)
-        count += raw.count
+    @inline(__always) mutating func put(_ raw: UnsafeRawBufferPointer) {
+        guard let source = raw.baseAddress, raw.count > 0 else { return }
+        p.update(from: source.assumingMemoryBound(to: UInt8.self), count: raw.count)
+        p += raw.count
     }
 
-    @inline(__always)
-    public func append(_ text: StaticString) {
-        text.withUTF8Buffer { append(UnsafeRawBufferPointer($0)) }
+    @inline(__always) mutating func put(_ text: StaticString) {
+        put(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 }
 
 /// The JSON line `ipsight parse` writes for an event, built directly as bytes.
 public enum EventJSON {
-    /// Appends `{"time":...,"host":...,...}` and a newline.
-    /// `line`, when given, adds the input line number (for checking against a source file).
+    /// Appends `{"time":...,"host":...,...}` and a newline; `line`, when given,
+    /// adds the input line number (for checking against a source file).
     public static func append(_ event: LoginEvent, to out: OutputBuffer, line: Int? = nil) {
-        out.append(#"{"time":"#)
+        // Escaping makes a byte at most six ("\u00XX"); the rest is bounded.
+        @inline(__always) func size(_ s: String?) -> Int { s?.utf8.count ?? 0 }
+        let bound = 256 + 6 * (size(event.host) + size(event.service) + size(event.user) + size(event.ip)
+            + size(event.method) + size(event.rule) + size(event.remoteHost))
+        let start = out.reserve(bound)
+        var c = ByteCursor(p: start)
+        c.put(#"{"time":"#)
         if let t = event.time {
-            var text: [UInt8] = []
-            text.reserveCapacity(32)
-            CivilTime.appendRFC3339(t, to: &text)
-            out.append(0x22)
-            text.withUnsafeBytes { out.append($0) }
-            out.append(0x22)
+            c.put(0x22)
+            c.p += CivilTime.writeRFC3339(t, to: c.p)
+            c.put(0x22)
         } else {
-            out.append("null")
+            c.put("null")
         }
-        out.append(#","host":"#)
-        optional(event.host, out)
-        out.append(#","service":"#)
-        string(event.service, out)
-        out.append(#","outcome":"#)
-        out.append(event.outcome == .success ? #""success""# : #""failure""#)
-        out.append(#","user":"#)
-        optional(event.user, out)
-        out.append(#","ip":"#)
-        optional(event.ip, out)
-        out.append(#","port":"#)
-        if let p = event.port { integer(p, out) } else { out.append("null") }
-        out.append(#","method":"#)
-        optional(event.method, out)
-        out.append(#","rule":"#)
-        string(event.rule, out)
+        c.put(#","host":"#)
+        optional(event.host, &c)
+        c.put(#","service":"#)
+        string(event.service, &c)
+        c.put(#","outcome":"#)
+        c.put(event.outcome == .success ? #""success""# : #""failure""#)
+        c.put(#","user":"#)
+        optional(event.user, &c)
+        c.put(#","ip":"#)
+        optional(event.ip, &c)
+        c.put(#","port":"#)
+        if let p = event.port { integer(p, &c) } else { c.put("null") }
+        c.put(#","method":"#)
+        optional(event.method, &c)
+        c.put(#","rule":"#)
+        string(event.rule, &c)
         if let name = event.remoteHost {
-            out.append(#","remote_host":"#)
-            string(name, out)
+            c.put(#","remote_host":"#)
+            string(name, &c)
         }
         if let line {
-            out.append(#","line":"#)
-            integer(line, out)
+            c.put(#","line":"#)
+            integer(line, &c)
         }
-        out.append("}\n")
+        c.put("}\n")
+        out.advance(by: start.distance(to: c.p))
     }
 
     /// One event as a JSON line without the newline.
@@ -103,49 +113,49 @@ public enum EventJSON {
     }
 
     @inline(__always)
-    static func optional(_ s: String?, _ out: OutputBuffer) {
-        if let s { string(s, out) } else { out.append("null") }
+    static func optional(_ s: String?, _ c: inout ByteCursor) {
+        if let s { string(s, &c) } else { c.put("null") }
     }
 
-    static func integer(_ value: Int, _ out: OutputBuffer) {
-        if value < 0 { out.append(UInt8(ascii: "-")) }
+    static func integer(_ value: Int, _ c: inout ByteCursor) {
+        if value < 0 { c.put(UInt8(ascii: "-")) }
         var v = value.magnitude
         var divisor: UInt = 1
         while divisor <= v / 10 { divisor *= 10 }
         while divisor > 0 {
-            out.append(UInt8(48 + (v / divisor) % 10))
+            c.put(UInt8(48 + (v / divisor) % 10))
             v %= divisor
             divisor /= 10
         }
     }
 
     /// A JSON string literal; control characters, quotes and backslashes escaped.
-    static func string(_ s: String, _ out: OutputBuffer) {
-        out.append(0x22)
+    static func string(_ s: String, _ c: inout ByteCursor) {
+        c.put(0x22)
         var text = s
         text.withUTF8 { buffer in
             var plain = true
-            for c in buffer where c < 0x20 || c == 0x22 || c == 0x5C || c == 0x7F { plain = false; break }
+            for b in buffer where b < 0x20 || b == 0x22 || b == 0x5C || b == 0x7F { plain = false; break }
             if plain {
-                out.append(UnsafeRawBufferPointer(buffer))
+                c.put(UnsafeRawBufferPointer(buffer))
                 return
             }
-            for c in buffer {
-                switch c {
-                case 0x22: out.append(0x5C); out.append(0x22)
-                case 0x5C: out.append(0x5C); out.append(0x5C)
-                case 0x0A: out.append(0x5C); out.append(UInt8(ascii: "n"))
-                case 0x0D: out.append(0x5C); out.append(UInt8(ascii: "r"))
-                case 0x09: out.append(0x5C); out.append(UInt8(ascii: "t"))
+            for b in buffer {
+                switch b {
+                case 0x22: c.put(0x5C); c.put(0x22)
+                case 0x5C: c.put(0x5C); c.put(0x5C)
+                case 0x0A: c.put(0x5C); c.put(UInt8(ascii: "n"))
+                case 0x0D: c.put(0x5C); c.put(UInt8(ascii: "r"))
+                case 0x09: c.put(0x5C); c.put(UInt8(ascii: "t"))
                 case 0..<0x20, 0x7F:
-                    out.append("\\u00")
-                    out.append(hex(c >> 4))
-                    out.append(hex(c & 15))
-                default: out.append(c)
+                    c.put("\\u00")
+                    c.put(hex(b >> 4))
+                    c.put(hex(b & 15))
+                default: c.put(b)
                 }
             }
         }
-        out.append(0x22)
+        c.put(0x22)
     }
 
     static func hex(_ v: UInt8) -> UInt8 { v < 10 ? 0x30 + v : 0x61 + v - 10 }
