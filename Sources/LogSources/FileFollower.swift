@@ -68,7 +68,7 @@ public final class FileFollower {
     /// The position after the last line handed out.
     public var position: FilePosition {
         FilePosition(path: path, device: identity.device, inode: identity.inode,
-                     offset: buffer.consumedOffset - UInt64(buffer.pendingCount), headHash: headHash)
+                     offset: buffer.consumedOffset, headHash: headHash)
     }
 
     public enum Progress: Equatable {

@@ -35,7 +35,8 @@ struct LineBuffer {
     private var end = 0
     /// True while skipping the rest of an overlong line.
     private var discarding = false
-    /// Bytes consumed from the descriptor (handed out, pending or discarded).
+    /// The file offset after the last line handed out or discarded (a partial
+    /// line still waiting for its newline is not included).
     private(set) var consumedOffset: UInt64 = 0
     var skips = SkipCounts()
     /// Lines seen so far, skipped ones included: the 1-based number of the last line.
