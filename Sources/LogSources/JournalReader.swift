@@ -199,7 +199,7 @@ public final class JournalReader: @unchecked Sendable {
         batch.reserveCapacity(configuration.batchSize)
         let waitMicros = UInt64(configuration.waitInterval * 1_000_000)
         while true {
-            if queue.isCancelled { return }
+            // Cancellation is noticed at the next push, or here while waiting.
             let advanced: Int32 = standing ? 1 : sd_journal_next(journal)
             standing = false
             if advanced < 0 { throw SourceError.journal(operation: "next", code: advanced) }
@@ -219,7 +219,7 @@ public final class JournalReader: @unchecked Sendable {
                 guard queue.push(batch) else { return }
                 batch.removeAll(keepingCapacity: true)
             }
-            guard configuration.follow else { return }
+            guard configuration.follow, !queue.isCancelled else { return }
             let w = sd_journal_wait(journal, waitMicros)
             if w < 0 { throw SourceError.journal(operation: "wait", code: w) }
             if w == Int32(SD_JOURNAL_INVALIDATE), let cursor = lastCursor {
