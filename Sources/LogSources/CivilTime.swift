@@ -58,8 +58,10 @@ public enum CivilTime {
 
     /// Writes the RFC 3339 text of `time` at `p` and returns its length; no allocation.
     public static func writeRFC3339(_ time: Double, to p: UnsafeMutablePointer<UInt8>) -> Int {
-        var seconds = time.rounded(.down)
-        var micros = Int(((time - seconds) * 1_000_000).rounded())
+        // Years 0001 to 9999 only: a hostile timestamp cannot overflow the arithmetic.
+        let clamped = time.isFinite ? min(max(time, -62_135_596_800), 253_402_300_799) : 0
+        var seconds = clamped.rounded(.down)
+        var micros = Int(((clamped - seconds) * 1_000_000).rounded())
         if micros >= 1_000_000 { micros -= 1_000_000; seconds += 1 }
         let whole = Int(seconds)
         let day = whole >= 0 ? whole / 86_400 : (whole - 86_399) / 86_400

@@ -55,9 +55,10 @@ enum JSONRuleMatcher {
 
         var time = record.time
         if let field = fields.time, let value = lookup(document, field) {
-            if let n = value.numberValue {
-                // Milliseconds when the number is too large to be seconds.
-                time = n > 1e11 ? n / 1000 : n
+            if let n = value.numberValue, n.isFinite, n >= 0 {
+                // Milliseconds when the number is too large to be seconds; years past 9999 are refused.
+                let seconds = n > 1e11 ? n / 1000 : n
+                if seconds < 253_402_300_800 { time = seconds }
             } else if let s = value.stringValue {
                 var copy = s
                 if let t = copy.withUTF8({ parseTimestamp(UnsafeRawBufferPointer($0)) }) { time = t }
