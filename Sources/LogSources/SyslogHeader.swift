@@ -242,7 +242,7 @@ public struct SyslogHeaderParser: Sendable {
         return best
     }
 
-    /// `2018-11-14T10:00:00[.ffffff](Z|+hh:mm|-hh:mm)`; a space instead of `T` is accepted.
+    /// `2018-11-14T10:00:00[.ffffff](Z|+hh:mm|-hh:mm|+hhmm)`; a space instead of `T` is accepted.
     private func isoTime(_ scanner: inout ByteScanner) -> Double? {
         let start = scanner.index
         guard scanner.count - start >= 20 else { return nil }
@@ -270,11 +270,12 @@ public struct SyslogHeaderParser: Sendable {
         case UInt8(ascii: "+"), UInt8(ascii: "-"):
             let sign = scanner.peek() == UInt8(ascii: "-") ? -1 : 1
             let i = scanner.index + 1
-            guard i + 5 <= scanner.count, let hh = num(i, 2), scanner[i + 2] == UInt8(ascii: ":"), let mm = num(i + 3, 2),
-                  hh < 24, mm < 60
+            // `+01:00`, or `+0100` as `journalctl -o short-iso` writes it.
+            let colon = i + 2 < scanner.count && scanner[i + 2] == UInt8(ascii: ":") ? 1 : 0
+            guard i + 4 + colon <= scanner.count, let hh = num(i, 2), let mm = num(i + 2 + colon, 2), hh < 24, mm < 60
             else { scanner.index = start; return nil }
             offset = sign * (hh * 3600 + mm * 60)
-            scanner.index = i + 5
+            scanner.index = i + 4 + colon
         default:
             scanner.index = start
             return nil

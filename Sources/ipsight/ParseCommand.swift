@@ -23,6 +23,7 @@ struct ParseCommand: ParsableCommand {
           ipsight parse --journal --follow
           ipsight parse --year 2018 --utc --stats auth.log > events.jsonl
           ipsight parse --journal-dir /var/log/journal/MACHINE --after-cursor 's=...'
+          journalctl -u ssh -o cat | ipsight parse --identifier sshd
         """
     )
 
@@ -58,6 +59,9 @@ struct ParseCommand: ParsableCommand {
 
     @Option(name: .customLong("show-unmatched"), help: "Print up to this many lines that matched no rule to standard error.")
     var showUnmatched = 0
+
+    @Option(help: "The syslog identifier of lines without a syslog header (e.g. sshd for `journalctl -o cat` output).")
+    var identifier: String?
 
     @Flag(name: .customLong("line-numbers"), help: "Add each event's input line number (\"line\") to its JSON.")
     var lineNumbers = false
@@ -144,7 +148,8 @@ struct ParseCommand: ParsableCommand {
                 let progress = try follower.poll { line, position in
                     session.lines += 1
                     session.lineNumber = follower.lineNumber
-                    if let record = followers[index].1.decode(line, position: .file(position)) {
+                    if var record = followers[index].1.decode(line, position: .file(position)) {
+                        if record.identifier == nil, let identifier { record.identifier = identifier }
                         session.handle(record)
                     } else {
                         session.skips.binaryLines += 1

@@ -32,6 +32,8 @@ import Testing
         #expect(r.time == epoch(2018, 11, 14, 9) + 0.25)
         #expect(decode("2018-11-14T10:00:00Z h sshd[1]: m")?.time == epoch(2018, 11, 14, 10))
         #expect(decode("2018-11-14T10:00:00-05:30 h sshd[1]: m")?.time == epoch(2018, 11, 14, 15, 30))
+        // journalctl -o short-iso
+        #expect(decode("2018-11-14T10:00:00+0100 h sshd[1]: m")?.time == epoch(2018, 11, 14, 9))
     }
 
     @Test func rfc5424() throws {
