@@ -4,21 +4,21 @@ import Glibc
 import Darwin
 #endif
 
-/// A bounded queue of record batches from a producer thread to a consumer
+/// A bounded queue of batches from a producer thread to a consumer
 /// that either blocks (a command-line loop) or awaits (a Swift task).
 ///
 /// The producer blocks while the queue is full, so a slow consumer slows the
 /// reader down instead of growing memory or dropping records.
-final class BatchQueue: @unchecked Sendable {
+final class BatchQueue<Batch: Sendable>: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let notFull = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private let notEmpty = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private let capacity: Int
-    private var items: [[LogRecord]] = []
+    private var items: [Batch] = []
     private var finished = false
     private var failure: SourceError?
     private var cancelled = false
-    private var waiter: CheckedContinuation<[LogRecord]?, any Error>?
+    private var waiter: CheckedContinuation<Batch?, any Error>?
 
     init(capacity: Int) {
         self.capacity = max(1, capacity)
@@ -43,7 +43,7 @@ final class BatchQueue: @unchecked Sendable {
     }
 
     /// Blocks while full; false once the consumer cancelled.
-    func push(_ batch: [LogRecord]) -> Bool {
+    func push(_ batch: Batch) -> Bool {
         pthread_mutex_lock(mutex)
         while items.count >= capacity && !cancelled { pthread_cond_wait(notFull, mutex) }
         if cancelled {
@@ -96,7 +96,7 @@ final class BatchQueue: @unchecked Sendable {
     }
 
     /// The next batch, blocking; nil at the end.
-    func pop() throws(SourceError) -> [LogRecord]? {
+    func pop() throws(SourceError) -> Batch? {
         pthread_mutex_lock(mutex)
         while items.isEmpty && !finished { pthread_cond_wait(notEmpty, mutex) }
         defer { pthread_mutex_unlock(mutex) }
@@ -109,8 +109,8 @@ final class BatchQueue: @unchecked Sendable {
     }
 
     /// The next batch, suspending the task rather than blocking its thread.
-    func next() async throws -> [LogRecord]? {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[LogRecord]?, any Error>) in
+    func next() async throws -> Batch? {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Batch?, any Error>) in
             pthread_mutex_lock(mutex)
             if !items.isEmpty {
                 let batch = items.removeFirst()

@@ -56,14 +56,14 @@ public final class JournalReader: @unchecked Sendable {
     }
 
     public let configuration: Configuration
-    private let queue: BatchQueue
-    private let stats = UnsafeMutablePointer<SkipCounts>.allocate(capacity: 1)
+    private let queue: BatchQueue<RawJournalBatch>
     private var thread: pthread_t?
+    /// Entries skipped as too long or not UTF-8, counted by the consumer as it decodes.
+    public private(set) var skips = SkipCounts()
 
     public init(configuration: Configuration) {
         self.configuration = configuration
         queue = BatchQueue(capacity: configuration.queueCapacity)
-        stats.initialize(to: SkipCounts())
     }
 
     deinit {
@@ -72,7 +72,6 @@ public final class JournalReader: @unchecked Sendable {
             // The last reference may be dropped by the reading thread itself.
             if pthread_equal(thread, pthread_self()) != 0 { pthread_detach(thread) } else { pthread_join(thread, nil) }
         }
-        stats.deallocate()
     }
 
     /// Starts the reading thread.
@@ -107,17 +106,16 @@ public final class JournalReader: @unchecked Sendable {
     }
 
     /// The next batch, blocking the calling thread; nil at the end (not following).
+    /// One consumer at a time.
     public func nextBatch() throws(SourceError) -> [LogRecord]? {
-        try queue.pop()
+        try queue.pop().map(decode)
     }
 
     /// The next batch, suspending the calling task; nil at the end (not following).
+    /// One consumer at a time.
     public func next() async throws -> [LogRecord]? {
-        try await queue.next()
+        try await queue.next().map(decode)
     }
-
-    /// Entries skipped as too long or not UTF-8 (read after the thread ended).
-    public var skips: SkipCounts { stats.pointee }
 
     // MARK: - The reading thread
 
@@ -195,29 +193,28 @@ public final class JournalReader: @unchecked Sendable {
     private func read(_ journal: OpaquePointer) throws(SourceError) {
         var standing = try seek(journal, after: configuration.cursor)
         var lastCursor = configuration.cursor
-        var batch: [LogRecord] = []
-        batch.reserveCapacity(configuration.batchSize)
+        var batch = RawJournalBatch()
         let waitMicros = UInt64(configuration.waitInterval * 1_000_000)
+        func push() -> Bool {
+            if let cursor = batch.cursor(batch.count - 1) { lastCursor = cursor }
+            defer { batch = RawJournalBatch() }
+            return queue.push(batch)
+        }
         while true {
             // Cancellation is noticed at the next push, or here while waiting.
             let advanced: Int32 = standing ? 1 : sd_journal_next(journal)
             standing = false
             if advanced < 0 { throw SourceError.journal(operation: "next", code: advanced) }
             if advanced > 0 {
-                if let record = entry(journal) {
-                    lastCursor = record.cursor
-                    batch.append(record.record)
-                    if batch.count >= configuration.batchSize {
-                        guard queue.push(batch) else { return }
-                        batch.removeAll(keepingCapacity: true)
-                    }
+                copyEntry(journal, into: &batch)
+                if batch.count >= configuration.batchSize {
+                    guard push() else { return }
                 }
                 continue
             }
             // At the end: hand out what we have, then wait or finish.
-            if !batch.isEmpty {
-                guard queue.push(batch) else { return }
-                batch.removeAll(keepingCapacity: true)
+            if batch.count > 0 {
+                guard push() else { return }
             }
             guard configuration.follow, !queue.isCancelled else { return }
             let w = sd_journal_wait(journal, waitMicros)
@@ -230,61 +227,80 @@ public final class JournalReader: @unchecked Sendable {
     }
 
     /// The fields a record is made of, by their position in `fieldNames`.
-    private static let fieldNames: [[UInt8]] = [
+    static let fieldNames: [[UInt8]] = [
         "MESSAGE=", "SYSLOG_IDENTIFIER=", "SYSLOG_PID=", "_SYSTEMD_UNIT=", "_COMM=", "_UID=", "_PID=", "_HOSTNAME=", "_EXE=",
     ].map { Array($0.utf8) }
 
-    private func entry(_ journal: OpaquePointer) -> (record: LogRecord, cursor: String?)? {
+    /// Copies the current entry's fields, cursor and time into the batch. This
+    /// is all the reading thread does per entry; making strings and records is
+    /// left to the consumer's thread, so the two run side by side.
+    private func copyEntry(_ journal: OpaquePointer, into batch: inout RawJournalBatch) {
+        batch.beginEntry()
         var cursorPointer: UnsafeMutablePointer<CChar>?
-        var cursor: String?
         if sd_journal_get_cursor(journal, &cursorPointer) >= 0, let cursorPointer {
-            cursor = String(cString: cursorPointer)
+            batch.setField(RawJournalBatch.cursorIndex, UnsafeRawBufferPointer(start: cursorPointer, count: strlen(cursorPointer)))
             free(cursorPointer)
         }
         // One pass over the entry's fields: each sd_journal_get_data call would
         // scan them again.
-        var values = [UnsafeRawBufferPointer?](repeating: nil, count: Self.fieldNames.count)
         sd_journal_restart_data(journal)
         var pointer: UnsafeRawPointer?
         var length = 0
-        while sd_journal_enumerate_available_data(journal, &pointer, &length) > 0 {
+        var found = 0
+        while found < Self.fieldNames.count, sd_journal_enumerate_available_data(journal, &pointer, &length) > 0 {
             guard let pointer else { continue }
-            let item = UnsafeRawBufferPointer(start: pointer, count: length)
-            let first = item.first ?? 0
+            let first = pointer.load(as: UInt8.self)
             guard first == UInt8(ascii: "M") || first == UInt8(ascii: "S") || first == UInt8(ascii: "_") else { continue }
-            for (index, name) in Self.fieldNames.enumerated() where values[index] == nil && length >= name.count && name[0] == first {
-                if name.withUnsafeBytes({ memcmp($0.baseAddress!, pointer, name.count) == 0 }) {
-                    values[index] = UnsafeRawBufferPointer(rebasing: item[name.count...])
-                    break
+            for index in 0..<Self.fieldNames.count where !batch.hasField(index) {
+                let matched = Self.fieldNames[index].withUnsafeBytes { name in
+                    length >= name.count && name[0] == first && memcmp(name.baseAddress!, pointer, name.count) == 0
                 }
+                guard matched else { continue }
+                let nameLength = Self.fieldNames[index].count
+                let value = UnsafeRawBufferPointer(start: pointer + nameLength, count: length - nameLength)
+                if index == 0 && value.count > configuration.maxMessageLength {
+                    batch.markTooLong()
+                } else if index == 0 || value.count <= 4096 {
+                    batch.setField(index, value)
+                }
+                found += 1
+                break
             }
         }
-        guard let raw = values[0] else { return nil }
-        if raw.count > configuration.maxMessageLength {
-            stats.pointee.longLines += 1
-            return nil
-        }
-        guard let message = Self.string(raw), !raw.contains(0) else {
-            stats.pointee.binaryLines += 1
-            return nil
-        }
-        func text(_ index: Int) -> String? {
-            guard let v = values[index], v.count <= 4096 else { return nil }
-            return Self.string(v)
-        }
         var usec: UInt64 = 0
-        let time: Double? = sd_journal_get_realtime_usec(journal, &usec) >= 0 ? Double(usec) / 1_000_000 : nil
-        let trusted = TrustedFields(systemdUnit: text(3), comm: text(4), uid: text(5), pid: text(6),
-                                    hostname: text(7), exe: text(8))
-        let identifier = text(1) ?? trusted.comm
-        let pid = (text(2) ?? trusted.pid).flatMap { Int($0) }
-        let record = LogRecord(time: time, host: trusted.hostname, identifier: identifier, pid: pid, message: message,
-                               trusted: trusted, position: cursor.map { .journal(cursor: $0) } ?? .none)
-        return (record, cursor)
+        batch.setTime(sd_journal_get_realtime_usec(journal, &usec) >= 0 ? Double(usec) / 1_000_000 : nil)
+    }
+
+    /// Records from copied entries, on the consumer's thread.
+    private func decode(_ batch: RawJournalBatch) -> [LogRecord] {
+        var records: [LogRecord] = []
+        records.reserveCapacity(batch.count)
+        batch.withBytes { raw in
+            for entry in 0..<batch.count {
+                if batch.isTooLong(entry) {
+                    skips.longLines += 1
+                    continue
+                }
+                guard let bytes = batch.field(entry, 0, in: raw) else { continue }
+                guard !bytes.contains(0), let message = Self.string(bytes) else {
+                    skips.binaryLines += 1
+                    continue
+                }
+                func text(_ index: Int) -> String? { batch.field(entry, index, in: raw).flatMap(Self.string) }
+                let trusted = TrustedFields(systemdUnit: text(3), comm: text(4), uid: text(5), pid: text(6),
+                                            hostname: text(7), exe: text(8))
+                let identifier = text(1) ?? trusted.comm
+                let pid = (text(2) ?? trusted.pid).flatMap { Int($0) }
+                let cursor = batch.field(entry, RawJournalBatch.cursorIndex, in: raw).map { String(decoding: $0, as: UTF8.self) }
+                records.append(LogRecord(time: batch.time(entry), host: trusted.hostname, identifier: identifier, pid: pid,
+                                         message: message, trusted: trusted, position: cursor.map { .journal(cursor: $0) } ?? .none))
+            }
+        }
+        return records
     }
 
     /// UTF-8 text, with a fast path for ASCII; nil if invalid.
-    private static func string(_ raw: UnsafeRawBufferPointer) -> String? {
+    static func string(_ raw: UnsafeRawBufferPointer) -> String? {
         let bytes = raw.assumingMemoryBound(to: UInt8.self)
         for b in bytes where b >= 0x80 { return String(validating: bytes, as: UTF8.self) }
         return String(decoding: bytes, as: UTF8.self)
