@@ -138,7 +138,9 @@ public final class FileFollower {
         resume = nil
         let size = UInt64(st.st_size)
         let sameHead = saved.headHash == 0 || saved.headHash == headHash
-        if saved.inode == identity.inode, saved.device == identity.device, size >= saved.offset, sameHead {
+        // The device number is not compared: it can change across reboots
+        // (overlay and btrfs mounts) while inode and first line identify the file.
+        if saved.inode == identity.inode, size >= saved.offset, sameHead {
             try seek(fd, to: saved.offset)
             buffer.reset(offset: saved.offset)
             return true
@@ -156,7 +158,7 @@ public final class FileFollower {
             let oldFD = open(candidate, O_RDONLY | O_CLOEXEC)
             if oldFD < 0 { continue }
             var st = stat()
-            if fstat(oldFD, &st) == 0, UInt64(st.st_ino) == saved.inode, UInt64(st.st_dev) == saved.device,
+            if fstat(oldFD, &st) == 0, UInt64(st.st_ino) == saved.inode,
                UInt64(st.st_size) >= saved.offset,
                saved.headHash == 0 || firstLineHash(fd: oldFD) == saved.headHash,
                lseek(oldFD, off_t(saved.offset), SEEK_SET) >= 0 {
