@@ -13,25 +13,14 @@ struct Captures {
     var method: Range<Int>?
     var service: Range<Int>?
     var time: Double?
-
-    mutating func set(_ field: CaptureField?, _ range: Range<Int>) {
-        switch field {
-        case .user: user = range
-        case .host: host = range
-        case .port: port = range
-        case .method: method = range
-        case .service: service = range
-        case nil: break
-        }
-    }
 }
 
 /// A compiled pattern: literal daemon text with typed placeholders, matched on
 /// bytes, anchored at both ends, in time linear in the message length.
 ///
 /// Placeholders: `<user>` (free text, may hold spaces), `<user:word>`,
-/// `<user:alnum>`, `<user:name>` (letters, digits, `.`, `_`, `-`, `@`), `<host>` (address or host name), `<ip>` (an address only),
-/// `<ipport>` (`address:port`, split at the last colon), `<port>`, `<method>`,
+/// `<user:alnum>`, `<user:name>` (letters, digits, `.`, `_`, `-`, `@`),
+/// `<host>` (address or host name), `<ip>` (an address only), `<ipport>` (`address:port`, split at the last colon), `<port>`, `<method>`,
 /// `<service>`, and uncaptured `<word>`, `<alnum>`, `<name>`, `<num>`, `<opt>`
 /// (a word or nothing), `<any>` (free text or nothing), `<quoted>` (a `"..."`
 /// string with backslash escapes), `<clftime>` (`[14/Nov/2018:10:00:00 +0000]`'s
@@ -57,12 +46,6 @@ public struct Pattern: Sendable {
     }
 
     public let source: String
-    let elements: [Element]
-    /// The index of the free placeholder that is not last, if any.
-    let split: Int?
-    /// The non-space text the element after `split` starts with, searched from the right.
-    let anchor: [UInt8]
-    let anchorAfterSpace: Bool
     /// `<ip>` rather than `<host>`: a host name is not accepted.
     public let requiresAddress: Bool
     public let fields: Set<CaptureField>
@@ -70,7 +53,6 @@ public struct Pattern: Sendable {
     let program: PatternProgram
 
     static let space = UInt8(ascii: " ")
-    static let maxSpaceRun = 64
 
     // MARK: - Compiling
 
@@ -130,7 +112,6 @@ public struct Pattern: Sendable {
             i += 1
         }
         flush()
-        self.elements = elements
         self.requiresAddress = requiresAddress
         self.fields = fields
 
@@ -162,7 +143,7 @@ public struct Pattern: Sendable {
                 split = k
             }
         }
-        self.split = split
+        // The non-space text the element after `split` starts with, searched from the right.
         var anchor: [UInt8] = []
         var afterSpace = false
         if let s = split {
@@ -178,8 +159,6 @@ public struct Pattern: Sendable {
             if lit.first == Self.space { afterSpace = true; j = 1 }
             while j < lit.count, lit[j] != Self.space { anchor.append(lit[j]); j += 1 }
         }
-        self.anchor = anchor
-        self.anchorAfterSpace = afterSpace
         program = PatternProgram(elements: elements, split: split, anchor: anchor, anchorAfterSpace: afterSpace)
     }
 
