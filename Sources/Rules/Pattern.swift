@@ -20,7 +20,8 @@ struct Captures {
 ///
 /// Placeholders: `<user>` (free text, may hold spaces), `<user:word>`,
 /// `<user:alnum>`, `<user:name>` (letters, digits, `.`, `_`, `-`, `@`),
-/// `<host>` (address or host name), `<ip>` (an address only), `<ipport>` (`address:port`, split at the last colon), `<port>`, `<method>`,
+/// `<host>` (address or host name), `<ip>` (an address only), `<ipport>`
+/// (`address:port`, split at the last colon), `<port>`, `<method>`,
 /// `<service>`, and uncaptured `<word>`, `<alnum>`, `<name>`, `<num>`, `<opt>`
 /// (a word or nothing), `<any>` (free text or nothing), `<quoted>` (a `"..."`
 /// string with backslash escapes), `<clftime>` (`[14/Nov/2018:10:00:00 +0000]`'s
