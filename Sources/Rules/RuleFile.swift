@@ -83,5 +83,5 @@ public struct RuleFileError: Error, CustomStringConvertible, Equatable {
     public var path: String
     public var line: Int
     public var message: String
-    public var description: String { "\(path):\(line): \(message)" }
+    public var description: String { line > 0 ? "\(path):\(line): \(message)" : "\(path): \(message)" }
 }

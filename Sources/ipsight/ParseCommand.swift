@@ -83,7 +83,7 @@ struct ParseCommand: ParsableCommand {
         }
         let ruleSet: RuleSet
         do { ruleSet = try RuleSet.load(directory: directory) } catch {
-            throw ValidationError("\(error)")
+            throw IngestCommandFailure("\(error)")
         }
         let session = ParseSession(rules: ruleSet, showUnmatched: showUnmatched, flushEachBatch: follow)
         session.lineNumbers = lineNumbers
@@ -97,7 +97,7 @@ struct ParseCommand: ParsableCommand {
             }
         } catch {
             session.flush()
-            throw ValidationError("\(error)")
+            throw IngestCommandFailure("\(error)")
         }
         session.flush()
         session.report(elapsed: ParseClock.now() - started, cpu: ParseClock.cpuSeconds(), stats: stats, cursor: lastCursor)
@@ -167,6 +167,13 @@ struct ParseCommand: ParsableCommand {
         }
         for (follower, _) in followers { session.skips = session.skips + follower.skips }
     }
+}
+
+/// A runtime failure: printed as `Error: ...`, exit status 1 (no usage text,
+/// unlike a `ValidationError`).
+struct IngestCommandFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// Counts and output of one `parse` run.

@@ -47,7 +47,7 @@ struct RulesTestCommand: ParsableCommand {
         }
         let rules: RuleSet
         do { rules = try RuleSet.load(directory: dir) } catch {
-            throw ValidationError("\(error)")
+            throw IngestCommandFailure("\(error)")
         }
         if let line {
             try testLine(line, rules)
