@@ -4,7 +4,7 @@ import Testing
 
 /// Real files in a temporary directory, rotated the ways logrotate does it.
 @Suite struct FileFollowerTests {
-    final class Scratch {
+    final class Scratch: @unchecked Sendable {
         let dir: String
         init(_ name: String) throws {
             dir = NSTemporaryDirectory() + "ipsight-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -201,5 +201,38 @@ import Testing
         defer { close(fd) }
         let (lines, _) = try drain(FileFollower(fileDescriptor: fd))
         #expect(lines == ["x", "y"])
+    }
+}
+
+@Suite struct FileSourceTests {
+    @Test func recordsWithPositionsThenTheEnd() throws {
+        let s = try FileFollowerTests.Scratch("source")
+        let text = "Nov  4 10:00:00 h sshd[1]: one\nplain line\n"
+        try s.append("auth.log", text)
+        let source: any LogSource = FileSource(path: s.path("auth.log"), follow: false,
+                                               decoder: LineDecoder(header: SyslogHeaderParser(timeZone: .utc)),
+                                               identifier: "app")
+        let batch = try #require(try source.nextBatch())
+        #expect(batch.map(\.message) == ["one", "plain line"])
+        #expect(batch.map(\.identifier) == ["sshd", "app"])
+        guard case .file(let position) = batch[1].position else {
+            Issue.record("no file position")
+            return
+        }
+        #expect(position.offset == UInt64(text.utf8.count))
+        #expect(try source.nextBatch() == nil)
+    }
+
+    @Test func followingWaitsUntilStopped() throws {
+        let s = try FileFollowerTests.Scratch("source-follow")
+        try s.append("auth.log", "a\n")
+        let source = FileSource(path: s.path("auth.log"), follow: true)
+        #expect(try source.nextBatch()?.map(\.message) == ["a"])
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) {
+            try? s.append("auth.log", "b\n")
+        }
+        #expect(try source.nextBatch()?.map(\.message) == ["b"])
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.3) { source.stop() }
+        #expect(try source.nextBatch() == nil)
     }
 }
