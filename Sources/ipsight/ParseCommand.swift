@@ -24,6 +24,7 @@ struct ParseCommand: ParsableCommand {
           ipsight parse --year 2018 --utc --stats auth.log > events.jsonl
           ipsight parse --journal-dir /var/log/journal/MACHINE --after-cursor 's=...'
           journalctl -u ssh -o cat | ipsight parse --identifier sshd
+          ipsight parse --state /var/lib/ipsight/parse.state /var/log/auth.log   # only what is new since the last run
         """
     )
 
@@ -41,6 +42,9 @@ struct ParseCommand: ParsableCommand {
 
     @Option(name: .customLong("after-cursor"), help: "Journal: start after the entry with this cursor.")
     var afterCursor: String?
+
+    @Option(help: "Keep the journal cursor and file positions in this file: start after them, save them as events are written.")
+    var state: String?
 
     @Flag(help: "Keep reading: wait for new journal entries, or follow files through rotation like tail -F.")
     var follow = false
@@ -75,6 +79,7 @@ struct ParseCommand: ParsableCommand {
         if journalSources == 1 && !files.isEmpty { throw ValidationError("give either files or a journal source, not both") }
         if afterCursor != nil && journalSources == 0 { throw ValidationError("--after-cursor applies to the journal") }
         if follow && files.contains("-") { throw ValidationError("standard input cannot be followed; it is read to its end") }
+        if state != nil && afterCursor != nil { throw ValidationError("give either --state or --after-cursor") }
     }
 
     func run() throws {
@@ -87,6 +92,10 @@ struct ParseCommand: ParsableCommand {
         }
         let session = ParseSession(rules: ruleSet, showUnmatched: showUnmatched, flushEachBatch: follow)
         session.lineNumbers = lineNumbers
+        if let path = state {
+            do { session.state = try SourceState.load(path: path) } catch { throw IngestCommandFailure("\(error)") }
+            session.statePath = path
+        }
         let started = ParseClock.now()
         var lastCursor: String?
         do {
@@ -100,6 +109,7 @@ struct ParseCommand: ParsableCommand {
             throw IngestCommandFailure("\(error)")
         }
         session.flush()
+        do { try session.saveState() } catch { throw IngestCommandFailure("\(error)") }
         session.report(elapsed: ParseClock.now() - started, cpu: ParseClock.cpuSeconds(), stats: stats, cursor: lastCursor)
     }
 
@@ -108,7 +118,7 @@ struct ParseCommand: ParsableCommand {
         if let dir = journalDirectory { source = .directory(dir) } else if !journalFiles.isEmpty { source = .files(journalFiles) } else { source = .local }
         let config = JournalReader.Configuration(
             source: source, matches: rules.journalMatches.map { $0.map(\.text) }, follow: follow,
-            cursor: afterCursor, startAtEnd: fromEnd)
+            cursor: afterCursor ?? session.state.journalCursor, startAtEnd: fromEnd)
         let reader = JournalReader(configuration: config)
         try reader.start()
         var cursor: String?
@@ -118,7 +128,11 @@ struct ParseCommand: ParsableCommand {
                 session.handle(record)
                 if case .journal(let c) = record.position { cursor = c }
             }
-            session.endBatch()
+            if session.statePath != nil, let cursor {
+                session.state.journalCursor = cursor
+                session.stateChanged = true
+            }
+            try session.endBatch()
         }
         reader.join()
         session.skips = session.skips + reader.skips
@@ -131,7 +145,8 @@ struct ParseCommand: ParsableCommand {
         let inputs = files.isEmpty ? ["-"] : files
         var followers: [(FileFollower, LineDecoder)] = []
         for path in inputs {
-            let follower = path == "-" ? FileFollower(fileDescriptor: 0) : FileFollower(path: path, follow: follow)
+            let follower = path == "-" ? FileFollower(fileDescriptor: 0)
+                : FileFollower(path: path, follow: follow, from: session.state.files[path])
             followers.append((follower, LineDecoder(header: header)))
         }
         if follow && fromEnd {
@@ -140,12 +155,15 @@ struct ParseCommand: ParsableCommand {
                 while case .lines = try follower.poll({ _, _ in }) {}
             }
         }
+        let keepPositions = session.statePath != nil
         while true {
             var active = false
             var idle = true
             for index in followers.indices {
                 let follower = followers[index].0
+                var last: FilePosition?
                 let progress = try follower.poll { line, position in
+                    if keepPositions { last = position }
                     session.lines += 1
                     session.lineNumber = follower.lineNumber
                     if var record = followers[index].1.decode(line, position: .file(position)) {
@@ -155,13 +173,17 @@ struct ParseCommand: ParsableCommand {
                         session.skips.binaryLines += 1
                     }
                 }
+                if let last, inputs[index] != "-" {
+                    session.state.files[inputs[index]] = last
+                    session.stateChanged = true
+                }
                 switch progress {
                 case .lines: active = true; idle = false
                 case .idle: active = true
                 case .end: break
                 }
             }
-            session.endBatch()
+            try session.endBatch()
             if !active { break }
             if idle { sleepSeconds(0.25) }
         }
@@ -193,6 +215,10 @@ final class ParseSession {
     var skips = SkipCounts()
     var lineNumbers = false
     var lineNumber = 0
+    /// `--state`: positions to start from and to save after events are written.
+    var state = SourceState()
+    var statePath: String?
+    var stateChanged = false
 
     init(rules: RuleSet, showUnmatched: Int, flushEachBatch: Bool) {
         self.rules = rules
@@ -224,8 +250,18 @@ final class ParseSession {
         printError("unmatched: \(record.identifier ?? "-"): \(record.message)")
     }
 
-    func endBatch() {
-        if flushEachBatch { flush() }
+    /// While following: write the events out, then record how far they go.
+    func endBatch() throws {
+        if flushEachBatch {
+            flush()
+            try saveState()
+        }
+    }
+
+    func saveState() throws {
+        guard let statePath, stateChanged else { return }
+        try state.save(path: statePath)
+        stateChanged = false
     }
 
     func flush() {
