@@ -44,5 +44,7 @@ let package = Package(
         .testTarget(name: "IPInsightsTests", dependencies: ["IPInsights", "IPInsightsFormats"]),
         .testTarget(name: "IPInsightsFormatsTests", dependencies: ["IPInsights", "IPInsightsFormats"]),
         .testTarget(name: "ipsightTests", dependencies: ["ipsight"]),
+        .testTarget(name: "LogSourcesTests", dependencies: ["LogSources"]),
+        .testTarget(name: "RulesTests", dependencies: ["Rules", "LogSources", "IPInsights"]),
     ]
 )

@@ -1,0 +1,237 @@
+import LogSources
+
+/// Reads the rule file format:
+///
+/// ```
+/// # comment
+/// service     = sshd
+/// identifiers = sshd sshd-session
+/// journal     = _SYSTEMD_UNIT=ssh.service
+/// trusted     = _UID=0 _COMM=sshd|sshd-session
+///
+/// [accepted]
+/// outcome = success
+/// match   = Accepted <method> for <user> from <host> port <port> ssh2
+/// example = Nov  4 10:00:00 h sshd[1]: Accepted password for alice from 192.0.2.1 port 2222 ssh2
+/// expect  = outcome=success user=alice ip=192.0.2.1 port=2222 method=password
+/// ```
+///
+/// Keys before the first section describe the service; each `[name]` section is
+/// a rule, except `[examples]`, which holds only examples. `example` lines are
+/// whole log lines; the `expect` after each gives the fields the line must yield
+/// (`nothing` for none; quote values with spaces; `-` for an absent field).
+public enum RuleFileParser {
+    public static func parse(_ text: String, path: String) throws(RuleFileError) -> RuleFile {
+        var file = RuleFile(path: path, service: "")
+        var current: Rule?
+        var inExamples = false
+        var pendingExample: (text: String, line: Int)?
+        var sawService = false
+
+        func fail(_ line: Int, _ message: String) -> RuleFileError {
+            RuleFileError(path: path, line: line, message: message)
+        }
+        func finishRule(_ line: Int) throws(RuleFileError) {
+            guard let rule = current else { return }
+            if rule.json == nil && rule.patterns.isEmpty {
+                throw fail(rule.line, "rule [\(rule.name)] has no match line")
+            }
+            if rule.outcome == nil && rule.json?.outcome == nil {
+                throw fail(rule.line, "rule [\(rule.name)] needs an outcome (success or failure)")
+            }
+            file.rules.append(rule)
+            current = nil
+        }
+
+        var number = 0
+        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            number += 1
+            let line = rawLine.trimmingSpaces()
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            if line.hasPrefix("[") {
+                guard line.hasSuffix("]"), line.count > 2 else { throw fail(number, "a section header is [name]") }
+                if let pending = pendingExample { throw fail(pending.line, "example without an expect line") }
+                try finishRule(number)
+                let name = String(line.dropFirst().dropLast()).trimmingSpaces()
+                guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+                    throw fail(number, "a rule name uses letters, digits, '-' and '_'")
+                }
+                guard sawService else { throw fail(number, "the file must name its service before the first section") }
+                if name == "examples" {
+                    inExamples = true
+                } else {
+                    if file.rules.contains(where: { $0.name == name }) { throw fail(number, "rule [\(name)] is defined twice") }
+                    inExamples = false
+                    current = Rule(name: name, qualifiedName: "\(file.service)/\(name)", line: number)
+                }
+                continue
+            }
+            guard let eq = line.firstIndex(of: "=") else { throw fail(number, "expected 'key = value'") }
+            let key = String(line[..<eq]).trimmingSpaces()
+            let value = String(line[line.index(after: eq)...]).trimmingSpaces()
+            if pendingExample != nil && key != "expect" { throw fail(number, "an example must be followed by its expect line") }
+
+            switch key {
+            case "example":
+                pendingExample = (value, number)
+                continue
+            case "expect":
+                guard let pending = pendingExample else { throw fail(number, "expect without an example line before it") }
+                pendingExample = nil
+                let expectation: [String: String]?
+                do { expectation = try parseExpect(value) } catch { throw fail(number, error.message) }
+                if let e = expectation {
+                    for required in ["outcome", "user", "ip"] where e[required] == nil {
+                        throw fail(number, "an expect line must state \(required) (write \(required)=- when absent)")
+                    }
+                }
+                file.examples.append(Example(text: pending.text, expect: expectation, line: pending.line, path: path))
+                continue
+            default: break
+            }
+
+            if current == nil && !inExamples {
+                switch key {
+                case "service":
+                    guard !value.isEmpty, !value.contains(" ") else { throw fail(number, "service is one word") }
+                    file.service = value
+                    sawService = true
+                case "identifiers":
+                    file.identifiers += value.split(separator: " ").map(String.init)
+                case "journal":
+                    var alternative: [RuleFile.JournalTerm] = []
+                    for term in value.split(separator: " ") {
+                        guard let e = term.firstIndex(of: "="), e != term.startIndex else {
+                            throw fail(number, "a journal match is FIELD=value")
+                        }
+                        let field = String(term[..<e])
+                        guard field.allSatisfy({ $0.isUppercase || $0.isNumber || $0 == "_" }) else {
+                            throw fail(number, "journal field names are upper case: \(field)")
+                        }
+                        alternative.append(.init(field: field, value: String(term[term.index(after: e)...])))
+                    }
+                    guard !alternative.isEmpty else { throw fail(number, "empty journal match") }
+                    file.journalMatches.append(alternative)
+                case "trusted":
+                    var alternative: [RuleFile.TrustedTerm] = []
+                    for term in value.split(separator: " ") {
+                        guard let e = term.firstIndex(of: "=") else { throw fail(number, "a condition is FIELD=value|value") }
+                        let field = String(term[..<e])
+                        guard TrustedFields.names.contains(field) else {
+                            throw fail(number, "\(field) is not a trusted field; use one of \(TrustedFields.names.joined(separator: ", "))")
+                        }
+                        let values = term[term.index(after: e)...].split(separator: "|").map(String.init)
+                        guard !values.isEmpty else { throw fail(number, "\(field) needs a value") }
+                        alternative.append(.init(field: field, values: values))
+                    }
+                    guard !alternative.isEmpty else { throw fail(number, "empty trusted condition") }
+                    file.trusted.append(alternative)
+                default:
+                    throw fail(number, "unknown key '\(key)' (service, identifiers, journal, trusted)")
+                }
+                continue
+            }
+            guard var rule = current else { throw fail(number, "only example and expect lines belong in [examples]") }
+            switch key {
+            case "outcome":
+                guard let o = LoginEvent.Outcome(rawValue: value) else { throw fail(number, "outcome is success or failure") }
+                rule.outcome = o
+            case "match":
+                guard rule.json == nil else { throw fail(number, "a JSON rule has no match lines") }
+                do {
+                    rule.patterns.append((try Pattern(value), number))
+                } catch {
+                    throw fail(number, "pattern \(error.description)")
+                }
+            case "method":
+                rule.method = value
+            case "user":
+                guard !value.isEmpty else { throw fail(number, "user needs a value") }
+                rule.user = value
+            case "optional":
+                for field in value.split(separator: " ") {
+                    guard field == "user" else { throw fail(number, "only user can be optional (addresses always are)") }
+                    rule.userOptional = true
+                }
+            case "absent":
+                rule.absent += value.split(separator: " ").map(String.init)
+            case "type":
+                guard value == "json" else { throw fail(number, "the only rule type is json") }
+                guard rule.patterns.isEmpty else { throw fail(number, "a JSON rule has no match lines") }
+                rule.json = JSONFields()
+            case "user-field", "ip-field", "time-field", "port-field", "method-field", "outcome-field",
+                 "success-values", "failure-values":
+                guard var json = rule.json else { throw fail(number, "\(key) needs 'type = json' first") }
+                let optionalValue: String? = value == "-" ? nil : value
+                switch key {
+                case "user-field": json.user = value
+                case "ip-field": json.ip = value
+                case "time-field": json.time = optionalValue
+                case "port-field": json.port = optionalValue
+                case "method-field": json.method = optionalValue
+                case "outcome-field": json.outcome = optionalValue
+                case "success-values": json.successValues = value.split(separator: " ").map(String.init)
+                default: json.failureValues = value.split(separator: " ").map(String.init)
+                }
+                rule.json = json
+            default:
+                throw fail(number, "unknown key '\(key)' in a rule (outcome, match, method, user, optional, absent, type, example, expect)")
+            }
+            current = rule
+        }
+        if let pending = pendingExample { throw fail(pending.line, "example without an expect line") }
+        try finishRule(number)
+        guard sawService else { throw fail(1, "the file must name its service (service = name)") }
+        guard !file.identifiers.isEmpty else { throw fail(1, "the file must list the identifiers it applies to") }
+        if !file.journalMatches.isEmpty && file.trusted.isEmpty {
+            throw fail(1, "a file with journal matches needs trusted conditions: any user can write a journal entry")
+        }
+        return file
+    }
+
+    struct ExpectError: Error { var message: String }
+
+    /// `nothing`, or `field=value ...` with `"..."` quoting (`\"` and `\\` inside).
+    static func parseExpect(_ text: String) throws(ExpectError) -> [String: String]? {
+        if text == "nothing" { return nil }
+        var result: [String: String] = [:]
+        let chars = Array(text)
+        var i = 0
+        let known: Set<String> = ["outcome", "user", "ip", "port", "method", "service", "rule", "host", "remote_host", "time"]
+        while i < chars.count {
+            while i < chars.count, chars[i] == " " { i += 1 }
+            if i == chars.count { break }
+            var key = ""
+            while i < chars.count, chars[i] != "=", chars[i] != " " { key.append(chars[i]); i += 1 }
+            guard i < chars.count, chars[i] == "=" else { throw ExpectError(message: "expected field=value at '\(key)'") }
+            guard known.contains(key) else { throw ExpectError(message: "unknown field '\(key)'") }
+            i += 1
+            var value = ""
+            if i < chars.count, chars[i] == "\"" {
+                i += 1
+                while i < chars.count, chars[i] != "\"" {
+                    if chars[i] == "\\", i + 1 < chars.count { i += 1 }
+                    value.append(chars[i])
+                    i += 1
+                }
+                guard i < chars.count else { throw ExpectError(message: "unterminated quoted value for \(key)") }
+                i += 1
+            } else {
+                while i < chars.count, chars[i] != " " { value.append(chars[i]); i += 1 }
+            }
+            guard result[key] == nil else { throw ExpectError(message: "\(key) is given twice") }
+            result[key] = value
+        }
+        guard !result.isEmpty else { throw ExpectError(message: "expect needs fields or 'nothing'") }
+        return result
+    }
+}
+
+extension StringProtocol {
+    func trimmingSpaces() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" || f == "\r" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" || l == "\r" { s = s.dropLast() }
+        return String(s)
+    }
+}

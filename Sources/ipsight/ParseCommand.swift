@@ -1,0 +1,325 @@
+import ArgumentParser
+import LogSources
+import Rules
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+struct ParseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "parse",
+        abstract: "Turn log lines into login events, one JSON line each.",
+        discussion: """
+        Reads syslog files (traditional, RFC 3339 or RFC 5424 timestamps), access
+        logs and JSON lines, standard input (no FILE or "-"), or the systemd journal,
+        and writes one JSON object per login event on standard output:
+        {"time", "host", "service", "outcome", "user", "ip", "port", "method", "rule"}.
+        Counts of unmatched and refused lines go to standard error.
+
+        Examples:
+          ipsight parse /var/log/auth.log
+          ipsight parse --journal --follow
+          ipsight parse --year 2018 --utc --stats auth.log > events.jsonl
+          ipsight parse --journal-dir /var/log/journal/MACHINE --after-cursor 's=...'
+          journalctl -u ssh -o cat | ipsight parse --identifier sshd
+          ipsight parse --state /var/lib/ipsight/parse.state /var/log/auth.log   # only what is new since the last run
+        """
+    )
+
+    @Option(help: "Directory of *.rules files (default: $IPSIGHT_RULES, /etc/ipsight/rules, ./rules).")
+    var rules: String?
+
+    @Flag(help: "Read the local systemd journal.")
+    var journal = false
+
+    @Option(name: .customLong("journal-dir"), help: "Read the journal files in a directory.")
+    var journalDirectory: String?
+
+    @Option(name: .customLong("journal-file"), help: "Read a journal file (repeatable).")
+    var journalFiles: [String] = []
+
+    @Option(name: .customLong("after-cursor"), help: "Journal: start after the entry with this cursor.")
+    var afterCursor: String?
+
+    @Option(help: "Keep the journal cursor and file positions in this file: start after them, save them as events are written.")
+    var state: String?
+
+    @Flag(help: "Keep reading: wait for new journal entries, or follow files through rotation like tail -F.")
+    var follow = false
+
+    @Flag(name: .customLong("from-end"), help: "Journal or followed files: start at the end, reading only new entries.")
+    var fromEnd = false
+
+    @Option(help: "The year of the first traditional syslog timestamp (for replaying old files).")
+    var year: Int?
+
+    @Flag(help: "Read traditional syslog timestamps as UTC rather than local time.")
+    var utc = false
+
+    @Flag(help: "Print throughput (lines/s, events/s) and the last journal cursor to standard error.")
+    var stats = false
+
+    @Option(name: .customLong("show-unmatched"), help: "Print up to this many lines that matched no rule to standard error.")
+    var showUnmatched = 0
+
+    @Option(help: "The syslog identifier of lines without a syslog header (e.g. sshd for `journalctl -o cat` output).")
+    var identifier: String?
+
+    @Flag(name: .customLong("line-numbers"), help: "Add each event's input line number (\"line\") to its JSON.")
+    var lineNumbers = false
+
+    @Argument(help: "Log files to read; none or \"-\" reads standard input.")
+    var files: [String] = []
+
+    func validate() throws {
+        let journalSources = (journal ? 1 : 0) + (journalDirectory == nil ? 0 : 1) + (journalFiles.isEmpty ? 0 : 1)
+        if journalSources > 1 { throw ValidationError("choose one of --journal, --journal-dir and --journal-file") }
+        if journalSources == 1 && !files.isEmpty { throw ValidationError("give either files or a journal source, not both") }
+        if afterCursor != nil && journalSources == 0 { throw ValidationError("--after-cursor applies to the journal") }
+        if follow && files.contains("-") { throw ValidationError("standard input cannot be followed; it is read to its end") }
+        if state != nil && afterCursor != nil { throw ValidationError("give either --state or --after-cursor") }
+    }
+
+    func run() throws {
+        guard let directory = rules ?? RuleSet.defaultDirectory() else {
+            throw ValidationError("no rules directory found; pass --rules DIR")
+        }
+        let ruleSet: RuleSet
+        do { ruleSet = try RuleSet.load(directory: directory) } catch {
+            throw IngestCommandFailure("\(error)")
+        }
+        let session = ParseSession(rules: ruleSet, showUnmatched: showUnmatched, flushEachBatch: follow)
+        session.lineNumbers = lineNumbers
+        if let path = state {
+            do { session.state = try SourceState.load(path: path) } catch { throw IngestCommandFailure("\(error)") }
+            session.statePath = path
+        }
+        let started = ParseClock.now()
+        var lastCursor: String?
+        do {
+            if journal || journalDirectory != nil || !journalFiles.isEmpty {
+                lastCursor = try readJournal(ruleSet, session)
+            } else {
+                try readFiles(session)
+            }
+        } catch {
+            session.flush()
+            throw IngestCommandFailure("\(error)")
+        }
+        session.flush()
+        do { try session.saveState() } catch { throw IngestCommandFailure("\(error)") }
+        session.report(elapsed: ParseClock.now() - started, cpu: ParseClock.cpuSeconds(), stats: stats, cursor: lastCursor)
+    }
+
+    private func readJournal(_ rules: RuleSet, _ session: ParseSession) throws -> String? {
+        let source: JournalReader.Source
+        if let dir = journalDirectory { source = .directory(dir) } else if !journalFiles.isEmpty { source = .files(journalFiles) } else { source = .local }
+        let config = JournalReader.Configuration(
+            source: source, matches: rules.journalMatches.map { $0.map(\.text) }, follow: follow,
+            cursor: afterCursor ?? session.state.journalCursor, startAtEnd: fromEnd)
+        let reader = JournalReader(configuration: config)
+        try reader.start()
+        var cursor: String?
+        while let batch = try reader.nextBatch() {
+            for record in batch {
+                session.lineNumber += 1
+                session.handle(record)
+                if case .journal(let c) = record.position { cursor = c }
+            }
+            if session.statePath != nil, let cursor {
+                session.state.journalCursor = cursor
+                session.stateChanged = true
+            }
+            try session.endBatch()
+        }
+        reader.join()
+        session.skips = session.skips + reader.skips
+        return cursor
+    }
+
+    private func readFiles(_ session: ParseSession) throws {
+        var header = SyslogHeaderParser(timeZone: utc ? .utc : .local)
+        header.firstYear = year
+        let inputs = files.isEmpty ? ["-"] : files
+        var followers: [(FileFollower, LineDecoder)] = []
+        for path in inputs {
+            let follower = path == "-" ? FileFollower(fileDescriptor: 0)
+                : FileFollower(path: path, follow: follow, from: session.state.files[path])
+            followers.append((follower, LineDecoder(header: header)))
+        }
+        if follow && fromEnd {
+            // Skip what the files hold now by reading it without handing it out.
+            for (follower, _) in followers {
+                while case .lines = try follower.poll({ _, _ in }) {}
+            }
+        }
+        let keepPositions = session.statePath != nil
+        while true {
+            var active = false
+            var idle = true
+            for index in followers.indices {
+                let follower = followers[index].0
+                var last: FilePosition?
+                let progress = try follower.poll { line, position in
+                    if keepPositions { last = position }
+                    session.lines += 1
+                    session.lineNumber = follower.lineNumber
+                    if var record = followers[index].1.decode(line, position: .file(position)) {
+                        if record.identifier == nil, let identifier { record.identifier = identifier }
+                        session.handle(record)
+                    } else {
+                        session.skips.binaryLines += 1
+                    }
+                }
+                if let last, inputs[index] != "-" {
+                    session.state.files[inputs[index]] = last
+                    session.stateChanged = true
+                }
+                switch progress {
+                case .lines: active = true; idle = false
+                case .idle: active = true
+                case .end: break
+                }
+            }
+            try session.endBatch()
+            if !active { break }
+            if idle { sleepSeconds(0.25) }
+        }
+        for (follower, _) in followers { session.skips = session.skips + follower.skips }
+    }
+}
+
+/// A runtime failure: printed as `Error: ...`, exit status 1 (no usage text,
+/// unlike a `ValidationError`).
+struct IngestCommandFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Counts and output of one `parse` run.
+final class ParseSession {
+    let rules: RuleSet
+    let showUnmatched: Int
+    let flushEachBatch: Bool
+    let out = OutputBuffer()
+    var lines = 0
+    var records = 0
+    var successes = 0
+    var failures = 0
+    var unmatched = 0
+    var noRule = 0
+    var untrusted = 0
+    var shown = 0
+    var skips = SkipCounts()
+    var lineNumbers = false
+    var lineNumber = 0
+    /// `--state`: positions to start from and to save after events are written.
+    var state = SourceState()
+    var statePath: String?
+    var stateChanged = false
+
+    init(rules: RuleSet, showUnmatched: Int, flushEachBatch: Bool) {
+        self.rules = rules
+        self.showUnmatched = showUnmatched
+        self.flushEachBatch = flushEachBatch
+    }
+
+    func handle(_ record: LogRecord) {
+        records += 1
+        switch rules.match(record) {
+        case .event(let event):
+            if event.outcome == .success { successes += 1 } else { failures += 1 }
+            EventJSON.append(event, to: out, line: lineNumbers ? lineNumber : nil)
+            if out.count >= 1 << 16 { flush() }
+        case .unmatched:
+            unmatched += 1
+            show(record)
+        case .noRule:
+            noRule += 1
+            show(record)
+        case .untrusted:
+            untrusted += 1
+        }
+    }
+
+    private func show(_ record: LogRecord) {
+        guard shown < showUnmatched else { return }
+        shown += 1
+        printError("unmatched: \(record.identifier ?? "-"): \(record.message)")
+    }
+
+    /// While following: write the events out, then record how far they go.
+    func endBatch() throws {
+        if flushEachBatch {
+            flush()
+            try saveState()
+        }
+    }
+
+    func saveState() throws {
+        guard let statePath, stateChanged else { return }
+        try state.save(path: statePath)
+        stateChanged = false
+    }
+
+    func flush() {
+        var offset = 0
+        while offset < out.count {
+            let n = write(1, out.base + offset, out.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                break
+            }
+            offset += n
+        }
+        out.removeAll()
+    }
+
+    func report(elapsed: Double, cpu: Double, stats: Bool, cursor: String?) {
+        let inputCount = max(lines, records)
+        printError("ipsight parse: \(inputCount) lines, \(successes + failures) events (\(successes) success, \(failures) failure), "
+            + "\(unmatched) unmatched, \(noRule) without a rule, \(untrusted) untrusted, "
+            + "\(skips.longLines) too long, \(skips.binaryLines) binary")
+        guard stats else { return }
+        let seconds = max(elapsed, 1e-9)
+        printError("ipsight parse: \(format(seconds)) s wall, \(format(cpu)) s CPU, "
+            + "\(Int(Double(inputCount) / seconds)) lines/s, \(Int(Double(successes + failures) / seconds)) events/s")
+        if let cursor { printError("ipsight parse: last cursor \(cursor)") }
+    }
+
+    private func format(_ v: Double) -> String {
+        let scaled = (v * 1000).rounded() / 1000
+        return String(scaled)
+    }
+}
+
+private func printError(_ text: String) {
+    var line = text
+    line.append("\n")
+    line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+}
+
+private enum ParseClock {
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// User plus system CPU time of the process so far.
+    static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+        let system = Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+        return user + system
+    }
+}
+
+private func sleepSeconds(_ seconds: Double) {
+    var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - seconds.rounded(.down)) * 1e9))
+    var rest = timespec()
+    while nanosleep(&ts, &rest) != 0 && errno == EINTR { ts = rest }
+}
