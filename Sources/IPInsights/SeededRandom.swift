@@ -26,10 +26,10 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
         return result
     }
 
-    /// Uniform in 0..<bound without modulo bias worth caring about (bound < 2^32).
+    /// Uniform in 0..<bound (bound < 2^32), by multiplying the top 32 random bits.
     @inline(__always)
     public mutating func below(_ bound: Int) -> Int {
-        Int((next() >> 32) &* UInt64(bound) >> 32)
+        Int(((next() >> 32) &* UInt64(bound)) >> 32)
     }
 
     /// Uniform in [0, 1).

@@ -17,6 +17,9 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "The model file.") var model: String
     @Option(help: "entity,ip[,label] rows.") var test: String
     @Option(help: "Worker threads.") var threads: Int = 2
+    @Option(help: "The entities' login history (entity,ip rows, e.g. the training set), for the risk.") var history: String?
+    @Option(help: "Held-out normal logins to calibrate the risk (default: a tenth of the history, held out).") var calibration: String?
+    @Option(help: "Write each row's dot_product (and risk) here as JSON lines.") var scores: String?
 
     func run() throws {
         let loaded = try ModelFile.load(path: model)
@@ -24,10 +27,31 @@ struct EvalCommand: ParsableCommand {
         Report.readSummary(report, pairs: data.pairs.count)
         guard data.pairs.count > 0 else { throw ValidationError("\(test): no rows") }
         var fields: [(String, JSONValue)] = [("rows", .number(Double(data.pairs.count)))]
+        let rows = data.pairs.entityHashes.map { Int32($0 % UInt64(loaded.hyperparameters.numEntityVectors)) }
+        let dots = BatchScorer(model: loaded, threads: threads).score(entityRows: rows, ips: data.pairs.ips)
+        var risks: [Float]? = nil
+        if let history {
+            let (historyData, historyReport) = try PairFile.read(path: history)
+            Report.readSummary(historyReport, pairs: historyData.pairs.count)
+            var known = historyData.pairs, heldOut = TrainingPairs()
+            if let calibration {
+                let (calibrationData, calibrationReport) = try PairFile.read(path: calibration)
+                Report.readSummary(calibrationReport, pairs: calibrationData.pairs.count)
+                heldOut = calibrationData.pairs
+            } else {
+                (known, heldOut) = split(historyData.pairs)
+            }
+            let entityHistory = EntityHistory(known)
+            let risk = RiskModel.fit(model: loaded, history: entityHistory, normal: heldOut, threads: threads)
+            risks = data.pairs.ips.indices.map { i in
+                let facts = RiskModel.facts(dotProduct: dots[i], history: entityHistory, entityHash: data.pairs.entityHashes[i], ip: data.pairs.ips[i])
+                return Float(risk.logOdds(RiskModel.features(facts, history: entityHistory)))
+            }
+            Console.error("risk weights: " + zip(RiskModel.featureNames + ["intercept"], risk.weights).map { "\($0)=\(Console.fixed($1, 3))" }.joined(separator: ", "))
+        }
+        if let scores { try writeScores(dots, risks, to: scores) }
         if let labels = data.labels {
-            let rows = data.pairs.entityHashes.map { Int32($0 % UInt64(loaded.hyperparameters.numEntityVectors)) }
-            let scores = BatchScorer(model: loaded, threads: threads).score(entityRows: rows, ips: data.pairs.ips)
-            let anomaly = scores.map { -$0 }
+            let anomaly = dots.map { -$0 }
             let flagged = zip(anomaly, labels).filter { $0.0 > 0 }
             let truePositives = flagged.filter { $0.1 }.count
             let attacks = labels.filter { $0 }.count
@@ -38,6 +62,13 @@ struct EvalCommand: ParsableCommand {
                 ("precision", flagged.isEmpty ? .null : .number(rounded(Double(truePositives) / Double(flagged.count)))),
                 ("recall", .number(rounded(Double(truePositives) / Double(max(attacks, 1))))),
             ]
+            if let risks {
+                fields += [
+                    ("risk_auc", .number(rounded(Evaluation.auc(scores: risks, labels: labels)))),
+                    ("risk_recall_at_fpr_1pct", .number(rounded(Evaluation.recall(atFalsePositiveRate: 0.01, anomalyScores: risks, labels: labels)))),
+                    ("risk_recall_at_fpr_0.1pct", .number(rounded(Evaluation.recall(atFalsePositiveRate: 0.001, anomalyScores: risks, labels: labels)))),
+                ]
+            }
         } else {
             fields.append(("validation:discriminator_auc",
                            .number(rounded(Evaluation.discriminatorAUC(model: loaded, pairs: data.pairs, threads: threads)))))
@@ -46,4 +77,32 @@ struct EvalCommand: ParsableCommand {
     }
 
     func rounded(_ v: Double) -> Double { (v * 100_000).rounded() / 100_000 }
+
+    /// A deterministic tenth of the pairs held out from the rest.
+    func split(_ pairs: TrainingPairs) -> (TrainingPairs, TrainingPairs) {
+        var kept = TrainingPairs(), held = TrainingPairs()
+        for i in 0..<pairs.count {
+            if StableHash.mix(UInt64(i)) % 10 == 0 {
+                held.append(entityHash: pairs.entityHashes[i], ip: pairs.ips[i])
+            } else {
+                kept.append(entityHash: pairs.entityHashes[i], ip: pairs.ips[i])
+            }
+        }
+        return (kept, held)
+    }
+
+    func writeScores(_ dots: [Float], _ risks: [Float]?, to path: String) throws {
+        var out: [UInt8] = []
+        out.reserveCapacity(dots.count * 48)
+        for i in dots.indices {
+            out.append(contentsOf: Array("{\"dot_product\": ".utf8))
+            JSONWriter.appendNumber(dots[i], to: &out)
+            if let risks {
+                out.append(contentsOf: Array(", \"risk\": ".utf8))
+                JSONWriter.appendNumber(risks[i], to: &out)
+            }
+            out.append(contentsOf: Array("}\n".utf8))
+        }
+        try AtomicFile.write(out, to: path)
+    }
 }

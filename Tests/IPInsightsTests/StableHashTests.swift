@@ -40,10 +40,14 @@ import Testing
         let sa = (0..<10).map { _ in a.next() }
         #expect(sa == (0..<10).map { _ in b.next() })
         #expect(sa != (0..<10).map { _ in c.next() })
+        // below(n) covers 0..<n evenly: each of 7 values within 10% of its expected count.
         var r = SeededRandom(seed: 1)
-        for _ in 0..<10_000 {
-            let v = r.below(7)
-            #expect(v >= 0 && v < 7)
-        }
+        var counts = [Int](repeating: 0, count: 7)
+        for _ in 0..<70_000 { counts[r.below(7)] += 1 }
+        #expect(counts.allSatisfy { abs($0 - 10_000) < 1_000 }, "\(counts)")
+        let large = (0..<1000).map { _ in r.below(1 << 30) }
+        #expect(Set(large).count > 990 && large.allSatisfy { $0 >= 0 && $0 < 1 << 30 })
+        let units = (0..<10_000).map { _ in r.unit() }
+        #expect(units.allSatisfy { $0 >= 0 && $0 < 1 } && abs(units.reduce(0, +) / 10_000 - 0.5) < 0.02)
     }
 }
