@@ -1,0 +1,91 @@
+import Testing
+@testable import IPInsights
+
+@Suite struct EntityHistoryTests {
+    func pairs(_ rows: [(String, String)]) -> TrainingPairs {
+        var p = TrainingPairs()
+        for (e, ip) in rows { p.append(entity: e, ip: IPAddress(ip)!) }
+        return p
+    }
+
+    @Test func nearestNetworkAndSharedBits() throws {
+        let history = EntityHistory(pairs([
+            ("alice", "198.51.100.7"), ("alice", "198.51.100.9"), ("alice", "203.0.113.5"),
+            ("alice", "2001:db8:1::5"), ("bob", "192.0.2.1"),
+        ]))
+        let alice = StableHash.xxh64("alice")
+        let near = try #require(history.nearest(entityHash: alice, to: IPAddress("198.51.100.200")!))
+        #expect(near.bits == 24 && near.address == IPAddress("198.51.100.7") || near.address == IPAddress("198.51.100.9"))
+        #expect(history.nearest(entityHash: alice, to: IPAddress("203.0.113.5")!)?.bits == 32)
+        // Across families nothing is shared: the IPv6 history answers for IPv6 only.
+        #expect(history.nearest(entityHash: alice, to: IPAddress("2001:db8:1::9")!)?.bits == 124)
+        #expect(history.nearest(entityHash: StableHash.xxh64("carol"), to: IPAddress("192.0.2.1")!) == nil)
+        #expect(history.count(entityHash: alice, in: IPAddress("198.51.7.7")!, length: 16) == 2)
+        #expect(history.entityCount == 2 && history.totalPairs == 5)
+    }
+
+    @Test func travelRateCountsIsolatedAddresses() {
+        // 8 logins from one /16, 2 from unrelated networks: (2 + 1) / (10 + 2).
+        var rows = (0..<8).map { ("dave", "10.20.\($0).1") }
+        rows += [("dave", "77.1.1.1"), ("dave", "150.1.1.1")]
+        let history = EntityHistory(pairs(rows))
+        let rate = history.profiles[StableHash.xxh64("dave")]!.travelRate
+        #expect(abs(rate - 3.0 / 12.0) < 1e-12)
+    }
+}
+
+@Suite struct RiskModelTests {
+    @Test func logisticRegressionRecoversKnownWeights() {
+        // Labels drawn from a known logistic model; the fit must find its weights.
+        var rng = SeededRandom(seed: 4)
+        let truth: [Double] = [1.5, -2, 0.5, 0, 0, 1, 0, -0.7]
+        var x: [[Double]] = [], y: [Double] = []
+        for _ in 0..<40_000 {
+            let row = (0..<8).map { _ in Double(rng.gaussian()) }
+            let z = zip(truth, row).reduce(0.3) { $0 + $1.0 * $1.1 }
+            x.append(row)
+            y.append(Double(rng.unit()) < 1 / (1 + exp(-z)) ? 1 : 0)
+        }
+        let fitted = RiskModel.logisticRegression(x, y)
+        for j in 0..<8 {
+            // Weights are on standardised features: undo the scale to compare.
+            #expect(abs(fitted.weights[j] / fitted.scales[j] - truth[j]) < 0.08, "feature \(j)")
+        }
+    }
+
+    @Test func solveHandlesPivoting() {
+        let x = RiskModel.solve([[0, 2, 1], [1, 1, 0], [3, 0, 1]], [6, 3, 5])
+        // 0a + 2b + c = 6, a + b = 3, 3a + c = 5 (the first pivot is 0: rows must swap)  →  a = 1, b = 2, c = 2
+        #expect(abs(x[0] - 1) < 1e-12 && abs(x[1] - 2) < 1e-12 && abs(x[2] - 2) < 1e-12)
+    }
+
+    @Test func riskRisesForUnrelatedNetworksOfQuietUsers() throws {
+        // Busy users log in from their own /16; quiet ones too, rarely.
+        var rng = SeededRandom(seed: 9)
+        var history = TrainingPairs(), heldOut = TrainingPairs()
+        for u in 0..<200 {
+            let logins = u < 20 ? 400 : 20
+            for k in 0..<logins {
+                let ip = IPAddress(ipv4: UInt32(10 << 24 | u << 16 | rng.below(65536)))
+                if k % 10 == 0 { heldOut.append(entity: "u\(u)", ip: ip) } else { history.append(entity: "u\(u)", ip: ip) }
+            }
+        }
+        var hp = Hyperparameters(numEntityVectors: 400, vectorDim: 8)
+        hp.epochs = 1
+        let model = Model(hyperparameters: hp)
+        model.initialise(seed: 1)
+        let entityHistory = EntityHistory(history)
+        let risk = RiskModel.fit(model: model, history: entityHistory, normal: heldOut)
+        func value(_ user: String, _ ip: String) -> Double {
+            let facts = RiskModel.facts(dotProduct: 0, history: entityHistory, entityHash: StableHash.xxh64(user), ip: IPAddress(ip)!)
+            return risk.risk(RiskModel.features(facts, history: entityHistory))
+        }
+        #expect(value("u150", "10.150.3.4") < 0.2, "a quiet user at home")
+        #expect(value("u150", "10.77.3.4") > 0.5, "a quiet user in someone else's network")
+        #expect(value("u5", "10.77.3.4") < value("u150", "10.77.3.4"), "the same network is less alarming for a busy user")
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
