@@ -48,10 +48,13 @@ public struct ResponseFormat: Sendable, Equatable {
     public enum Kind: String, Sendable { case json = "application/json", jsonLines = "application/jsonlines" }
     public var kind: Kind
     public var verbose: Bool
+    /// `risk=True` (an ipsight extension): add the calibrated risk and its reasons.
+    public var risk: Bool
 
-    public init(kind: Kind, verbose: Bool = false) {
+    public init(kind: Kind, verbose: Bool = false, risk: Bool = false) {
         self.kind = kind
         self.verbose = verbose
+        self.risk = risk
     }
 
     /// Parses an Accept header value such as `application/jsonlines; verbose=True`.
@@ -59,6 +62,7 @@ public struct ResponseFormat: Sendable, Equatable {
     public init?(accept: String) {
         var kind: Kind? = nil
         var verbose = false
+        var risk = false
         // An Accept header may list several types; take the first we serve.
         for alternative in accept.split(separator: ",") {
             let parts = alternative.split(separator: ";").map { String($0).trimmingSpaces() }
@@ -73,9 +77,9 @@ public struct ResponseFormat: Sendable, Equatable {
             kind = candidate
             for parameter in parts.dropFirst() {
                 let kv = parameter.split(separator: "=", maxSplits: 1).map { String($0).trimmingSpaces() }
-                if kv.count == 2, kv[0].lowercased() == "verbose" {
-                    verbose = ["true", "1", "yes"].contains(kv[1].lowercased().trimmingCharacters(in: "\"'"))
-                }
+                let on = kv.count == 2 && ["true", "1", "yes"].contains(kv[1].lowercased().trimmingCharacters(in: "\"'"))
+                if kv.count == 2, kv[0].lowercased() == "verbose" { verbose = on }
+                if kv.count == 2, kv[0].lowercased() == "risk" { risk = on }
             }
             break
         }
@@ -83,6 +87,7 @@ public struct ResponseFormat: Sendable, Equatable {
         guard let kind else { return nil }
         self.kind = kind
         self.verbose = verbose
+        self.risk = risk
     }
 
     public var contentType: String { kind.rawValue }
@@ -204,7 +209,8 @@ public enum InferenceRequest {
 public enum InferenceResponse {
     /// Appends one prediction object: `{"dot_product": s}` and, verbose, the embeddings.
     public static func appendPrediction(score: Float, entityEmbedding: UnsafeBufferPointer<Float>?,
-                                        ipEmbedding: UnsafeBufferPointer<Float>?, to out: inout [UInt8]) {
+                                        ipEmbedding: UnsafeBufferPointer<Float>?,
+                                        risk: RiskAssessor.Assessment? = nil, to out: inout [UInt8]) {
         out.append(contentsOf: dotProductKey)
         JSONWriter.appendNumber(score, to: &out)
         if let entityEmbedding, let ipEmbedding {
@@ -213,7 +219,29 @@ public enum InferenceResponse {
             out.append(contentsOf: ipKey)
             appendVector(ipEmbedding, to: &out)
         }
+        if let risk { appendRisk(risk, to: &out) }
         out.append(UInt8(ascii: "}"))
+    }
+
+    /// `, "risk": p, "risk_log_odds": z, "reasons": {...}`: what an analyst reads.
+    public static func appendRisk(_ a: RiskAssessor.Assessment, to out: inout [UInt8]) {
+        var reasons: [(String, JSONValue)] = [
+            ("main_factor", .string(a.mainReason)),
+            ("main_factor_log_odds", .number((a.mainFactor.logOdds * 1000).rounded() / 1000)),
+            ("logins_in_history", .number(Double(a.facts.logins))),
+            ("travel_rate", .number((a.facts.travelRate * 10_000).rounded() / 10_000)),
+            ("shared_prefix_bits", .number(Double(a.facts.sharedBits))),
+        ]
+        if let network = a.nearestNetwork {
+            reasons.append(("nearest_network", .string(network)))
+            reasons.append(("share_of_logins_near", .number((a.shareNearNetwork * 10_000).rounded() / 10_000)))
+        }
+        out.append(contentsOf: Array(", \"risk\": ".utf8))
+        JSONWriter.appendNumber(a.risk, to: &out)
+        out.append(contentsOf: Array(", \"risk_log_odds\": ".utf8))
+        JSONWriter.appendNumber(a.logOdds, to: &out)
+        out.append(contentsOf: Array(", \"reasons\": ".utf8))
+        JSONWriter.append(.object(reasons), to: &out)
     }
 
     static let dotProductKey = Array("{\"dot_product\": ".utf8)

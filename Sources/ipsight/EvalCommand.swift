@@ -17,8 +17,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "The model file.") var model: String
     @Option(help: "entity,ip[,label] rows.") var test: String
     @Option(help: "Worker threads.") var threads: Int = 2
-    @Option(help: "The entities' login history (entity,ip rows, e.g. the training set), for the risk.") var history: String?
-    @Option(help: "Held-out normal logins to calibrate the risk (default: a tenth of the history, held out).") var calibration: String?
+    @OptionGroup var risk: RiskOptions
     @Option(help: "Write each row's dot_product (and risk) here as JSON lines.") var scores: String?
 
     func run() throws {
@@ -30,24 +29,10 @@ struct EvalCommand: ParsableCommand {
         let rows = data.pairs.entityHashes.map { Int32($0 % UInt64(loaded.hyperparameters.numEntityVectors)) }
         let dots = BatchScorer(model: loaded, threads: threads).score(entityRows: rows, ips: data.pairs.ips)
         var risks: [Float]? = nil
-        if let history {
-            let (historyData, historyReport) = try PairFile.read(path: history)
-            Report.readSummary(historyReport, pairs: historyData.pairs.count)
-            var known = historyData.pairs, heldOut = TrainingPairs()
-            if let calibration {
-                let (calibrationData, calibrationReport) = try PairFile.read(path: calibration)
-                Report.readSummary(calibrationReport, pairs: calibrationData.pairs.count)
-                heldOut = calibrationData.pairs
-            } else {
-                (known, heldOut) = split(historyData.pairs)
-            }
-            let entityHistory = EntityHistory(known)
-            let risk = RiskModel.fit(model: loaded, history: entityHistory, normal: heldOut, threads: threads)
+        if let assessor = try risk.assessor(model: loaded, threads: threads) {
             risks = data.pairs.ips.indices.map { i in
-                let facts = RiskModel.facts(dotProduct: dots[i], history: entityHistory, entityHash: data.pairs.entityHashes[i], ip: data.pairs.ips[i])
-                return Float(risk.logOdds(RiskModel.features(facts, history: entityHistory)))
+                Float(assessor.assess(entityHash: data.pairs.entityHashes[i], ip: data.pairs.ips[i], dotProduct: dots[i]).logOdds)
             }
-            Console.error("risk weights: " + zip(RiskModel.featureNames + ["intercept"], risk.weights).map { "\($0)=\(Console.fixed($1, 3))" }.joined(separator: ", "))
         }
         if let scores { try writeScores(dots, risks, to: scores) }
         if let labels = data.labels {
@@ -78,19 +63,6 @@ struct EvalCommand: ParsableCommand {
 
     func rounded(_ v: Double) -> Double { (v * 100_000).rounded() / 100_000 }
 
-    /// A deterministic tenth of the pairs held out from the rest.
-    func split(_ pairs: TrainingPairs) -> (TrainingPairs, TrainingPairs) {
-        var kept = TrainingPairs(), held = TrainingPairs()
-        for i in 0..<pairs.count {
-            if StableHash.mix(UInt64(i)) % 10 == 0 {
-                held.append(entityHash: pairs.entityHashes[i], ip: pairs.ips[i])
-            } else {
-                kept.append(entityHash: pairs.entityHashes[i], ip: pairs.ips[i])
-            }
-        }
-        return (kept, held)
-    }
-
     func writeScores(_ dots: [Float], _ risks: [Float]?, to path: String) throws {
         var out: [UInt8] = []
         out.reserveCapacity(dots.count * 48)
@@ -99,6 +71,8 @@ struct EvalCommand: ParsableCommand {
             JSONWriter.appendNumber(dots[i], to: &out)
             if let risks {
                 out.append(contentsOf: Array(", \"risk\": ".utf8))
+                JSONWriter.appendNumber(1 / (1 + exp(-Double(risks[i]))), to: &out)
+                out.append(contentsOf: Array(", \"risk_log_odds\": ".utf8))
                 JSONWriter.appendNumber(risks[i], to: &out)
             }
             out.append(contentsOf: Array("}\n".utf8))
@@ -106,3 +80,7 @@ struct EvalCommand: ParsableCommand {
         try AtomicFile.write(out, to: path)
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -13,6 +13,8 @@ struct ScoreCommand: ParsableCommand {
           ipsight score --model model.ipsight test.csv > scores.jsonl
           ipsight score --model model.ipsight --content-type application/json \\
             --accept 'application/json;verbose=True' request.json
+          ipsight score --model model.ipsight --history train.csv --calibration validation.csv \\
+            --accept 'application/jsonlines;risk=True' logins.csv
         """
     )
 
@@ -20,6 +22,7 @@ struct ScoreCommand: ParsableCommand {
     @Option(help: "text/csv, application/json or application/jsonlines.") var contentType: String = "text/csv"
     @Option(help: "application/json or application/jsonlines, optionally ;verbose=True.") var accept: String = "application/jsonlines"
     @Option(help: "Worker threads.") var threads: Int = 2
+    @OptionGroup var risk: RiskOptions
     @Argument(help: "Input file (default: standard input).") var input: String?
 
     func run() throws {
@@ -29,8 +32,12 @@ struct ScoreCommand: ParsableCommand {
         guard let responseFormat = ResponseFormat(accept: accept) else {
             throw ValidationError("unsupported accept type '\(accept)' (application/json or application/jsonlines, optionally ;verbose=True)")
         }
+        if responseFormat.risk && risk.history == nil {
+            throw ValidationError("risk=True needs --history (the entities' login history)")
+        }
         let loaded = try ModelFile.load(path: model)
-        let writer = PredictionWriter(model: loaded, format: responseFormat, threads: threads)
+        let assessor = responseFormat.risk ? try risk.assessor(model: loaded, threads: threads) : nil
+        let writer = PredictionWriter(model: loaded, format: responseFormat, threads: threads, assessor: assessor)
         do {
             switch requestFormat {
             case .csv, .jsonLines:
@@ -104,6 +111,7 @@ final class PredictionWriter {
     let format: ResponseFormat
     let threads: Int
     let output: FileHandleOut
+    let assessor: RiskAssessor?
     static let block = 1 << 16
 
     // Pending CSV lines, copied out of the reader's buffer.
@@ -116,7 +124,9 @@ final class PredictionWriter {
     var written = 0
     var outputs: [[UInt8]]
 
-    init(model: Model, format: ResponseFormat, threads: Int, output: FileHandleOut = .standardOutput) {
+    init(model: Model, format: ResponseFormat, threads: Int, output: FileHandleOut = .standardOutput,
+         assessor: RiskAssessor? = nil) {
+        self.assessor = assessor
         self.model = model
         self.format = format
         self.threads = max(1, threads)
@@ -152,7 +162,7 @@ final class PredictionWriter {
             lineEnds.withUnsafeBufferPointer { lineEnds in
                 Parallel.run(parts) { c in
                     let lo = n * c / parts, hi = n * (c + 1) / parts
-                    var rows = [Int32](), ips = [IPAddress]()
+                    var rows = [Int32](), ips = [IPAddress](), hashes = [UInt64]()
                     rows.reserveCapacity(hi - lo)
                     ips.reserveCapacity(hi - lo)
                     var end = hi
@@ -164,8 +174,9 @@ final class PredictionWriter {
                             let line = UnsafeRawBufferPointer(rebasing: bytes[start..<lineEnds[k]])
                             let record = firstRecord + k
                             switch Result(catching: { () throws(InferenceError) in try parseCSV(line, record: record, splitter: &splitter) }) {
-                            case .success(let (row, ip)):
-                                rows.append(row)
+                            case .success(let (hash, ip)):
+                                hashes.append(hash)
+                                rows.append(Int32(hash % UInt64(model.hyperparameters.numEntityVectors)))
                                 ips.append(ip)
                             case .failure(let error):
                                 failures[c] = InferenceError(record: error.record, message: "\(error.message) (line \(lineNumbers[k]))")
@@ -175,12 +186,14 @@ final class PredictionWriter {
                         }
                     } else {
                         for k in lo..<hi {
-                            rows.append(Int32(model.entityRow(records[k].entity)))
+                            let hash = StableHash.xxh64(records[k].entity)
+                            hashes.append(hash)
+                            rows.append(Int32(hash % UInt64(model.hyperparameters.numEntityVectors)))
                             ips.append(records[k].ip)
                         }
                     }
                     ends[c] = end
-                    outputs[c] = format(rows: rows, ips: ips, firstIndex: written + lo)
+                    outputs[c] = format(rows: rows, hashes: hashes, ips: ips, firstIndex: written + lo)
                 }
             }
         }
@@ -199,7 +212,8 @@ final class PredictionWriter {
         records.removeAll(keepingCapacity: true)
     }
 
-    func parseCSV(_ line: UnsafeRawBufferPointer, record: Int, splitter: inout CSVSplitter) throws(InferenceError) -> (Int32, IPAddress) {
+    /// The entity's stable hash and the address of one CSV line.
+    func parseCSV(_ line: UnsafeRawBufferPointer, record: Int, splitter: inout CSVSplitter) throws(InferenceError) -> (UInt64, IPAddress) {
         if let problem = splitter.split(line) {
             throw InferenceError(record: record, message: "column \(problem.column): \(problem.message)")
         }
@@ -209,11 +223,11 @@ final class PredictionWriter {
         guard let ip = IPAddress(bytes: fields[1]) else {
             throw InferenceError(record: record, message: "'\(String(decoding: fields[1].prefix(60), as: UTF8.self))' is not an IPv4 or IPv6 address")
         }
-        return (Int32(model.entityRow(fields[0])), ip)
+        return (StableHash.xxh64(fields[0]), ip)
     }
 
     /// Scores one share of a block on the calling thread and formats its predictions.
-    func format(rows: [Int32], ips: [IPAddress], firstIndex: Int) -> [UInt8] {
+    func format(rows: [Int32], hashes: [UInt64], ips: [IPAddress], firstIndex: Int) -> [UInt8] {
         let n = ips.count
         let d = model.dimension
         var out: [UInt8] = []
@@ -231,13 +245,14 @@ final class PredictionWriter {
         }
         for k in 0..<n {
             if format.kind == .json, firstIndex + k > 0 { out.append(contentsOf: InferenceResponse.jsonSeparator) }
+            let assessment = assessor?.assess(entityHash: hashes[k], ip: ips[k], dotProduct: scores[k])
             if let embeddings {
                 InferenceResponse.appendPrediction(
                     score: scores[k],
                     entityEmbedding: UnsafeBufferPointer(start: model.entityVector(row: Int(rows[k])), count: d),
-                    ipEmbedding: UnsafeBufferPointer(start: embeddings.pointer + k * d, count: d), to: &out)
+                    ipEmbedding: UnsafeBufferPointer(start: embeddings.pointer + k * d, count: d), risk: assessment, to: &out)
             } else {
-                InferenceResponse.appendPrediction(score: scores[k], entityEmbedding: nil, ipEmbedding: nil, to: &out)
+                InferenceResponse.appendPrediction(score: scores[k], entityEmbedding: nil, ipEmbedding: nil, risk: assessment, to: &out)
             }
             if format.kind == .jsonLines { out.append(0x0A) }
         }

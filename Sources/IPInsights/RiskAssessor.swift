@@ -1,0 +1,76 @@
+/// The risk of logins with the reasons a person can act on: the model, the
+/// entities' history and the fitted risk weights together.
+public struct RiskAssessor: Sendable {
+    public let model: Model
+    public let history: EntityHistory
+    public let riskModel: RiskModel
+
+    public init(model: Model, history: EntityHistory, riskModel: RiskModel) {
+        self.model = model
+        self.history = history
+        self.riskModel = riskModel
+    }
+
+    /// Fits the risk weights on `heldOut` normal logins (not in `history`).
+    public init(model: Model, history: TrainingPairs, heldOut: TrainingPairs, threads: Int = 2) {
+        let entityHistory = EntityHistory(history)
+        self.init(model: model, history: entityHistory,
+                  riskModel: RiskModel.fit(model: model, history: entityHistory, normal: heldOut, threads: threads))
+    }
+
+    public struct Assessment: Sendable {
+        public var dotProduct: Float
+        public var risk: Double
+        public var logOdds: Double
+        public var facts: RiskModel.Facts
+        /// The feature that raised the risk most, and by how many log-odds.
+        public var mainFactor: (name: String, logOdds: Double)
+        /// The nearest network of the entity's history (a /24 or /48) and the share
+        /// of its logins in the wider network around it (/16 or /32).
+        public var nearestNetwork: String?
+        public var shareNearNetwork: Double
+
+        /// The main factor in words, with the facts behind it.
+        public var mainReason: String {
+            let v4 = facts.familyBits == 32
+            switch mainFactor.name {
+            case "dot_product", "negative dot_product":
+                return "the model finds the address unlike the entity's networks (dot_product \((Double(dotProduct) * 100).rounded() / 100))"
+            case "shared prefix with history":
+                return "the address shares only \(facts.sharedBits) leading bits with the nearest address the entity used"
+            case "activity":
+                return "the entity logs in rarely (\(facts.logins) logins in its history)"
+            case "travel rate":
+                return "the entity seldom uses unrelated networks (\((facts.travelRate * 1000).rounded() / 10)% of its logins)"
+            case "same /16 (/32) as history":
+                return "a \(v4 ? "/16" : "/32") network the entity has not used"
+            case "same /24 (/48) as history":
+                return "a \(v4 ? "/24" : "/48") network the entity has not used"
+            default:
+                return "an unrelated network for an entity with \(facts.logins) logins"
+            }
+        }
+    }
+
+    public func assess(entityHash: UInt64, ip: IPAddress, dotProduct: Float) -> Assessment {
+        let facts = RiskModel.facts(dotProduct: dotProduct, history: history, entityHash: entityHash, ip: ip)
+        let features = RiskModel.features(facts, history: history)
+        let z = riskModel.logOdds(features)
+        let main = riskModel.contributions(features).max { $0.logOdds < $1.logOdds }!
+        var network: String? = nil
+        var share = 0.0
+        if let nearest = facts.nearest {
+            network = nearest.networkDescription(length: nearest.isIPv4 ? 24 : 48)
+            let wide = history.count(entityHash: entityHash, in: nearest, length: nearest.isIPv4 ? 16 : 32)
+            share = Double(wide) / Double(max(facts.logins, 1))
+        }
+        return Assessment(dotProduct: dotProduct, risk: 1 / (1 + exp(-z)), logOdds: z, facts: facts,
+                          mainFactor: main, nearestNetwork: network, shareNearNetwork: share)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

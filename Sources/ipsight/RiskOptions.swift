@@ -1,0 +1,47 @@
+import ArgumentParser
+import IPInsights
+import IPInsightsFormats
+
+/// `--history` and `--calibration`: what the calibrated risk is built from.
+struct RiskOptions: ParsableArguments {
+    @Option(help: "The entities' login history (entity,ip rows, e.g. the training set), for the calibrated risk.")
+    var history: String?
+    @Option(help: "Held-out normal logins to calibrate the risk (default: a tenth of the history, held out).")
+    var calibration: String?
+
+    func validate() throws {
+        if calibration != nil && history == nil { throw ValidationError("--calibration needs --history") }
+    }
+
+    /// Reads the history, fits the risk weights, and reports them; nil without --history.
+    func assessor(model: Model, threads: Int) throws -> RiskAssessor? {
+        guard let history else { return nil }
+        let (historyData, historyReport) = try PairFile.read(path: history)
+        Report.readSummary(historyReport, pairs: historyData.pairs.count)
+        var known = historyData.pairs, heldOut = TrainingPairs()
+        if let calibration {
+            let (calibrationData, calibrationReport) = try PairFile.read(path: calibration)
+            Report.readSummary(calibrationReport, pairs: calibrationData.pairs.count)
+            heldOut = calibrationData.pairs
+        } else {
+            (known, heldOut) = RiskOptions.split(historyData.pairs)
+        }
+        let assessor = RiskAssessor(model: model, history: known, heldOut: heldOut, threads: threads)
+        Console.error("risk weights: " + zip(RiskModel.featureNames + ["intercept"], assessor.riskModel.weights)
+            .map { "\($0)=\(Console.fixed($1, 3))" }.joined(separator: ", "))
+        return assessor
+    }
+
+    /// A deterministic tenth of the pairs held out from the rest.
+    static func split(_ pairs: TrainingPairs) -> (TrainingPairs, TrainingPairs) {
+        var kept = TrainingPairs(), held = TrainingPairs()
+        for i in 0..<pairs.count {
+            if StableHash.mix(UInt64(i)) % 10 == 0 {
+                held.append(entityHash: pairs.entityHashes[i], ip: pairs.ips[i])
+            } else {
+                kept.append(entityHash: pairs.entityHashes[i], ip: pairs.ips[i])
+            }
+        }
+        return (kept, held)
+    }
+}
