@@ -176,4 +176,35 @@ import Testing
                                         "-H", "num_entity_vectors=200", "--range", "vector_dim=2:512"])
         #expect(outside.status != 0 && outside.err.contains("outside its tunable range"))
     }
+
+    @Test func riskScoresComeWithReasons() throws {
+        let refused = try Self.ipsight(["score", "--model", Self.model, "--accept", "application/jsonlines;risk=True"], input: "a,1.2.3.4\n")
+        #expect(refused.status != 0 && refused.err.contains("--history"))
+        let run = try Self.ipsight(["score", "--model", Self.model, "--history", Self.work + "/train.csv",
+                                    "--accept", "application/jsonlines;risk=True"],
+                                   input: "user5,10.5.2.33\nuser5,203.0.113.9\n")
+        #expect(run.status == 0, "\(run.err)")
+        let lines = try run.out.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        #expect(lines.count == 2)
+        let home = lines[0]["risk"] as! Double, away = lines[1]["risk"] as! Double
+        #expect(home < 0.5 && away > 0.5 && home < away, "home \(home), away \(away)")
+        let reasons = lines[1]["reasons"] as! [String: Any]
+        #expect(reasons["logins_in_history"] as? Int ?? 0 > 20)
+        #expect((reasons["main_factor"] as! String).isEmpty == false)
+        #expect(reasons["nearest_network"] as? String == "10.5.0.0/24" || (reasons["nearest_network"] as? String)?.hasPrefix("10.5.") == true)
+    }
+
+    @Test func thresholdsMatchTheRequestedFalsePositiveRate() throws {
+        let run = try Self.ipsight(["threshold", "--model", Self.model, "--normal", Self.work + "/train.csv", "--fpr", "0.05", "--fpr", "0.2"])
+        #expect(run.status == 0, "\(run.err)")
+        let result = try JSONSerialization.jsonObject(with: Data(run.out.utf8)) as! [String: Any]
+        let t5 = result["dot_product_threshold_at_fpr_0.05"] as! Double, t20 = result["dot_product_threshold_at_fpr_0.2"] as! Double
+        #expect(t5 <= t20)
+        #expect(run.err.contains("dot_product of normal logins"))
+        // Score the same rows: about 5% of them fall below the 5% threshold.
+        let scored = try Self.ipsight(["score", "--model", Self.model, Self.work + "/train.csv"])
+        let dots = scored.out.split(separator: "\n").map { (try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Double])["dot_product"]! }
+        let below = Double(dots.filter { $0 < t5 }.count) / Double(dots.count)
+        #expect(abs(below - 0.05) < 0.01, "share below the threshold: \(below)")
+    }
 }
