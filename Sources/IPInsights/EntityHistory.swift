@@ -6,10 +6,23 @@ public struct EntityHistory: Sendable {
     public struct Profile: Sendable {
         public var start: Int
         public var count: Int
-        /// An estimate of how often the entity logs in from unrelated networks: the
-        /// share of its addresses that share fewer than `isolatedBelow` leading bits
-        /// with any other of its addresses (Laplace-smoothed, so never 0 or 1).
-        public var travelRate: Double
+        /// Addresses sharing fewer than `isolatedBelow` leading bits with any other
+        /// address of the entity: logins from unrelated networks.
+        public var isolated: Int
+    }
+
+    /// How many logins the pooled travel rate is worth in each entity's estimate.
+    public static let priorLogins = 20.0
+
+    /// The share of all entities' logins that came from unrelated networks.
+    public private(set) var pooledTravelRate = 0.05
+
+    /// An estimate of how often the entity logs in from unrelated networks: its own
+    /// share, shrunk towards the pooled share by `priorLogins` (empirical Bayes), so
+    /// that a quiet entity's few logins do not make it look like it never travels.
+    public func travelRate(entityHash: UInt64) -> Double {
+        guard let p = profiles[entityHash] else { return pooledTravelRate }
+        return (Double(p.isolated) + EntityHistory.priorLogins * pooledTravelRate) / (Double(p.count) + EntityHistory.priorLogins)
     }
 
     /// Addresses sharing fewer leading bits than this with the rest of a history
@@ -30,6 +43,7 @@ public struct EntityHistory: Sendable {
             return a != b ? a < b : pairs.ips[$0] < pairs.ips[$1]
         }
         addresses.reserveCapacity(pairs.count)
+        var totalIsolated = 0
         var k = 0
         while k < order.count {
             let hash = pairs.entityHashes[order[k]]
@@ -47,8 +61,10 @@ public struct EntityHistory: Sendable {
                 let limit = addresses[i].isIPv4 ? EntityHistory.isolatedBelow.ipv4 : EntityHistory.isolatedBelow.ipv6
                 if best < limit { isolated += 1 }
             }
-            profiles[hash] = Profile(start: start, count: count, travelRate: Double(isolated + 1) / Double(count + 2))
+            profiles[hash] = Profile(start: start, count: count, isolated: isolated)
+            totalIsolated += isolated
         }
+        if totalPairs > 0 { pooledTravelRate = max(Double(totalIsolated) / Double(totalPairs), 1e-4) }
     }
 
     public var entityCount: Int { profiles.count }

@@ -40,17 +40,20 @@ public struct RiskModel: Sendable, Equatable {
         let profile = history.profiles[entityHash]
         let near = history.nearest(entityHash: entityHash, to: ip)
         return Facts(dotProduct: dotProduct, sharedBits: near?.bits ?? 0, familyBits: ip.isIPv4 ? 32 : 64,
-                     logins: profile?.count ?? 0, travelRate: profile?.travelRate ?? 0.5, nearest: near?.address)
+                     logins: profile?.count ?? 0, travelRate: history.travelRate(entityHash: entityHash), nearest: near?.address)
     }
 
     /// The features of a login, before standardisation.
     public static func features(_ f: Facts, history: EntityHistory) -> [Double] {
         let dot = Double(f.dotProduct)
         let v4 = f.familyBits == 32
-        let shared = min(Double(f.sharedBits) / Double(f.familyBits), 1)
+        let isolatedBelow = v4 ? EntityHistory.isolatedBelow.ipv4 : EntityHistory.isolatedBelow.ipv6
+        // Below `isolatedBelow` bits the network is unrelated whatever the count:
+        // travel and takeovers share prefixes only by chance, so the count is noise.
+        let shared = min(Double(max(f.sharedBits, isolatedBelow)) / Double(f.familyBits), 1)
         let entities = Double(max(history.entityCount, 1)), total = Double(max(history.totalPairs, 1))
         let activity = log((Double(f.logins) + 0.5) * entities / total)
-        let unrelated = f.sharedBits < (v4 ? EntityHistory.isolatedBelow.ipv4 : EntityHistory.isolatedBelow.ipv6)
+        let unrelated = f.sharedBits < isolatedBelow
         return [
             dot / 10, min(dot, 0) / 10, shared, activity, log(f.travelRate),
             f.sharedBits >= (v4 ? 16 : 32) ? 1 : 0, f.sharedBits >= (v4 ? 24 : 48) ? 1 : 0,

@@ -24,13 +24,19 @@ import Testing
         #expect(history.entityCount == 2 && history.totalPairs == 5)
     }
 
-    @Test func travelRateCountsIsolatedAddresses() {
-        // 8 logins from one /16, 2 from unrelated networks: (2 + 1) / (10 + 2).
+    @Test func travelRateCountsIsolatedAddressesShrunkToThePool() {
+        // dave: 8 logins from one /16, 2 from unrelated networks. erin: 30 from one /16.
         var rows = (0..<8).map { ("dave", "10.20.\($0).1") }
         rows += [("dave", "77.1.1.1"), ("dave", "150.1.1.1")]
+        rows += (0..<30).map { ("erin", "10.30.\($0).1") }
         let history = EntityHistory(pairs(rows))
-        let rate = history.profiles[StableHash.xxh64("dave")]!.travelRate
-        #expect(abs(rate - 3.0 / 12.0) < 1e-12)
+        #expect(history.profiles[StableHash.xxh64("dave")]!.isolated == 2)
+        let pooled = 2.0 / 40.0
+        #expect(abs(history.pooledTravelRate - pooled) < 1e-12)
+        let k = EntityHistory.priorLogins
+        #expect(abs(history.travelRate(entityHash: StableHash.xxh64("dave")) - (2 + k * pooled) / (10 + k)) < 1e-12)
+        #expect(abs(history.travelRate(entityHash: StableHash.xxh64("erin")) - (k * pooled) / (30 + k)) < 1e-12)
+        #expect(history.travelRate(entityHash: StableHash.xxh64("nobody")) == pooled)
     }
 }
 
