@@ -21,6 +21,11 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        // SQLite for the agent's state (observations, cursors, alert spool) and libcurl
+        // for webhooks over HTTPS: both small C libraries from Debian, where an HTTP
+        // client and an ORM from the package mirror would add minutes to every build.
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
 
         // Elementwise kernels that Swift does not vectorise (packed square roots).
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
@@ -36,8 +41,13 @@ let package = Package(
         // Rule files: log records to login events.
         .target(name: "Rules", dependencies: ["IPInsights", "IPInsightsFormats", "LogSources"]),
 
+        // Alert delivery: sinks, the durable spool, retries.
+        .target(name: "AlertSinks", dependencies: ["IPInsightsFormats", "CSQLite", "CCurl"]),
+        // The agent: config, detector and decisions, observation store, retraining, lifecycle.
+        .target(name: "Agent", dependencies: ["IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "CSQLite", "CSystemd"]),
+
         .executableTarget(name: "ipsight", dependencies: [
-            "IPInsights", "IPInsightsFormats", "LogSources", "Rules",
+            "IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "Agent",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -1,0 +1,59 @@
+/// A decision worth telling someone about, as the agent hands it to the sinks.
+///
+/// `id` is stable for the login it describes (the same event read twice, after a
+/// restart say, gets the same id), so receivers can de-duplicate and delivery can be
+/// at least once.
+public struct Alert: Sendable, Equatable {
+    public enum Severity: String, Sendable { case info, warning, error, critical }
+
+    public var id: String
+    /// Seconds since the Unix epoch of the login.
+    public var time: Double
+    public var host: String?
+    public var service: String
+    public var outcome: String          // "success" or "failure"
+    public var user: String
+    public var ip: String
+    /// "challenge" or "alert".
+    public var decision: String
+    public var severity: Severity
+    public var risk: Double
+    public var dotProduct: Double
+    /// One line a person can read, e.g. "alice logged in to sshd from 203.0.113.9: new network for this user".
+    public var summary: String
+    /// Reasons as ordered key/value text pairs (score and threshold, nearest known network, ...).
+    public var reasons: [(String, String)]
+
+    public init(id: String, time: Double, host: String?, service: String, outcome: String, user: String, ip: String,
+                decision: String, severity: Severity, risk: Double, dotProduct: Double, summary: String,
+                reasons: [(String, String)]) {
+        self.id = id
+        self.time = time
+        self.host = host
+        self.service = service
+        self.outcome = outcome
+        self.user = user
+        self.ip = ip
+        self.decision = decision
+        self.severity = severity
+        self.risk = risk
+        self.dotProduct = dotProduct
+        self.summary = summary
+        self.reasons = reasons
+    }
+
+    public static func == (a: Alert, b: Alert) -> Bool {
+        a.id == b.id && a.time == b.time && a.host == b.host && a.service == b.service && a.outcome == b.outcome
+            && a.user == b.user && a.ip == b.ip && a.decision == b.decision && a.severity == b.severity
+            && a.risk == b.risk && a.dotProduct == b.dotProduct && a.summary == b.summary
+            && a.reasons.map(\.0) == b.reasons.map(\.0) && a.reasons.map(\.1) == b.reasons.map(\.1)
+    }
+}
+
+/// Where the agent puts alerts: durably queued for every configured sink before
+/// `submit` returns, delivered in the background.
+public protocol AlertRouting: AnyObject, Sendable {
+    func submit(_ alert: Alert) throws
+    /// Tries to deliver what is queued for up to `seconds`, then returns (on shutdown).
+    func drain(seconds: Double)
+}
