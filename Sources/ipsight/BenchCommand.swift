@@ -91,8 +91,22 @@ struct BenchCommand: ParsableCommand {
             let entityRows = test.pairs.entityHashes.map { Int32($0 % UInt64(hp.numEntityVectors)) }
             let scores = BatchScorer(model: loaded, threads: threads).score(entityRows: entityRows, ips: test.pairs.ips)
             let anomaly = scores.map { -$0 }
-            print("test quality  AUC \(Console.fixed(Evaluation.auc(scores: anomaly, labels: labels), 4)), recall at 1% FPR \(Console.fixed(Evaluation.recall(atFalsePositiveRate: 0.01, anomalyScores: anomaly, labels: labels), 3)), at 0.1% FPR \(Console.fixed(Evaluation.recall(atFalsePositiveRate: 0.001, anomalyScores: anomaly, labels: labels), 3)) (dot_product after \(epochs) epochs)")
+            print("test quality  " + quality(anomaly, labels) + " (dot_product after \(epochs) epochs)")
+            // The calibrated risk, fitted on the day after the training window.
+            if let (validation, _) = try? PairFile.read(path: "\(data)/validation.csv") {
+                let t0 = Clock.now
+                let assessor = RiskAssessor(model: loaded, history: train.pairs, heldOut: validation.pairs, threads: threads)
+                let fitted = Clock.now - t0
+                let risks = test.pairs.ips.indices.map {
+                    Float(assessor.assess(entityHash: test.pairs.entityHashes[$0], ip: test.pairs.ips[$0], dotProduct: scores[$0]).logOdds)
+                }
+                print("risk quality  " + quality(risks, labels) + " (history and calibration built in \(Console.fixed(fitted, 1)) s)")
+            }
         }
+    }
+
+    func quality(_ anomaly: [Float], _ labels: [Bool]) -> String {
+        "AUC \(Console.fixed(Evaluation.auc(scores: anomaly, labels: labels), 4)), recall at 1% FPR \(Console.fixed(Evaluation.recall(atFalsePositiveRate: 0.01, anomalyScores: anomaly, labels: labels), 3)), at 0.1% FPR \(Console.fixed(Evaluation.recall(atFalsePositiveRate: 0.001, anomalyScores: anomaly, labels: labels), 3))"
     }
 
     func entityNames(_ path: String) throws -> [String] {
