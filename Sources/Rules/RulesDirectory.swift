@@ -6,8 +6,8 @@ import Darwin
 
 extension RuleSet {
     /// Where rules are looked for when no directory is given: `$IPSIGHT_RULES`,
-    /// `/etc/ipsight/rules`, `rules/` beside the installed binary's `share`, and
-    /// `./rules` (a source checkout).
+    /// `/etc/ipsight/rules`, `rules/` beside the installed binary's `share`, the
+    /// checkout a binary was built in, and `./rules`.
     public static func defaultDirectory() -> String? {
         var candidates: [String] = []
         if let env = getenv("IPSIGHT_RULES") { candidates.append(String(cString: env)) }
@@ -20,6 +20,12 @@ extension RuleSet {
             candidates.append(dir.joined(separator: "/") + "/../share/ipsight/rules")
             dir = dir.dropLast()
             candidates.append(dir.joined(separator: "/") + "/share/ipsight/rules")
+            // A binary built in a source checkout: .build/<triple>/<configuration>/ipsight.
+            for _ in 0..<3 {
+                let root = dir.joined(separator: "/")
+                if access(root + "/Package.swift", F_OK) == 0 { candidates.append(root + "/rules") }
+                dir = dir.dropLast()
+            }
         }
         candidates.append("rules")
         for path in candidates {
