@@ -142,15 +142,13 @@ public final class AlertRouter: AlertRouting {
 
     private func runWorker() {
         while !control.withLock({ $0.stopping }) {
-            let attempted: Bool
             do {
-                attempted = try deliverPass()
+                if try !deliverPass() { wakeup.wait(seconds: idleWait()) }
             } catch {
-                counterSet.dropped.add(1, ordering: .relaxed)
-                logger.error("\(error)")
-                attempted = true
+                // The alerts are still in the file; pause so a broken disk is not hammered.
+                logger.error("alert delivery paused for 1 s: \(error)")
+                wakeup.wait(seconds: 1)
             }
-            if !attempted { wakeup.wait(seconds: idleWait()) }
         }
     }
 
@@ -160,7 +158,10 @@ public final class AlertRouter: AlertRouting {
         let (ready, draining) = control.withLock { control in
             (sinkNames.filter { (control.health[$0]?.blockedUntil ?? 0) <= now }, control.draining)
         }
-        let rows = try spool.due(now: draining ? .infinity : now, sinks: ready, limit: options.batchSize)
+        let rows = try spool.due(now: draining ? .infinity : now, sinks: ready, limit: options.batchSize) { error in
+            counterSet.dropped.add(1, ordering: .relaxed)
+            logger.error("\(error)")
+        }
         var failedThisPass: Set<String> = []
         for row in rows {
             if control.withLock({ $0.stopping }) { break }

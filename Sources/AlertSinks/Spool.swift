@@ -122,7 +122,8 @@ final class Spool: Sendable {
     }
 
     /// Rows of `sinks` due at `now` (all of them when `now` is infinity), oldest first.
-    func due(now: Double, sinks: [String], limit: Int) throws(SpoolError) -> [Row] {
+    /// A row that cannot be read would never deliver: it is removed and reported to `unreadable`.
+    func due(now: Double, sinks: [String], limit: Int, unreadable: (SpoolError) -> Void) throws(SpoolError) -> [Row] {
         guard !sinks.isEmpty else { return [] }
         let marks = Array(repeating: "?", count: sinks.count).joined(separator: ",")
         let rows = try withConnection { db throws(SpoolError) in
@@ -145,9 +146,8 @@ final class Spool: Sendable {
                 alert.count = max(alert.count, Int(row[4].integer))
                 result.append(Row(seq: seq, sink: row[1].text, alert: alert, attempts: Int(row[3].integer)))
             } catch {
-                // A row that cannot be read will never deliver: remove it rather than loop on it.
                 try delete(seq)
-                throw SpoolError(path: path, operation: "read row \(seq)", message: "\(error); row removed")
+                unreadable(SpoolError(path: path, operation: "read row \(seq)", message: "\(error); row removed"))
             }
         }
         return result

@@ -4,9 +4,10 @@ import Testing
 @testable import AlertSinks
 
 @Suite("Payload shapes")
-struct PayloadTests {
+final class PayloadTests {
     let directory: URL
     init() throws { directory = try temporaryDirectory() }
+    deinit { try? FileManager.default.removeItem(at: directory) }
 
     func parse(_ bytes: [UInt8]) throws -> JSONValue { try JSONValue.parse(bytes) }
 
