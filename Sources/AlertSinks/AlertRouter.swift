@@ -80,8 +80,6 @@ public final class AlertRouter: AlertRouting {
         worker.withLock { $0 = thread }
     }
 
-    deinit { shutdown() }
-
     public var counters: AlertCounters { counterSet.snapshot(queued: spool.count) }
 
     public func submit(_ alert: Alert) throws {
@@ -125,8 +123,9 @@ public final class AlertRouter: AlertRouting {
         if left > 0 { logger.warning("alert drain: \(left) alerts still queued in \(spoolPath); they are delivered after the next start") }
     }
 
-    /// Stops the delivery thread (after its current attempt) and closes the spool.
-    /// Queued alerts stay in the file for the next router.
+    /// Stops the delivery thread (after its current attempt, at most the sink's timeout)
+    /// and closes the spool. Queued alerts stay in the file for the next router. The
+    /// delivery thread keeps the router alive until this is called.
     public func shutdown() {
         let wasRunning = control.withLock { control in
             defer { control.stopping = true }

@@ -28,7 +28,8 @@ public struct HTTPPoster: Sendable {
 
         var list: UnsafeMutablePointer<curl_slist>? = nil
         for (name, value) in headers + [("Content-Type", "application/json"), ("Expect", "")] {
-            list = curl_slist_append(list, "\(name): \(value)")
+            // Control characters dropped: an alert id with CR LF must not inject headers.
+            list = curl_slist_append(list, "\(name): \(String(value.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F }))")
         }
         defer { curl_slist_free_all(list) }
 

@@ -60,3 +60,17 @@ public struct SinkConfigurationError: Error, CustomStringConvertible {
     public var reason: String
     public var description: String { "alert sink \(sink): \(reason)" }
 }
+
+extension AlertRouter {
+    /// A router from config tables: `sinks` maps each sink's name to its settings
+    /// (see `SinkConfiguration`). Every sink is built, and every secret resolved, before
+    /// the spool opens, so a bad config fails at start-up.
+    public convenience init(spoolPath: String, sinks settings: [String: [String: String]], options: Options = Options(),
+                            logger: AlertLogger = .standardError()) throws {
+        var sinks: [any AlertSink] = []
+        for name in settings.keys.sorted() {
+            sinks.append(try SinkConfiguration.makeSink(name: name, settings: settings[name]!))
+        }
+        try self.init(spoolPath: spoolPath, sinks: sinks, options: options, logger: logger)
+    }
+}

@@ -171,11 +171,11 @@ final class Spool: Sendable {
     }
 
     func delete(_ seq: Int64) throws(SpoolError) {
-        let removed = try withConnection { db throws(SpoolError) in
+        try withConnection { db throws(SpoolError) in
             try db.execute("DELETE FROM alert_spool WHERE seq = ?", [.integer(seq)])
-            return db.changes
+            // Under the lock, so `enqueue`'s capacity check never sees a stale count.
+            rowCount.subtract(db.changes, ordering: .relaxed)
         }
-        rowCount.subtract(removed, ordering: .relaxed)
     }
 
     /// Records a failed attempt; `held = 0` so later alerts of the same burst open a new fold row.

@@ -66,6 +66,38 @@ final class HTTPSinkTests {
         #expect(error?.description.hasPrefix("down:") == true)
     }
 
+    @Test("control characters in an alert id cannot inject headers")
+    func headerInjection() throws {
+        let receiver = try WebhookReceiver(directory: directory)
+        var alert = sampleAlert()
+        alert.id = "evt-1\r\nX-Injected: yes"
+        try WebhookSink(url: receiver.url, secret: nil).deliver(alert)
+        let headers = try #require(receiver.records().first?["headers"])
+        #expect(headers["x-injected"] == nil)
+        #expect(headers["webhook-id"]?.stringValue == "evt-1X-Injected: yes")
+    }
+
+    @Test("a router from config tables delivers to the sinks they name")
+    func routerFromConfig() throws {
+        let receiver = try WebhookReceiver(directory: directory, secret: "whsec_" + Base64.encode(Array("config key".utf8)))
+        let secret = try secretFile("whsec_" + Base64.encode(Array("config key".utf8)), in: directory)
+        let ecsPath = directory.appendingPathComponent("ecs.ndjson").path
+        let router = try AlertRouter(
+            spoolPath: directory.appendingPathComponent("spool.sqlite").path,
+            sinks: ["soc": ["type": "webhook", "url": receiver.url, "secret": secret.description],
+                    "siem": ["type": "ecs", "path": ecsPath]],
+            options: AlertRouter.Options(fold: .off), logger: .discarding)
+        defer { router.shutdown() }
+        try router.submit(sampleAlert())
+        #expect(waitUntil(seconds: 20) { router.counters.delivered == 2 })
+        #expect(receiver.records().first?["signature_ok"] == .bool(true))
+        #expect(FileManager.default.fileExists(atPath: ecsPath))
+        #expect(throws: SinkConfigurationError.self) {
+            _ = try AlertRouter(spoolPath: self.directory.appendingPathComponent("other.sqlite").path,
+                                sinks: ["bad": ["type": "carrier-pigeon"]], logger: .discarding)
+        }
+    }
+
     @Test("URLs in errors keep the host and hide the path (Slack's credential)")
     func redaction() {
         #expect(HTTPPoster.redacted("https://hooks.slack.com/services/T0/B0/secret") == "https://hooks.slack.com/…")
