@@ -196,7 +196,8 @@ public final class AlertRouter: AlertRouting {
             let delay = control.withLock { control in
                 var health = control.health[row.sink] ?? SinkHealth()
                 health.failures += 1
-                let delay = options.backoff.delay(attempt: health.failures)
+                // A receiver's Retry-After wins over a shorter jittered delay, within the cap.
+                let delay = max(options.backoff.delay(attempt: health.failures), min(error.retryAfter ?? 0, options.backoff.cap))
                 health.blockedUntil = now + delay
                 control.health[row.sink] = health
                 return delay

@@ -13,11 +13,14 @@ public struct DeliveryError: Error, CustomStringConvertible {
     public var kind: Kind
     public var sink: String
     public var reason: String
+    /// The receiver's own `Retry-After` (seconds), honoured over the computed backoff.
+    public var retryAfter: Double?
 
-    public init(_ kind: Kind, sink: String, reason: String) {
+    public init(_ kind: Kind, sink: String, reason: String, retryAfter: Double? = nil) {
         self.kind = kind
         self.sink = sink
         self.reason = reason
+        self.retryAfter = retryAfter
     }
 
     public var description: String { "\(sink): \(kind == .retryable ? "retryable" : "permanent") failure: \(reason)" }

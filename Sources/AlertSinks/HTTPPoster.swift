@@ -56,6 +56,8 @@ public struct HTTPPoster: Sendable {
                 _ = ipsight_curl_set_pointer(handle, CURLOPT_ERRORBUFFER, UnsafeMutableRawPointer(errorBytes.baseAddress!))
                 _ = ipsight_curl_set_pointer(handle, CURLOPT_WRITEFUNCTION, unsafeBitCast(collectResponse, to: UnsafeMutableRawPointer.self))
                 _ = ipsight_curl_set_pointer(handle, CURLOPT_WRITEDATA, unmanaged.toOpaque())
+                _ = ipsight_curl_set_pointer(handle, CURLOPT_HEADERFUNCTION, unsafeBitCast(collectHeader, to: UnsafeMutableRawPointer.self))
+                _ = ipsight_curl_set_pointer(handle, CURLOPT_HEADERDATA, unmanaged.toOpaque())
                 return curl_easy_perform(handle)
             }
         }
@@ -70,7 +72,8 @@ public struct HTTPPoster: Sendable {
         case 200..<300:
             return status
         case 408, 429, 500..<600:
-            throw DeliveryError(.retryable, sink: sink, reason: "POST \(Self.redacted(url)): HTTP \(status) \(response.text)")
+            throw DeliveryError(.retryable, sink: sink, reason: "POST \(Self.redacted(url)): HTTP \(status) \(response.text)",
+                                retryAfter: response.retryAfter)
         default:
             throw DeliveryError(.permanent, sink: sink, reason: "POST \(Self.redacted(url)): HTTP \(status) \(response.text)")
         }
@@ -83,11 +86,23 @@ public struct HTTPPoster: Sendable {
         let host = parts[1].prefix { $0 != "/" && $0 != "?" }
         return "\(parts[0])://\(host)" + (parts[1].count > host.count ? "/…" : "")
     }
+
+
+    /// Seconds from a `Retry-After: <seconds>` header line; the HTTP-date form is
+    /// ignored (rare in webhook APIs) and the backoff applies instead.
+    static func retryAfter(headerLine line: String) -> Double? {
+        let parts = line.split(separator: ":", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "retry-after" else { return nil }
+        let value = parts[1].trimmingPrefix(while: { $0 == " " || $0 == "\t" }).prefix { !$0.isWhitespace }
+        guard let seconds = Double(value), seconds >= 0, seconds.isFinite else { return nil }
+        return seconds
+    }
 }
 
-/// The first bytes of a response body, for error messages.
+/// The first bytes of a response body, for error messages, and its `Retry-After`.
 private final class ResponseBox {
     var bytes: [UInt8] = []
+    var retryAfter: Double?
     var text: String {
         let printable = String(decoding: bytes, as: UTF8.self).filter { !$0.isNewline }
         return printable.isEmpty ? "" : "(\(printable))"
@@ -102,6 +117,18 @@ private let collectResponse: @convention(c) (UnsafeMutablePointer<CChar>?, Int, 
         let room = max(0, 300 - box.bytes.count)
         if room > 0 {
             data.withMemoryRebound(to: UInt8.self, capacity: total) { box.bytes.append(contentsOf: UnsafeBufferPointer(start: $0, count: min(room, total))) }
+        }
+    }
+    return total
+}
+
+private let collectHeader: @convention(c) (UnsafeMutablePointer<CChar>?, Int, Int, UnsafeMutableRawPointer?) -> Int = {
+    data, size, count, context in
+    let total = size * count
+    if let data, let context {
+        let line = data.withMemoryRebound(to: UInt8.self, capacity: total) { String(decoding: UnsafeBufferPointer(start: $0, count: total), as: UTF8.self) }
+        if let seconds = HTTPPoster.retryAfter(headerLine: line) {
+            Unmanaged<ResponseBox>.fromOpaque(context).takeUnretainedValue().retryAfter = seconds
         }
     }
     return total

@@ -98,6 +98,14 @@ final class HTTPSinkTests {
         }
     }
 
+    @Test("Retry-After in seconds is read from header lines")
+    func retryAfter() {
+        #expect(HTTPPoster.retryAfter(headerLine: "Retry-After: 30\r\n") == 30)
+        #expect(HTTPPoster.retryAfter(headerLine: "retry-after:5") == 5)
+        #expect(HTTPPoster.retryAfter(headerLine: "Retry-After: Wed, 21 Oct 2015 07:28:00 GMT\r\n") == nil)
+        #expect(HTTPPoster.retryAfter(headerLine: "Content-Length: 30\r\n") == nil)
+    }
+
     @Test("URLs in errors keep the host and hide the path (Slack's credential)")
     func redaction() {
         #expect(HTTPPoster.redacted("https://hooks.slack.com/services/T0/B0/secret") == "https://hooks.slack.com/…")
