@@ -162,6 +162,35 @@ final class RouterTests {
         #expect(bodies.filter { $0["ip"]?.stringValue == "192.0.2.66" }.count == 3)
     }
 
+    @Test("a folded alert goes out by itself when its window closes")
+    func foldWindowCloses() throws {
+        let receiver = try WebhookReceiver(directory: directory, secret: secretValue)
+        let options = AlertRouter.Options(backoff: Backoff(base: 0.05, cap: 0.2), fold: FoldPolicy(limit: 1, window: 0.5))
+        let router = try AlertRouter(spoolPath: spoolPath, sinks: [webhook(receiver)], options: options, logger: .discarding)
+        defer { router.shutdown() }
+        for n in 1...5 { try router.submit(sampleAlert(n)) }
+        #expect(waitUntil(seconds: 15) { router.counters.delivered == 2 })
+        let counts = receiver.accepted().compactMap { $0["body"]?["data"]?["count"]?.numberValue }
+        #expect(counts.sorted() == [1, 4])
+    }
+
+    @Test("the spool file is in WAL mode and keeps rows across connections")
+    func spoolFile() throws {
+        let spool = try Spool(path: spoolPath, capacity: 10)
+        let inserted = try spool.enqueue(sampleAlert(), placements: [(sink: "a", placement: .now), (sink: "b", placement: .now)], now: 1)
+        #expect(inserted == Spool.EnqueueResult(inserted: 2, folded: 0, overflowed: 0))
+        spool.close()
+        let other = try SQLiteConnection(path: spoolPath)
+        #expect(try other.query("PRAGMA journal_mode").first?.first?.text == "wal")
+        #expect(try other.query("SELECT count(*) FROM alert_spool").first?.first?.integer == 2)
+        other.close()
+        let reopened = try Spool(path: spoolPath, capacity: 10)
+        defer { reopened.close() }
+        #expect(reopened.count == 2)
+        let rows = try reopened.due(now: 2, sinks: ["b"], limit: 10) { _ in }
+        #expect(rows.map(\.alert) == [sampleAlert()])
+    }
+
     @Test("the same alert submitted twice is queued once per sink")
     func duplicateSubmit() throws {
         let deadSink = WebhookSink(name: "soc-webhook", url: "http://127.0.0.1:\(freePort())/hook", secret: secret)
