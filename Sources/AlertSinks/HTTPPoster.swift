@@ -87,7 +87,6 @@ public struct HTTPPoster: Sendable {
         return "\(parts[0])://\(host)" + (parts[1].count > host.count ? "/…" : "")
     }
 
-
     /// Seconds from a `Retry-After: <seconds>` header line; the HTTP-date form is
     /// ignored (rare in webhook APIs) and the backoff applies instead.
     static func retryAfter(headerLine line: String) -> Double? {

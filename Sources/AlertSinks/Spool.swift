@@ -36,7 +36,11 @@ final class Spool: Sendable {
         self.path = path
         self.capacity = max(1, capacity)
         let connection = try SQLiteConnection(path: path)
-        _ = try connection.query("PRAGMA journal_mode=WAL")
+        // WAL can be refused (some network file systems): fail loudly rather than run without it.
+        let mode = try connection.query("PRAGMA journal_mode=WAL").first?.first?.text ?? ""
+        guard mode.lowercased() == "wal" else {
+            throw SpoolError(path: path, operation: "PRAGMA journal_mode=WAL", message: "SQLite kept journal mode \"\(mode)\"")
+        }
         try connection.execute("PRAGMA synchronous=FULL")
         try connection.execute("""
             CREATE TABLE IF NOT EXISTS alert_spool(
