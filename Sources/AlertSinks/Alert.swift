@@ -23,10 +23,13 @@ public struct Alert: Sendable, Equatable {
     public var summary: String
     /// Reasons as ordered key/value text pairs (score and threshold, nearest known network, ...).
     public var reasons: [(String, String)]
+    /// How many alerts this one stands for: more than 1 when a burst for the same user
+    /// and address was folded into it by a sink's rate limit.
+    public var count: Int
 
     public init(id: String, time: Double, host: String?, service: String, outcome: String, user: String, ip: String,
                 decision: String, severity: Severity, risk: Double, dotProduct: Double, summary: String,
-                reasons: [(String, String)]) {
+                reasons: [(String, String)], count: Int = 1) {
         self.id = id
         self.time = time
         self.host = host
@@ -40,6 +43,7 @@ public struct Alert: Sendable, Equatable {
         self.dotProduct = dotProduct
         self.summary = summary
         self.reasons = reasons
+        self.count = count
     }
 
     public static func == (a: Alert, b: Alert) -> Bool {
@@ -47,6 +51,7 @@ public struct Alert: Sendable, Equatable {
             && a.user == b.user && a.ip == b.ip && a.decision == b.decision && a.severity == b.severity
             && a.risk == b.risk && a.dotProduct == b.dotProduct && a.summary == b.summary
             && a.reasons.map(\.0) == b.reasons.map(\.0) && a.reasons.map(\.1) == b.reasons.map(\.1)
+            && a.count == b.count
     }
 }
 

@@ -1,0 +1,27 @@
+/// Exponential backoff with full jitter: a delay drawn uniformly from
+/// [0, min(cap, base · 2^(attempt−1))], so many agents retrying one receiver spread out
+/// instead of arriving together.
+public struct Backoff: Sendable, Equatable {
+    public var base: Double
+    public var cap: Double
+
+    public init(base: Double = 1, cap: Double = 300) {
+        self.base = base
+        self.cap = cap
+    }
+
+    /// The ceiling for the `attempt`-th consecutive failure (1-based).
+    public func ceiling(attempt: Int) -> Double {
+        // Exponent clamped so that 2^n stays finite for long outages.
+        min(cap, base * Double(1 << UInt64(min(max(attempt, 1) - 1, 40))))
+    }
+
+    public func delay(attempt: Int) -> Double {
+        var generator = SystemRandomNumberGenerator()
+        return delay(attempt: attempt, using: &generator)
+    }
+
+    public func delay<G: RandomNumberGenerator>(attempt: Int, using generator: inout G) -> Double {
+        Double.random(in: 0...ceiling(attempt: attempt), using: &generator)
+    }
+}

@@ -1,0 +1,192 @@
+import IPInsightsFormats
+import Synchronization
+
+/// The durable queue: one SQLite row per (alert, sink), written before `submit`
+/// returns and deleted once that sink has the alert. WAL with `synchronous=FULL`, so a
+/// committed row survives power loss, not only a crash.
+final class Spool: Sendable {
+    struct Row {
+        var seq: Int64
+        var sink: String
+        var alert: Alert
+        var attempts: Int
+    }
+
+    /// What to write for one sink in `enqueue`.
+    enum Placement {
+        /// Deliverable now.
+        case now
+        /// Over the sink's rate limit: folded into one held row per user and address,
+        /// released at `until` with the count of alerts it stands for.
+        case fold(until: Double)
+    }
+
+    struct EnqueueResult: Equatable {
+        var inserted = 0
+        var folded = 0
+        var overflowed = 0
+    }
+
+    let path: String
+    let capacity: Int
+    private let state: Mutex<SQLiteConnection?>
+    private let rowCount = Atomic<Int>(0)
+
+    init(path: String, capacity: Int) throws(SpoolError) {
+        self.path = path
+        self.capacity = max(1, capacity)
+        let connection = try SQLiteConnection(path: path)
+        // WAL can be refused (some network file systems): fail loudly rather than run without it.
+        let mode = try connection.query("PRAGMA journal_mode=WAL").first?.first?.text ?? ""
+        guard mode.lowercased() == "wal" else {
+            throw SpoolError(path: path, operation: "PRAGMA journal_mode=WAL", message: "SQLite kept journal mode \"\(mode)\"")
+        }
+        try connection.execute("PRAGMA synchronous=FULL")
+        try connection.execute("""
+            CREATE TABLE IF NOT EXISTS alert_spool(
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                sink TEXT NOT NULL,
+                alert_id TEXT NOT NULL,
+                fold_key TEXT NOT NULL,
+                held INTEGER NOT NULL DEFAULT 0,
+                repeats INTEGER NOT NULL DEFAULT 1,
+                alert TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_at REAL NOT NULL,
+                queued_at REAL NOT NULL,
+                last_error TEXT,
+                UNIQUE(sink, alert_id))
+            """)
+        try connection.execute("CREATE INDEX IF NOT EXISTS alert_spool_due ON alert_spool(next_at)")
+        try connection.execute("CREATE INDEX IF NOT EXISTS alert_spool_fold ON alert_spool(sink, fold_key) WHERE held = 1")
+        let count = try connection.query("SELECT count(*) FROM alert_spool").first?.first?.integer ?? 0
+        rowCount.store(Int(count), ordering: .relaxed)
+        state = Mutex(connection)
+    }
+
+    /// Rows queued, for every sink (including sinks no longer configured).
+    var count: Int { rowCount.load(ordering: .relaxed) }
+
+    func close() {
+        state.withLock { connection in
+            connection?.close()
+            connection = nil
+        }
+    }
+
+    private func withConnection<T>(_ body: (SQLiteConnection) throws(SpoolError) -> T) throws(SpoolError) -> T {
+        let result: Result<T, SpoolError> = state.withLock { connection in
+            guard let connection else { return .failure(SpoolError(path: path, operation: "use", message: "the spool is closed")) }
+            do throws(SpoolError) { return .success(try body(connection)) } catch { return .failure(error) }
+        }
+        return try result.get()
+    }
+
+    /// Queues `alert` for each sink in one transaction; drops the oldest rows past capacity.
+    func enqueue(_ alert: Alert, placements: [(sink: String, placement: Placement)], now: Double) throws(SpoolError) -> EnqueueResult {
+        let json = String(decoding: AlertJSON.bytes(alert), as: UTF8.self)
+        let foldKey = "\(alert.user)\u{1F}\(alert.ip)"
+        return try withConnection { db throws(SpoolError) in
+            let result = try db.transaction { () throws(SpoolError) -> EnqueueResult in
+                var result = EnqueueResult()
+                for (sink, placement) in placements {
+                    switch placement {
+                    case .now:
+                        // OR IGNORE: the same alert read again (after a restart) is queued once.
+                        try db.execute("""
+                            INSERT OR IGNORE INTO alert_spool(sink, alert_id, fold_key, alert, next_at, queued_at)
+                            VALUES (?, ?, ?, ?, ?, ?)
+                            """, [.text(sink), .text(alert.id), .text(foldKey), .text(json), .real(now), .real(now)])
+                        result.inserted += db.changes
+                    case .fold(let until):
+                        try db.execute("UPDATE alert_spool SET repeats = repeats + 1 WHERE sink = ? AND fold_key = ? AND held = 1",
+                                       [.text(sink), .text(foldKey)])
+                        if db.changes == 0 {
+                            try db.execute("""
+                                INSERT OR IGNORE INTO alert_spool(sink, alert_id, fold_key, held, alert, next_at, queued_at)
+                                VALUES (?, ?, ?, 1, ?, ?, ?)
+                                """, [.text(sink), .text(alert.id), .text(foldKey), .text(json), .real(until), .real(now)])
+                            result.inserted += db.changes
+                        } else {
+                            result.folded += 1
+                        }
+                    }
+                }
+                let total = rowCount.load(ordering: .relaxed) + result.inserted
+                if total > capacity {
+                    try db.execute("DELETE FROM alert_spool WHERE seq IN (SELECT seq FROM alert_spool ORDER BY seq LIMIT ?)",
+                                   [.integer(Int64(total - capacity))])
+                    result.overflowed = db.changes
+                }
+                return result
+            }
+            rowCount.add(result.inserted - result.overflowed, ordering: .relaxed)
+            return result
+        }
+    }
+
+    /// Rows of `sinks` due at `now` (all of them when `now` is infinity), oldest first.
+    /// A row that cannot be read would never deliver: it is removed and reported to `unreadable`.
+    func due(now: Double, sinks: [String], limit: Int, unreadable: (SpoolError) -> Void) throws(SpoolError) -> [Row] {
+        guard !sinks.isEmpty else { return [] }
+        let marks = Array(repeating: "?", count: sinks.count).joined(separator: ",")
+        let rows = try withConnection { db throws(SpoolError) in
+            let rows = try db.query("""
+                SELECT seq, sink, alert, attempts, repeats, held FROM alert_spool
+                WHERE next_at <= ? AND sink IN (\(marks)) ORDER BY seq LIMIT ?
+                """, [.real(now.isFinite ? now : Double.greatestFiniteMagnitude)] + sinks.map { .text($0) } + [.integer(Int64(limit))])
+            // A fold row leaving for delivery is closed: alerts folded from now on must
+            // open a new row, or their count would be deleted with this one.
+            for row in rows where row[5].integer == 1 {
+                try db.execute("UPDATE alert_spool SET held = 0 WHERE seq = ?", [.integer(row[0].integer)])
+            }
+            return rows
+        }
+        var result: [Row] = []
+        for row in rows {
+            let seq = row[0].integer
+            do {
+                var alert = try AlertJSON.decode(try JSONValue.parse(row[2].text))
+                alert.count = max(alert.count, Int(row[4].integer))
+                result.append(Row(seq: seq, sink: row[1].text, alert: alert, attempts: Int(row[3].integer)))
+            } catch {
+                try delete(seq)
+                unreadable(SpoolError(path: path, operation: "read row \(seq)", message: "\(error); row removed"))
+            }
+        }
+        return result
+    }
+
+    /// Earliest `next_at` among `sinks`' rows.
+    func nextDue(sinks: [String]) throws(SpoolError) -> Double? {
+        guard !sinks.isEmpty else { return nil }
+        let marks = Array(repeating: "?", count: sinks.count).joined(separator: ",")
+        return try withConnection { db throws(SpoolError) in
+            try db.query("SELECT min(next_at) FROM alert_spool WHERE sink IN (\(marks))", sinks.map { .text($0) })
+        }.first?.first?.real
+    }
+
+    func pending(sinks: [String]) throws(SpoolError) -> Int {
+        guard !sinks.isEmpty else { return 0 }
+        let marks = Array(repeating: "?", count: sinks.count).joined(separator: ",")
+        return Int(try withConnection { db throws(SpoolError) in
+            try db.query("SELECT count(*) FROM alert_spool WHERE sink IN (\(marks))", sinks.map { .text($0) })
+        }.first?.first?.integer ?? 0)
+    }
+
+    func delete(_ seq: Int64) throws(SpoolError) {
+        try withConnection { db throws(SpoolError) in
+            try db.execute("DELETE FROM alert_spool WHERE seq = ?", [.integer(seq)])
+            // Under the lock, so `enqueue`'s capacity check never sees a stale count.
+            rowCount.subtract(db.changes, ordering: .relaxed)
+        }
+    }
+
+    /// Records a failed attempt; `held = 0` so later alerts of the same burst open a new fold row.
+    func reschedule(_ seq: Int64, attempts: Int, nextAt: Double, error: String) throws(SpoolError) {
+        try withConnection { db throws(SpoolError) in
+            try db.execute("UPDATE alert_spool SET attempts = ?, next_at = ?, last_error = ?, held = 0 WHERE seq = ?",
+                           [.integer(Int64(attempts)), .real(nextAt), .text(String(error.prefix(500))), .integer(seq)])
+        }
+    }
+}
