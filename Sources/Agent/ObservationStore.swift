@@ -1,0 +1,95 @@
+/// A successful login as the agent remembers it.
+public struct Observation: Sendable, Equatable {
+    /// Seconds since the epoch.
+    public var time: Double
+    public var user: String
+    public var ip: String
+    public var service: String
+
+    public init(time: Double, user: String, ip: String, service: String) {
+        self.time = time
+        self.user = user
+        self.ip = ip
+        self.service = service
+    }
+}
+
+/// The agent's memory in SQLite (WAL): successful logins within the retention
+/// window, and where each source was read up to.
+///
+/// Observations and source positions are written in one transaction, so after a
+/// crash or restart the positions match exactly the observations kept: nothing
+/// is lost and nothing is counted twice.
+public final class ObservationStore: @unchecked Sendable {
+    public let path: String
+    private let db: SQLiteDatabase
+    private let insert: SQLiteStatement
+    private let putState: SQLiteStatement
+
+    public init(path: String) throws(SQLiteError) {
+        self.path = path
+        db = try SQLiteDatabase(path: path)
+        try db.execute("""
+            CREATE TABLE IF NOT EXISTS observations (
+                time REAL NOT NULL, user TEXT NOT NULL, ip TEXT NOT NULL, service TEXT NOT NULL);
+            CREATE INDEX IF NOT EXISTS observations_time ON observations(time);
+            CREATE TABLE IF NOT EXISTS source_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            """)
+        insert = try db.prepare("INSERT INTO observations (time, user, ip, service) VALUES (?, ?, ?, ?)")
+        putState = try db.prepare("INSERT OR REPLACE INTO source_state (key, value) VALUES (?, ?)")
+    }
+
+    /// Stores a batch's observations and the positions after it, atomically.
+    public func commit(_ observations: [Observation], positions: [String: String]) throws(SQLiteError) {
+        try db.transaction { () throws(SQLiteError) in
+            for o in observations {
+                insert.bind(1, o.time)
+                insert.bind(2, o.user)
+                insert.bind(3, o.ip)
+                insert.bind(4, o.service)
+                try insert.run()
+            }
+            for (key, value) in positions {
+                putState.bind(1, key)
+                putState.bind(2, value)
+                try putState.run()
+            }
+        }
+    }
+
+    /// Where each source was read up to, by source key.
+    public func positions() throws(SQLiteError) -> [String: String] {
+        let query = try db.prepare("SELECT key, value FROM source_state")
+        var result: [String: String] = [:]
+        while try query.step() { result[query.text(0)] = query.text(1) }
+        return result
+    }
+
+    /// Observations at or after `since`, oldest first.
+    public func observations(since: Double = -.infinity) throws(SQLiteError) -> [Observation] {
+        let query = try db.prepare("SELECT time, user, ip, service FROM observations WHERE time >= ? ORDER BY time, rowid")
+        query.bind(1, since.isFinite ? since : -1e300)
+        var result: [Observation] = []
+        while try query.step() {
+            result.append(Observation(time: query.double(0), user: query.text(1), ip: query.text(2), service: query.text(3)))
+        }
+        return result
+    }
+
+    public func count() throws(SQLiteError) -> Int {
+        let query = try db.prepare("SELECT count(*) FROM observations")
+        _ = try query.step()
+        return Int(query.int(0))
+    }
+
+    /// Forgets observations older than `before` (the retention window); returns how many.
+    @discardableResult
+    public func prune(before: Double) throws(SQLiteError) -> Int {
+        let delete = try db.prepare("DELETE FROM observations WHERE time < ?")
+        delete.bind(1, before)
+        try delete.run()
+        let changes = try db.prepare("SELECT changes()")
+        _ = try changes.step()
+        return Int(changes.int(0))
+    }
+}
