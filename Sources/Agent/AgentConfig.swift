@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import IPInsights
 
 /// The agent's validated configuration. Built from a config file (or the
@@ -25,7 +30,7 @@ public struct AgentConfig: Sendable, Equatable {
     public enum ColdStartPolicy: String, Sendable { case learn, challenge, alert }
 
     // [agent]
-    public var stateDirectory = "/var/lib/ipsight"
+    public var stateDirectory = AgentConfig.defaultStateDirectory()
     /// nil: `model.ipsm` in the state directory, trained at first start.
     public var modelPath: String?
     /// nil: the shipped rules (`RuleSet.defaultDirectory()`).
@@ -69,6 +74,19 @@ public struct AgentConfig: Sendable, Equatable {
 
     public init() {}
 
+    /// systemd's `$STATE_DIRECTORY`, else `/var/lib/ipsight` when it can be
+    /// written, else `$XDG_STATE_HOME/ipsight` or `~/.local/state/ipsight`: so that
+    /// `ipsight run` works for an ordinary user too.
+    public static func defaultStateDirectory() -> String {
+        func env(_ name: String) -> String? { getenv(name).map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } }
+        if let dir = env("STATE_DIRECTORY") { return String(dir.split(separator: ":").first ?? "") }
+        if access("/var/lib/ipsight", W_OK) == 0 || (access("/var/lib/ipsight", F_OK) != 0 && access("/var/lib", W_OK) == 0) {
+            return "/var/lib/ipsight"
+        }
+        if let state = env("XDG_STATE_HOME") { return state + "/ipsight" }
+        return (env("HOME") ?? "/tmp") + "/.local/state/ipsight"
+    }
+
     public var resolvedModelPath: String { modelPath ?? stateDirectory + "/model.ipsm" }
     public var databasePath: String { stateDirectory + "/ipsight.db" }
 
@@ -97,7 +115,7 @@ public struct AgentConfig: Sendable, Equatable {
         var config = AgentConfig()
         var reader = ConfigReader(path: path)
         for entry in file.entries { try config.apply(entry, &reader) }
-        try config.validate(path: path)
+        try config.validate(reader)
         return config
     }
 
@@ -162,8 +180,8 @@ public struct AgentConfig: Sendable, Equatable {
         r.lines[e.name] = e.line
     }
 
-    private func validate(path: String) throws(ConfigError) {
-        let reader = ConfigReader(path: path)
+    private func validate(_ reader: ConfigReader) throws(ConfigError) {
+        let path = reader.path
         let services = serviceThresholds.sorted(by: { $0.key < $1.key }).map { ("thresholds.\($0.key)", $0.value) }
         for (name, t) in [("thresholds", thresholds)] + services {
             if case .risk(let c) = t.challenge, case .risk(let a) = t.alert, c > a {
@@ -175,7 +193,8 @@ public struct AgentConfig: Sendable, Equatable {
             throw ConfigError(file: path, line: nil, key: "sources", message: "no source: set journal = true or files = ...")
         }
         if retention < retrainInterval {
-            throw ConfigError(file: path, line: nil, key: "retrain.retention", message: "shorter than retrain.interval")
+            throw ConfigError(file: path, line: reader.lines["retrain.retention"], key: "retrain.retention",
+                              message: "shorter than retrain.interval")
         }
     }
 }

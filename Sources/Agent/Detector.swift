@@ -46,6 +46,14 @@ public final class Detector: @unchecked Sendable {
         for o in observations { remember(user: o.user, service: o.service, ip: o.ip) }
     }
 
+    /// Starts the memory over from `observations` (after pruning the window).
+    public func replaceMemory(_ observations: [Observation]) {
+        memory = EntityMemory()
+        history = EntityHistory()
+        historyPairs = 0
+        preload(observations)
+    }
+
     /// Counts a successful login in the entity's history (after deciding about it).
     public func remember(user: String, service: String, ip: String) {
         guard let address = IPAddress(ip) else { return }
