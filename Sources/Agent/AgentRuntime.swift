@@ -107,7 +107,8 @@ public final class AgentRuntime: @unchecked Sendable {
         // Shutdown: stop the sources, keep what was already read, save, drain alerts.
         SystemdNotifier.stopping()
         log.notice("stopping")
-        retrainer.stop()
+        let finished = failure == nil && active.isEmpty && !config.follow
+        if !finished { retrainer.stop() }
         threads.stop()
         inbox.close()
         if failure == nil {
@@ -118,6 +119,12 @@ public final class AgentRuntime: @unchecked Sendable {
         }
         threads.join(timeout: 1)
         router.drain(seconds: 1)
+        // Every source read to its end (a one-off run over files): bring the model
+        // up to date with what was read, as the background thread would have.
+        if finished {
+            if retrain { retrainer.step() }
+            retrainer.stop()
+        }
         log.notice("stopped after \(events) login events, \(alertsSent) alerts")
         if let failure { throw failure }
     }

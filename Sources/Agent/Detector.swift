@@ -112,7 +112,7 @@ public final class Detector: @unchecked Sendable {
         if decision != .allow { reasons.append(("main reason", a.mainReason)) }
         if let network = a.nearestNetwork {
             reasons.append(("nearest known network", network))
-            reasons.append(("share of logins near it", "\(Format.fixed(a.shareNearNetwork * 100, 1))%"))
+            reasons.append(("share of logins near it", "\(Format.fixed(a.shareNearNetwork * 100, 1))% in the same \(ip.isIPv4 ? "/16" : "/32")"))
         }
         reasons.append(("logins in history", "\(a.facts.logins)"))
         if !memory.hasSeen(hash, ip) {

@@ -13,6 +13,8 @@ public final class Retrainer: @unchecked Sendable {
     private let config: Mutex<AgentConfig>
     private let stopped = Atomic<Bool>(false)
     private let wake = NSCondition()
+    /// One step at a time, whether from the thread or a caller.
+    private let stepping = NSLock()
     private var thread: Thread?
     private var lastTraining: Double
     /// How often the thread looks for work (a first model, a due retraining).
@@ -54,6 +56,8 @@ public final class Retrainer: @unchecked Sendable {
     /// One round of work: whatever is due now. Public so that tests and the
     /// first start can run it synchronously.
     public func step() {
+        stepping.lock()
+        defer { stepping.unlock() }
         let config = self.config.withLock { $0 }
         let observations: [Observation]
         do {
