@@ -56,5 +56,6 @@ let package = Package(
         .testTarget(name: "ipsightTests", dependencies: ["ipsight"]),
         .testTarget(name: "LogSourcesTests", dependencies: ["LogSources"]),
         .testTarget(name: "RulesTests", dependencies: ["Rules", "LogSources", "IPInsights"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent"]),
     ]
 )

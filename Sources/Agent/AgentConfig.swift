@@ -114,7 +114,10 @@ public struct AgentConfig: Sendable, Equatable {
         let file = try ConfigFile(text: text, path: path)
         var config = AgentConfig()
         var reader = ConfigReader(path: path)
-        for entry in file.entries { try config.apply(entry, &reader) }
+        // Service thresholds start from [thresholds] wherever it is in the file.
+        let isService = { (e: ConfigFile.Entry) in e.section.hasPrefix("thresholds.") }
+        for entry in file.entries where !isService(entry) { try config.apply(entry, &reader) }
+        for entry in file.entries where isService(entry) { try config.apply(entry, &reader) }
         try config.validate(reader)
         return config
     }
