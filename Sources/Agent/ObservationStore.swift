@@ -57,6 +57,9 @@ public final class ObservationStore: @unchecked Sendable {
         }
     }
 
+    /// How long a write waits for a lock another connection holds (default 5 s).
+    public func setBusyTimeout(milliseconds: Int32) throws(SQLiteError) { db.setBusyTimeout(milliseconds: milliseconds) }
+
     /// Where each source was read up to, by source key.
     public func positions() throws(SQLiteError) -> [String: String] {
         let query = try db.prepare("SELECT key, value FROM source_state")

@@ -65,6 +65,9 @@ final class SQLiteDatabase {
         }
     }
 
+    /// How long a statement waits for another connection's lock before failing.
+    func setBusyTimeout(milliseconds: Int32) { sqlite3_busy_timeout(handle, milliseconds) }
+
     var lastError: String { String(cString: sqlite3_errmsg(handle)) }
 }
 

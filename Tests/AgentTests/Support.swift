@@ -23,7 +23,7 @@ struct TemporaryDirectory {
         var template = Array("/tmp/ipsight-agent-test-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         precondition(made != nil, "mkdtemp failed")
-        path = String(cString: template.map { $0 }.withUnsafeBufferPointer { $0.baseAddress! })
+        path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 
     func file(_ name: String) -> String { path + "/" + name }

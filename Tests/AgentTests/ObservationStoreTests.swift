@@ -1,0 +1,50 @@
+import Testing
+@testable import Agent
+
+@Suite struct ObservationStoreTests {
+    @Test func observationsAndPositionsSurviveReopening() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.file("state.db")
+        let first = Synthetic.observations(20)
+        do {
+            let store = try ObservationStore(path: path)
+            try store.commit(Array(first[..<12]), positions: ["file:/var/log/auth.log": "1:2:300:ab:/var/log/auth.log"])
+            try store.commit(Array(first[12...]), positions: ["file:/var/log/auth.log": "1:2:600:ab:/var/log/auth.log",
+                                                              "journal": "s=abc;i=1"])
+        }
+        let store = try ObservationStore(path: path)
+        #expect(try store.count() == 20)
+        #expect(try store.observations() == first)
+        #expect(try store.positions() == ["file:/var/log/auth.log": "1:2:600:ab:/var/log/auth.log", "journal": "s=abc;i=1"])
+        #expect(try store.observations(since: first[15].time) == Array(first[15...]))
+    }
+
+    @Test func pruneForgetsOnlyOlderLogins() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try ObservationStore(path: dir.file("state.db"))
+        let all = Synthetic.observations(10)
+        try store.commit(all, positions: [:])
+        #expect(try store.prune(before: all[4].time) == 4)
+        #expect(try store.observations() == Array(all[4...]))
+    }
+
+    @Test func aFailedBatchLeavesNeitherObservationsNorPositions() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.file("state.db")
+        let store = try ObservationStore(path: path)
+        try store.commit(Synthetic.observations(3), positions: ["journal": "one"])
+        // A second connection holds the write lock, so the batch cannot commit.
+        let other = try SQLiteDatabase(path: path)
+        try other.execute("PRAGMA busy_timeout = 0")
+        try other.execute("BEGIN IMMEDIATE")
+        let blocked = try ObservationStore(path: path)
+        try blocked.setBusyTimeout(milliseconds: 50)
+        #expect(throws: SQLiteError.self) { try blocked.commit(Synthetic.observations(2), positions: ["journal": "two"]) }
+        try other.execute("ROLLBACK")
+        #expect(try store.count() == 3)
+        #expect(try store.positions() == ["journal": "one"])
+    }
+}
