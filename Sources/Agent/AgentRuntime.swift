@@ -169,7 +169,7 @@ public final class AgentRuntime: @unchecked Sendable {
 
     /// SIGHUP: a new config that validates takes effect; one that does not is
     /// refused and the running one stays.
-    private func reload() {
+    func reload() {
         guard let path = configPath else {
             log.notice("reload: running on the built-in config, nothing to reload")
             return
