@@ -22,4 +22,5 @@ public struct AgentLog: Sendable {
     public func warning(_ m: String) { log(.warning, m) }
     public func notice(_ m: String) { log(.notice, m) }
     public func info(_ m: String) { log(.info, m) }
+    public func debug(_ m: String) { log(.debug, m) }
 }

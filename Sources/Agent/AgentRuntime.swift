@@ -44,7 +44,7 @@ public final class AgentRuntime: @unchecked Sendable {
             model = try ModelFile.load(path: config.resolvedModelPath)
         }
         detector = Detector(config: config, model: model)
-        let window = try store.observations(since: Clock.wall - config.retention)
+        let window = try store.observations(since: Clock.wall - config.retention, learnedOnly: true)
         detector.preload(window)
         if let model, let calibration = Calibration.fit(model: model, observations: window, config: config) {
             detector.install(model: model, calibration: calibration)
@@ -133,6 +133,11 @@ public final class AgentRuntime: @unchecked Sendable {
         switch item {
         case .batch(let key, let records):
             let outcome = processor.process(records, source: key, now: Clock.wall)
+            if log.minimum == .debug {
+                for (_, v) in outcome.verdicts {
+                    log.debug("\(v.decision.rawValue) (\(v.reason)): \(v.summary); " + v.reasons.map { "\($0.0): \($0.1)" }.joined(separator: "; "))
+                }
+            }
             for alert in outcome.alerts { try router.submit(alert) }
             var positions: [String: String] = [:]
             if let position = outcome.position { positions[key] = position }
@@ -197,7 +202,7 @@ public final class AgentRuntime: @unchecked Sendable {
         do {
             let removed = try store.prune(before: Clock.wall - config.retention)
             if removed > 0 {
-                detector.replaceMemory(try store.observations(since: Clock.wall - config.retention))
+                detector.replaceMemory(try store.observations(since: Clock.wall - config.retention, learnedOnly: true))
                 log.info("removed \(removed) logins older than the retention window")
             }
         } catch {

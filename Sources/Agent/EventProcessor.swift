@@ -45,11 +45,13 @@ public final class EventProcessor {
                     outcome.alerts.append(alert(event, verdict, source: source, record: record, now: now))
                 }
             }
-            // Only successful logins teach the agent where an entity logs in from.
+            // Only successful logins teach the agent where an entity logs in from,
+            // and not those it alerted on (an intruder's second login must alert too).
             if event.outcome == .success, let user = event.user, let ip = event.ip, IPAddress(ip) != nil {
-                let observation = Observation(time: event.time ?? now, user: user, ip: ip, service: event.service)
-                outcome.observations.append(observation)
-                detector.remember(user: user, service: event.service, ip: ip)
+                let learned = verdict?.decision != .alert
+                outcome.observations.append(Observation(time: event.time ?? now, user: user, ip: ip,
+                                                        service: event.service, learned: learned))
+                if learned { detector.remember(user: user, service: event.service, ip: ip) }
             }
         }
         return outcome

@@ -5,12 +5,16 @@ public struct Observation: Sendable, Equatable {
     public var user: String
     public var ip: String
     public var service: String
+    /// False for logins the agent alerted on: kept for the record, but not learnt
+    /// from, so that an intruder's repeated logins do not become the account's habit.
+    public var learned: Bool
 
-    public init(time: Double, user: String, ip: String, service: String) {
+    public init(time: Double, user: String, ip: String, service: String, learned: Bool = true) {
         self.time = time
         self.user = user
         self.ip = ip
         self.service = service
+        self.learned = learned
     }
 }
 
@@ -31,11 +35,12 @@ public final class ObservationStore: @unchecked Sendable {
         db = try SQLiteDatabase(path: path)
         try db.execute("""
             CREATE TABLE IF NOT EXISTS observations (
-                time REAL NOT NULL, user TEXT NOT NULL, ip TEXT NOT NULL, service TEXT NOT NULL);
+                time REAL NOT NULL, user TEXT NOT NULL, ip TEXT NOT NULL, service TEXT NOT NULL,
+                learned INTEGER NOT NULL DEFAULT 1);
             CREATE INDEX IF NOT EXISTS observations_time ON observations(time);
             CREATE TABLE IF NOT EXISTS source_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
             """)
-        insert = try db.prepare("INSERT INTO observations (time, user, ip, service) VALUES (?, ?, ?, ?)")
+        insert = try db.prepare("INSERT INTO observations (time, user, ip, service, learned) VALUES (?, ?, ?, ?, ?)")
         putState = try db.prepare("INSERT OR REPLACE INTO source_state (key, value) VALUES (?, ?)")
     }
 
@@ -47,6 +52,7 @@ public final class ObservationStore: @unchecked Sendable {
                 insert.bind(2, o.user)
                 insert.bind(3, o.ip)
                 insert.bind(4, o.service)
+                insert.bind(5, Int64(o.learned ? 1 : 0))
                 try insert.run()
             }
             for (key, value) in positions {
@@ -68,13 +74,16 @@ public final class ObservationStore: @unchecked Sendable {
         return result
     }
 
-    /// Observations at or after `since`, oldest first.
-    public func observations(since: Double = -.infinity) throws(SQLiteError) -> [Observation] {
-        let query = try db.prepare("SELECT time, user, ip, service FROM observations WHERE time >= ? ORDER BY time, rowid")
+    /// Observations at or after `since`, oldest first; with `learnedOnly`, those
+    /// the agent learns from (history, training, calibration).
+    public func observations(since: Double = -.infinity, learnedOnly: Bool = false) throws(SQLiteError) -> [Observation] {
+        let query = try db.prepare("SELECT time, user, ip, service, learned FROM observations WHERE time >= ?"
+            + (learnedOnly ? " AND learned = 1" : "") + " ORDER BY time, rowid")
         query.bind(1, since.isFinite ? since : -1e300)
         var result: [Observation] = []
         while try query.step() {
-            result.append(Observation(time: query.double(0), user: query.text(1), ip: query.text(2), service: query.text(3)))
+            result.append(Observation(time: query.double(0), user: query.text(1), ip: query.text(2), service: query.text(3),
+                                      learned: query.int(4) != 0))
         }
         return result
     }

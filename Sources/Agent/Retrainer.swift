@@ -62,7 +62,7 @@ public final class Retrainer: @unchecked Sendable {
         let observations: [Observation]
         do {
             let store = try ObservationStore(path: config.databasePath)
-            observations = try store.observations(since: Clock.wall - config.retention)
+            observations = try store.observations(since: Clock.wall - config.retention, learnedOnly: true)
         } catch {
             log.error("retrain: \(error)")
             return

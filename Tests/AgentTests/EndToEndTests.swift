@@ -46,18 +46,23 @@ import Testing
             later += Synthetic.sshdLine(minute: minute + 1, user: user, ip: "203.0.113.\(minute % 200 + 1)")
             minute += 2
         }
+        // The intruder comes back: alerted logins are not learnt, so this alerts again.
+        later += Synthetic.sshdLine(minute: minute, user: "alice", ip: "203.0.113.251")
         dir.write("auth.log", later, append: true)
         let secondRouter = CollectingRouter()
         let second = try AgentRuntime(config: config(dir), configPath: nil, router: secondRouter, log: AgentLog(minimum: .warning))
         #expect(second.detector.calibration != nil, "calibrated at start from the stored logins")
         try second.run(retrain: false)
-        #expect(second.events == 2 * Synthetic.users.count, "only the new lines are read")
-        #expect(try second.store.count() == 250 + 2 * Synthetic.users.count, "nothing stored twice")
+        #expect(second.events == 2 * Synthetic.users.count + 1, "only the new lines are read")
+        #expect(try second.store.count() == 251 + 2 * Synthetic.users.count, "nothing stored twice")
+        let kept = try second.store.observations()
+        #expect(kept.filter { !$0.learned }.count == Synthetic.users.count + 1, "alerted logins are kept, not learnt")
 
         let alerts = secondRouter.received
         #expect(Set(alerts.map(\.user)) == Set(Synthetic.users))
         #expect(alerts.allSatisfy { $0.ip.hasPrefix("203.0.113.") && $0.decision == "alert" && $0.service == "sshd" })
-        #expect(alerts.count == Synthetic.users.count, "no alerts for the usual networks")
+        #expect(alerts.count == Synthetic.users.count + 1, "no alerts for the usual networks")
+        #expect(alerts.filter { $0.user == "alice" }.count == 2)
         #expect(alerts.allSatisfy { $0.reasons.contains { $0.0 == "nearest known network" } })
         #expect(Set(alerts.map(\.id)).count == alerts.count)
 

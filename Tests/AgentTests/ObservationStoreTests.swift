@@ -27,7 +27,11 @@ import Testing
         let all = Synthetic.observations(10)
         try store.commit(all, positions: [:])
         #expect(try store.prune(before: all[4].time) == 4)
-        #expect(try store.observations() == Array(all[4...]))
+        try store.commit([Observation(time: all[9].time + 1, user: "mallory", ip: "203.0.113.1", service: "sshd", learned: false)],
+                         positions: [:])
+        #expect(try store.observations(learnedOnly: true) == Array(all[4...]))
+        #expect(try store.observations().last?.learned == false)
+        #expect(try store.count() == 7)
     }
 
     @Test func aFailedBatchLeavesNeitherObservationsNorPositions() throws {
