@@ -1,22 +1,38 @@
 import IPInsights
 
 /// What turns a model's dot_product into decisions: the risk weights fitted on
-/// held-out normal logins, and each service's thresholds as risk values
-/// (false-positive-rate thresholds resolved on that same normal traffic).
+/// held-out normal logins, and the risks of those logins by service, sorted, so
+/// that thresholds given as false-positive rates resolve against the config in
+/// force (a reload that changes them needs no recalibration).
 public struct Calibration: Sendable {
     public var riskModel: RiskModel
-    public var thresholds: [String: (challenge: Double, alert: Double)]
-    public var defaultThresholds: (challenge: Double, alert: Double)
+    /// Risks of the held-out normal logins, by service, ascending.
+    var normalRisks: [String: [Double]]
+    var allRisks: [Double]
 
-    public func thresholds(for service: String) -> (challenge: Double, alert: Double) {
-        thresholds[service] ?? defaultThresholds
+    /// The service's thresholds as risk values: risk at or above them fires.
+    public func thresholds(for service: String, config: AgentConfig) -> (challenge: Double, alert: Double) {
+        // A service with little traffic of its own borrows everyone's distribution.
+        let own = normalRisks[service] ?? []
+        let sample = own.count >= 50 ? own : allRisks
+        func resolve(_ t: AgentConfig.Threshold) -> Double {
+            switch t {
+            case .risk(let v): return v
+            case .falsePositiveRate(let rate): return Calibration.quantile(sorted: sample, 1 - rate)
+            }
+        }
+        let t = config.thresholds(for: service)
+        let alert = resolve(t.alert)
+        return (min(resolve(t.challenge), alert), alert)
     }
 
     /// Fits on `observations` (oldest first): the most recent `validationShare`
-    /// are the normal traffic, the rest the history. Nil when there are too few.
+    /// (at most 20,000) are the normal traffic, the rest the history. Nil when
+    /// there are too few.
     public static func fit(model: Model, observations: [Observation], config: AgentConfig,
                            threads: Int = 1) -> Calibration? {
-        let heldCount = max(Int(Double(observations.count) * config.validationShare), min(50, observations.count / 2))
+        let share = Int(Double(observations.count) * config.validationShare)
+        let heldCount = min(max(share, min(50, observations.count / 2)), 20_000)
         guard heldCount >= 10, observations.count - heldCount >= 10 else { return nil }
         let split = observations.count - heldCount
         let history = EntityKeys.pairs(observations[..<split], config: config)
@@ -24,7 +40,6 @@ public struct Calibration: Sendable {
         guard history.count > 0, normal.count > 0 else { return nil }
         let assessor = RiskAssessor(model: model, history: history, heldOut: normal, threads: threads)
 
-        // Risks of the held-out normal logins, by service, for rate thresholds.
         var risks: [String: [Double]] = [:]
         var all: [Double] = []
         let dots = BatchScorer(model: model, threads: threads).score(
@@ -37,33 +52,16 @@ public struct Calibration: Sendable {
             all.append(r)
             k += 1
         }
-        func resolve(_ t: AgentConfig.Threshold, _ sample: [Double]) -> Double {
-            switch t {
-            case .risk(let v): return v
-            case .falsePositiveRate(let rate): return quantile(sample, 1 - rate)
-            }
-        }
-        func pair(_ t: AgentConfig.Thresholds, _ sample: [Double]) -> (challenge: Double, alert: Double) {
-            let c = resolve(t.challenge, sample), a = resolve(t.alert, sample)
-            return (min(c, a), a)
-        }
-        var perService: [String: (challenge: Double, alert: Double)] = [:]
-        let services = Set(risks.keys).union(config.serviceThresholds.keys)
-        for service in services {
-            // A service with little traffic of its own borrows everyone's distribution.
-            let sample = (risks[service]?.count ?? 0) >= 50 ? risks[service]! : all
-            perService[service] = pair(config.thresholds(for: service), sample)
-        }
-        return Calibration(riskModel: assessor.riskModel, thresholds: perService,
-                           defaultThresholds: pair(config.thresholds, all))
+        for key in risks.keys { risks[key]!.sort() }
+        return Calibration(riskModel: assessor.riskModel, normalRisks: risks, allRisks: all.sorted())
     }
 
-    /// The q-quantile (nearest rank above); 1 for an empty sample, so nothing fires.
-    static func quantile(_ values: [Double], _ q: Double) -> Double {
-        guard !values.isEmpty else { return 1 }
-        let sorted = values.sorted()
+    /// Just above the q-quantile (nearest rank) of an ascending sample, so that
+    /// the share of normal logins at or above it is at most 1 − q; 1 for an empty
+    /// sample, so nothing fires.
+    static func quantile(sorted: [Double], _ q: Double) -> Double {
+        guard !sorted.isEmpty else { return 1 }
         let index = min(sorted.count - 1, max(0, Int((q * Double(sorted.count)).rounded(.up)) - 1))
-        // Just above the quantile: a threshold is "risk at or above fires".
         return min(1, sorted[index].nextUp)
     }
 }

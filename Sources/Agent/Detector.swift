@@ -102,7 +102,7 @@ public final class Detector: @unchecked Sendable {
         let dot = model.score(entity: entity, ip: ip)
         let assessor = RiskAssessor(model: model, history: history, riskModel: calibration.riskModel)
         let a = assessor.assess(entityHash: hash, ip: ip, dotProduct: dot)
-        let t = calibration.thresholds(for: event.service)
+        let t = calibration.thresholds(for: event.service, config: config)
         let decision: Decision = a.risk >= t.alert ? .alert : a.risk >= t.challenge ? .challenge : .allow
         var reasons: [(String, String)] = []
         let (bound, name) = decision == .allow ? (t.challenge, "below challenge threshold") :

@@ -59,6 +59,9 @@ public final class Retrainer: @unchecked Sendable {
         stepping.lock()
         defer { stepping.unlock() }
         let config = self.config.withLock { $0 }
+        // Nothing due: do not read the window at all.
+        let due = Clock.now - lastTraining >= config.retrainInterval
+        if detector.model != nil && detector.calibration != nil && !due { return }
         let observations: [Observation]
         do {
             let store = try ObservationStore(path: config.databasePath)

@@ -98,10 +98,17 @@ import Testing
     @Test func falsePositiveRateThresholdsComeFromNormalTraffic() throws {
         let c = config { $0.thresholds = .init(challenge: .falsePositiveRate(0.2), alert: .falsePositiveRate(0.05)) }
         let calibration = try #require(Calibration.fit(model: DetectorTests.model, observations: Synthetic.observations(300), config: c))
-        let t = calibration.thresholds(for: "sshd")
+        let t = calibration.thresholds(for: "sshd", config: c)
         #expect(t.challenge <= t.alert && t.alert < 1)
-        #expect(Calibration.quantile([0.1, 0.2, 0.3, 0.4], 0.75) == 0.3.nextUp)
-        #expect(Calibration.quantile([], 0.99) == 1)
+        let risks = calibration.allRisks
+        let above = risks.filter { $0 >= t.alert }.count
+        #expect(Double(above) <= 0.05 * Double(risks.count), "at most 5% of normal logins reach the alert threshold")
+        // A reload with other rates needs no new calibration.
+        var stricter = c
+        stricter.thresholds.alert = .falsePositiveRate(0.5)
+        #expect(calibration.thresholds(for: "sshd", config: stricter).alert <= t.alert)
+        #expect(Calibration.quantile(sorted: [0.1, 0.2, 0.3, 0.4], 0.75) == 0.3.nextUp)
+        #expect(Calibration.quantile(sorted: [], 0.99) == 1)
     }
 
     @Test func failuresAreScoredOnlyWhenConfigured() throws {
