@@ -21,6 +21,8 @@ public final class AgentRuntime: @unchecked Sendable {
     private let router: any AlertRouting
     private let retrainer: Retrainer
     private let stopRequested = Atomic<Bool>(false)
+    /// The first source that failed, for the exit status once every source has ended.
+    private var sourceFailure: String?
     /// Counts since start.
     public private(set) var events = 0
     public private(set) var alertsSent = 0
@@ -127,6 +129,9 @@ public final class AgentRuntime: @unchecked Sendable {
         }
         log.notice("stopped after \(events) login events, \(alertsSent) alerts")
         if let failure { throw failure }
+        // Every source ended and one of them failed: exit with an error so that the
+        // service manager restarts the agent rather than leaving it idle.
+        if active.isEmpty, let sourceFailure { throw AgentFailure(message: sourceFailure) }
     }
 
     private func handle(_ item: BatchInbox.Item, _ active: inout Set<String>) throws {
@@ -148,6 +153,7 @@ public final class AgentRuntime: @unchecked Sendable {
             active.remove(key)
         case .failed(let key, let error):
             log.error("\(key): \(error)")
+            if sourceFailure == nil { sourceFailure = "\(key): \(error)" }
             active.remove(key)
         }
     }
@@ -209,4 +215,10 @@ public final class AgentRuntime: @unchecked Sendable {
             log.error("prune: \(error)")
         }
     }
+}
+
+/// A failure that ends the agent, with what to say about it.
+public struct AgentFailure: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
 }

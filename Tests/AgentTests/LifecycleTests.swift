@@ -68,4 +68,13 @@ import Testing
         #expect(failure == nil)
         #expect(try reader.positions()["file:" + dir.file("auth.log")] != nil)
     }
+
+    @Test func aSourceThatFailsEndsTheRunWithAnError() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        dir.write("agent.conf", config(dir, follow: false))
+        let agent = try AgentRuntime(config: try AgentConfig.load(path: dir.file("agent.conf")), configPath: nil,
+                                     router: CollectingRouter(), log: AgentLog(minimum: .error))
+        #expect(throws: AgentFailure.self) { try agent.run(retrain: false) }
+    }
 }
