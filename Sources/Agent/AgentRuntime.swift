@@ -48,8 +48,13 @@ public final class AgentRuntime: @unchecked Sendable {
         detector = Detector(config: config, model: model)
         let window = try store.observations(since: Clock.wall - config.retention, learnedOnly: true)
         detector.preload(window)
-        if let model, let calibration = Calibration.fit(model: model, observations: window, config: config) {
-            detector.install(model: model, calibration: calibration)
+        if let model {
+            // A model from elsewhere (`ipsight train`) records no entities: take those
+            // already stored as the ones it knows.
+            var entities = try store.modelEntities()
+            if entities.isEmpty { entities = Set(EntityKeys.pairs(window, config: config).entityHashes) }
+            detector.install(model: model, calibration: Calibration.fit(model: model, observations: window, config: config),
+                            entities: entities)
         }
         processor = EventProcessor(rules: rules, detector: detector, config: config)
         self.router = try router ?? JSONLinesAlertRouter(output: config.alertOutput)

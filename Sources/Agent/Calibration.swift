@@ -9,6 +9,9 @@ public struct Calibration: Sendable {
     /// Risks of the held-out normal logins, by service, ascending.
     var normalRisks: [String: [Double]]
     var allRisks: [Double]
+    /// The median dot_product of normal logins: what an entity the model has not
+    /// been trained on is scored with, so that its risk rests on its history.
+    public var typicalDotProduct: Float
 
     /// The service's thresholds as risk values: risk at or above them fires.
     public func thresholds(for service: String, config: AgentConfig) -> (challenge: Double, alert: Double) {
@@ -53,7 +56,8 @@ public struct Calibration: Sendable {
             k += 1
         }
         for key in risks.keys { risks[key]!.sort() }
-        return Calibration(riskModel: assessor.riskModel, normalRisks: risks, allRisks: all.sorted())
+        return Calibration(riskModel: assessor.riskModel, normalRisks: risks, allRisks: all.sorted(),
+                           typicalDotProduct: dots.sorted()[dots.count / 2])
     }
 
     /// Just above the q-quantile (nearest rank) of an ascending sample, so that

@@ -13,6 +13,8 @@ public final class Detector: @unchecked Sendable {
     private struct Scoring {
         var model: Model?
         var calibration: Calibration?
+        /// The entities the model was trained on; nil when not known (then all are assumed).
+        var entities: Set<UInt64>?
     }
 
     private let scoring = Mutex(Scoring())
@@ -30,11 +32,12 @@ public final class Detector: @unchecked Sendable {
     public var model: Model? { scoring.withLock { $0.model } }
     public var calibration: Calibration? { scoring.withLock { $0.calibration } }
 
-    /// A new model and its calibration, both or neither.
-    public func install(model: Model, calibration: Calibration?) {
+    /// A new model with its calibration and the entities it was trained on, together.
+    public func install(model: Model, calibration: Calibration?, entities: Set<UInt64>? = nil) {
         scoring.withLock {
             $0.model = model
             if let calibration { $0.calibration = calibration }
+            if let entities { $0.entities = entities }
         }
     }
 
@@ -89,7 +92,7 @@ public final class Detector: @unchecked Sendable {
                                      ("first seen", memory.hasSeen(hash, ip) ? "no" : "address new for this entity")],
                            summary: "\(subject): new entity, \(logins) earlier logins")
         }
-        let (model, calibration) = scoring.withLock { ($0.model, $0.calibration) }
+        let (model, calibration, modelEntities) = scoring.withLock { ($0.model, $0.calibration, $0.entities) }
         guard let model else {
             return Verdict(decision: .learn, reason: "no-model", reasons: [("no model", "the first model is trained once enough logins are stored")],
                            summary: "\(subject): no model yet")
@@ -99,7 +102,10 @@ public final class Detector: @unchecked Sendable {
                            summary: "\(subject): risk not calibrated yet")
         }
         refreshHistory(needing: hash)
-        let dot = model.score(entity: entity, ip: ip)
+        // An entity newer than the model has an untrained vector: its dot_product
+        // is noise until the next retraining, so the typical one stands in.
+        let trained = modelEntities?.contains(hash) ?? true
+        let dot = trained ? model.score(entity: entity, ip: ip) : calibration.typicalDotProduct
         let assessor = RiskAssessor(model: model, history: history, riskModel: calibration.riskModel)
         let a = assessor.assess(entityHash: hash, ip: ip, dotProduct: dot)
         let t = calibration.thresholds(for: event.service, config: config)
@@ -108,7 +114,7 @@ public final class Detector: @unchecked Sendable {
         let (bound, name) = decision == .allow ? (t.challenge, "below challenge threshold") :
             decision == .challenge ? (t.challenge, "at or above challenge threshold") : (t.alert, "at or above alert threshold")
         reasons.append(("risk", "\(Format.fixed(a.risk, 4)) \(name) \(Format.fixed(bound, 4))"))
-        reasons.append(("dot_product", Format.fixed(Double(dot), 3)))
+        reasons.append(("dot_product", trained ? Format.fixed(Double(dot), 3) : "not used: the entity is newer than the model"))
         if decision != .allow { reasons.append(("main reason", a.mainReason)) }
         if let network = a.nearestNetwork {
             reasons.append(("nearest known network", network))
@@ -122,7 +128,7 @@ public final class Detector: @unchecked Sendable {
         }
         let summary = decision == .allow ? "\(subject): usual network" : "\(subject): \(a.mainReason)"
         return Verdict(decision: decision, reason: decision == .allow ? "usual" : "risk", risk: a.risk,
-                       dotProduct: Double(dot), reasons: reasons, summary: summary)
+                       dotProduct: trained ? Double(dot) : nil, reasons: reasons, summary: summary)
     }
 
     /// Rebuilds the entities' history when the entity being scored is missing from

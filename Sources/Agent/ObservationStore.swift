@@ -39,6 +39,7 @@ public final class ObservationStore: @unchecked Sendable {
                 learned INTEGER NOT NULL DEFAULT 1);
             CREATE INDEX IF NOT EXISTS observations_time ON observations(time);
             CREATE TABLE IF NOT EXISTS source_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS model_entities (hash INTEGER PRIMARY KEY);
             """)
         insert = try db.prepare("INSERT INTO observations (time, user, ip, service, learned) VALUES (?, ?, ?, ?, ?)")
         putState = try db.prepare("INSERT OR REPLACE INTO source_state (key, value) VALUES (?, ?)")
@@ -92,6 +93,26 @@ public final class ObservationStore: @unchecked Sendable {
         let query = try db.prepare("SELECT count(*) FROM observations")
         _ = try query.step()
         return Int(query.int(0))
+    }
+
+    /// Records the entities the installed model was trained on (their stable hashes).
+    public func replaceModelEntities(_ hashes: Set<UInt64>) throws(SQLiteError) {
+        let insert = try db.prepare("INSERT OR IGNORE INTO model_entities (hash) VALUES (?)")
+        try db.transaction { () throws(SQLiteError) in
+            try db.execute("DELETE FROM model_entities")
+            for h in hashes {
+                insert.bind(1, Int64(bitPattern: h))
+                try insert.run()
+            }
+        }
+    }
+
+    /// The entities the installed model was trained on; empty when not recorded.
+    public func modelEntities() throws(SQLiteError) -> Set<UInt64> {
+        let query = try db.prepare("SELECT hash FROM model_entities")
+        var result: Set<UInt64> = []
+        while try query.step() { result.insert(UInt64(bitPattern: query.int(0))) }
+        return result
     }
 
     /// Forgets observations older than `before` (the retention window); returns how many.

@@ -77,7 +77,8 @@ public final class Retrainer: @unchecked Sendable {
             log.notice("training a first model on \(train.count) logins")
             let model = ModelTraining.train(train, seed: UInt64(observations.count), threads: threads)
             let auc = Evaluation.discriminatorAUC(model: model, pairs: validation, threads: threads)
-            install(model, observations, config, note: "first model: validation AUC \(Format.fixed(auc, 4))")
+            install(model, entities: Set(train.entityHashes), observations, config,
+                    note: "first model: validation AUC \(Format.fixed(auc, 4))")
             lastTraining = Clock.now
             return
         }
@@ -95,7 +96,8 @@ public final class Retrainer: @unchecked Sendable {
             let verdict = ModelTraining.accept(candidate: candidate, current: current, validation: validation, threads: threads)
             let aucs = "validation AUC \(Format.fixed(verdict.candidateAUC, 4)) against \(Format.fixed(verdict.currentAUC, 4))"
             if verdict.accepted {
-                install(candidate, observations, config, note: "retrained model installed: \(aucs)")
+                install(candidate, entities: Set(train.entityHashes), observations, config,
+                        note: "retrained model installed: \(aucs)")
             } else {
                 log.warning("retrained model kept out: \(aucs)")
             }
@@ -105,16 +107,18 @@ public final class Retrainer: @unchecked Sendable {
     }
 
     /// Saves the model atomically, then swaps it and its calibration in.
-    private func install(_ model: Model, _ observations: [Observation], _ config: AgentConfig, note: String) {
+    private func install(_ model: Model, entities: Set<UInt64>, _ observations: [Observation], _ config: AgentConfig,
+                         note: String) {
         guard !stopped.load(ordering: .relaxed) else { return }
         do {
             try ModelFile.save(model, to: config.resolvedModelPath)
+            try ObservationStore(path: config.databasePath).replaceModelEntities(entities)
         } catch {
             log.error("cannot save the model: \(error)")
             return
         }
         let calibration = Calibration.fit(model: model, observations: observations, config: config, threads: 1)
-        detector.install(model: model, calibration: calibration)
+        detector.install(model: model, calibration: calibration, entities: entities)
         log.notice(note)
     }
 

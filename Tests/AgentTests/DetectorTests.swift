@@ -24,7 +24,8 @@ import Testing
         let observations = Synthetic.observations(300)
         let detector = Detector(config: c, model: DetectorTests.model)
         let calibration = try #require(Calibration.fit(model: DetectorTests.model, observations: observations, config: c))
-        detector.install(model: DetectorTests.model, calibration: calibration)
+        detector.install(model: DetectorTests.model, calibration: calibration,
+                         entities: Set(Synthetic.users.map { StableHash.xxh64($0) }))
         detector.preload(observations)
         return detector
     }
@@ -115,5 +116,17 @@ import Testing
         #expect(Detector(config: config(), model: nil).decide(login("a", "192.0.2.1", outcome: .failure)) == nil)
         let scoring = Detector(config: config { $0.scoreFailures = true }, model: nil)
         #expect(scoring.decide(login("a", "192.0.2.1", outcome: .failure))?.decision == .learn)
+    }
+
+    @Test func anEntityNewerThanTheModelIsJudgedByItsHistory() throws {
+        let detector = try trained(config())
+        for (n, user) in ["frank", "grace", "heidi", "ivan", "judy", "mike"].enumerated() {
+            for k in 0..<8 { detector.remember(user: user, service: "sshd", ip: "10.\(70 + n).\(k % 3).\(k + 1)") }
+            let home = try #require(detector.decide(login(user, "10.\(70 + n).1.200")))
+            #expect(home.decision == .allow, "\(user) at home: \(home.reasons)")
+            let away = try #require(detector.decide(login(user, "203.0.113.9")))
+            #expect(away.decision != .allow, "\(user) away: \(away.reasons)")
+            #expect(away.dotProduct == nil && away.reasons.contains { $0.1 == "not used: the entity is newer than the model" })
+        }
     }
 }

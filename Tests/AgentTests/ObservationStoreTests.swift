@@ -51,4 +51,15 @@ import Testing
         #expect(try store.count() == 3)
         #expect(try store.positions() == ["journal": "one"])
     }
+
+    @Test func theModelsEntitiesAreReplacedAsAWhole() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try ObservationStore(path: dir.file("state.db"))
+        #expect(try store.modelEntities().isEmpty)
+        try store.replaceModelEntities([1, UInt64.max, 1 << 63])
+        #expect(try store.modelEntities() == [1, UInt64.max, 1 << 63])
+        try store.replaceModelEntities([7])
+        #expect(try ObservationStore(path: dir.file("state.db")).modelEntities() == [7])
+    }
 }
