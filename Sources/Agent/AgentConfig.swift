@@ -60,8 +60,8 @@ public struct AgentConfig: Sendable, Equatable {
     public var allowedEntities: Set<String> = []
 
     // [alerts]
-    /// "stdout" or a file path; alerts are ECS-shaped JSON lines.
-    public var alertOutput = "stdout"
+    /// "stdout" and/or file paths; alerts are ECS-shaped JSON lines, written to each.
+    public var alertOutputs = ["stdout"]
     public var alertChallenges = true
 
     // [retrain]
@@ -163,8 +163,13 @@ public struct AgentConfig: Sendable, Equatable {
             }
         case ("allowlist", "entities"): allowedEntities = Set(try r.list(e))
         case ("alerts", "output"):
-            guard e.value == "stdout" || e.value.hasPrefix("/") else { throw r.error(e, "expected stdout or an absolute file path") }
-            alertOutput = e.value
+            alertOutputs = try r.list(e).map { (output: String) throws(ConfigError) -> String in
+                guard output == "stdout" || output.hasPrefix("/") else {
+                    throw r.error(e, "'\(output)' is neither stdout nor an absolute file path")
+                }
+                return output
+            }
+            if alertOutputs.isEmpty { throw r.error(e, "expected stdout and/or absolute file paths") }
         case ("alerts", "challenges"): alertChallenges = try r.bool(e)
         case ("retrain", "interval"): retrainInterval = try r.duration(e)
         case ("retrain", "retention"): retention = try r.duration(e)

@@ -57,7 +57,7 @@ public final class AgentRuntime: @unchecked Sendable {
                             entities: entities)
         }
         processor = EventProcessor(rules: rules, detector: detector, config: config)
-        self.router = try router ?? JSONLinesAlertRouter(output: config.alertOutput)
+        self.router = try router ?? JSONLinesAlertRouter(outputs: config.alertOutputs)
         retrainer = Retrainer(config: config, detector: detector, log: log)
         log.info("state in \(config.stateDirectory): \(window.count) logins in the window (\(pruned) older ones removed); "
             + (model == nil ? "no model yet, one is trained after \(config.bootstrapMinLogins) logins" : "model \(config.resolvedModelPath)")
@@ -196,7 +196,7 @@ public final class AgentRuntime: @unchecked Sendable {
             let new = try AgentConfig.load(path: path)
             let rules = try AgentRuntime.loadRules(new, configPath: path)
             if new.journal != config.journal || new.files != config.files || new.stateDirectory != config.stateDirectory
-                || new.alertOutput != config.alertOutput || new.modelPath != config.modelPath {
+                || new.alertOutputs != config.alertOutputs || new.modelPath != config.modelPath {
                 log.warning("reload: sources, state_dir, model and alert output change only on restart")
             }
             processor.reconfigure(new, rules: rules)

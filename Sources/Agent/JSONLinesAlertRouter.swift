@@ -9,44 +9,51 @@ import LogSources
 import Synchronization
 
 /// The agent's built-in alert output: one ECS-shaped JSON object per alert, on
-/// standard output or appended to a file (fsync'd before `submit` returns, so a
-/// submitted alert survives a crash). Stands in until the full router with
+/// standard output and/or appended to files (fsync'd before `submit` returns, so
+/// a submitted alert survives a crash). Stands in until the full router with
 /// sinks and spool is configured.
 public final class JSONLinesAlertRouter: AlertRouting, @unchecked Sendable {
-    private let descriptor: Int32
-    private let ownsDescriptor: Bool
+    private let descriptors: [(fd: Int32, file: Bool)]
     private let lock = Mutex(())
 
-    /// `output`: "stdout" or a file path (created 0640, appended to).
-    public init(output: String) throws(ConfigError) {
-        if output == "stdout" {
-            descriptor = 1
-            ownsDescriptor = false
-        } else {
+    /// `outputs`: "stdout" or file paths (created 0640, appended to).
+    public init(outputs: [String]) throws(ConfigError) {
+        var opened: [(fd: Int32, file: Bool)] = []
+        for output in outputs {
+            if output == "stdout" {
+                opened.append((1, false))
+                continue
+            }
             let fd = open(output, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
             guard fd >= 0 else {
-                throw ConfigError(file: output, line: nil, key: "alerts.output", message: String(cString: strerror(errno)))
+                let message = String(cString: strerror(errno))
+                for (fd, file) in opened where file { close(fd) }
+                throw ConfigError(file: output, line: nil, key: "alerts.output", message: message)
             }
-            descriptor = fd
-            ownsDescriptor = true
+            opened.append((fd, true))
         }
+        descriptors = opened
     }
 
-    deinit { if ownsDescriptor { close(descriptor) } }
+    public convenience init(output: String) throws(ConfigError) { try self.init(outputs: [output]) }
+
+    deinit { for (fd, file) in descriptors where file { close(fd) } }
 
     public func submit(_ alert: Alert) throws {
         let bytes = JSONLinesAlertRouter.encode(alert)
         try lock.withLock { _ throws(AlertWriteError) in
-            var offset = 0
-            while offset < bytes.count {
-                let n = bytes[offset...].withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw AlertWriteError(message: String(cString: strerror(errno)))
+            for (fd, file) in descriptors {
+                var offset = 0
+                while offset < bytes.count {
+                    let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                    if n < 0 {
+                        if errno == EINTR { continue }
+                        throw AlertWriteError(message: String(cString: strerror(errno)))
+                    }
+                    offset += n
                 }
-                offset += n
+                if file { fsync(fd) }
             }
-            if ownsDescriptor { fsync(descriptor) }
         }
     }
 

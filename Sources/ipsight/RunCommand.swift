@@ -88,7 +88,7 @@ struct ConfigCheckCommand: ParsableCommand {
         print("  entity: \(config.entity.rawValue), cold start: \(config.coldStartPolicy.rawValue) below \(config.coldStartMinLogins) logins")
         print("  thresholds: \(describe(config.thresholds))"
             + config.serviceThresholds.keys.sorted().map { "; \($0): \(describe(config.serviceThresholds[$0]!))" }.joined())
-        print("  allowlist: \(config.allowedNetworks.count) networks, \(config.allowedEntities.count) entities; alerts: \(config.alertOutput)")
+        print("  allowlist: \(config.allowedNetworks.count) networks, \(config.allowedEntities.count) entities; alerts: \(config.alertOutputs.joined(separator: ", "))")
     }
 
     private func describe(_ t: AgentConfig.Thresholds) -> String {

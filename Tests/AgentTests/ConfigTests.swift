@@ -44,7 +44,7 @@ import Testing
             networks = 192.0.2.0/24, 2001:db8::/32
             entities = backup, deploy@sshd
             [alerts]
-            output = /var/log/ipsight/alerts.jsonl
+            output = stdout, /var/log/ipsight/alerts.jsonl
             challenges = false
             [retrain]
             interval = 12h
@@ -60,7 +60,7 @@ import Testing
         #expect(c.serviceThresholds["nginx"] == .init(challenge: .risk(0.2), alert: .risk(0.5)))
         #expect(c.coldStartPolicy == .challenge && c.coldStartMinLogins == 3)
         #expect(c.allowedNetworks.count == 2 && c.allowedEntities == ["backup", "deploy@sshd"])
-        #expect(c.alertOutput == "/var/log/ipsight/alerts.jsonl" && !c.alertChallenges)
+        #expect(c.alertOutputs == ["stdout", "/var/log/ipsight/alerts.jsonl"] && !c.alertChallenges)
         #expect(c.retrainInterval == 43_200 && c.retention == 30 * 86_400 && c.bootstrapMinLogins == 50 && c.validationShare == 0.2)
         #expect(c.databasePath == "/srv/ipsight/ipsight.db")
     }
@@ -110,6 +110,9 @@ import Testing
 
         let fpr = error("[thresholds.sshd]\nalert_fpr = 2\n")
         #expect(fpr?.line == 2 && fpr?.key == "thresholds.sshd.alert_fpr")
+
+        let output = error("[alerts]\noutput = stdout, alerts.jsonl\n")
+        #expect(output?.line == 2 && output?.key == "alerts.output")
 
         let relative = error("[sources]\nfiles = auth.log\n")
         #expect(relative?.line == 2 && relative?.key == "sources.files")
