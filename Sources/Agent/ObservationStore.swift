@@ -41,6 +41,13 @@ public final class ObservationStore: @unchecked Sendable {
             CREATE TABLE IF NOT EXISTS source_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS model_entities (hash INTEGER PRIMARY KEY);
             """)
+        // Databases from before `learned` existed: every login in them was learnt.
+        let columns = try db.prepare("SELECT name FROM pragma_table_info('observations')")
+        var names: Set<String> = []
+        while try columns.step() { names.insert(columns.text(0)) }
+        if !names.contains("learned") {
+            try db.execute("ALTER TABLE observations ADD COLUMN learned INTEGER NOT NULL DEFAULT 1")
+        }
         insert = try db.prepare("INSERT INTO observations (time, user, ip, service, learned) VALUES (?, ?, ?, ?, ?)")
         putState = try db.prepare("INSERT OR REPLACE INTO source_state (key, value) VALUES (?, ?)")
     }

@@ -62,4 +62,20 @@ import Testing
         try store.replaceModelEntities([7])
         #expect(try ObservationStore(path: dir.file("state.db")).modelEntities() == [7])
     }
+
+    @Test func anOlderDatabaseGainsTheLearnedColumn() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        do {
+            let old = try SQLiteDatabase(path: dir.file("state.db"))
+            try old.execute("""
+                CREATE TABLE observations (time REAL NOT NULL, user TEXT NOT NULL, ip TEXT NOT NULL, service TEXT NOT NULL);
+                INSERT INTO observations VALUES (1.0, 'alice', '10.1.0.1', 'sshd');
+                """)
+        }
+        let store = try ObservationStore(path: dir.file("state.db"))
+        #expect(try store.observations() == [Observation(time: 1, user: "alice", ip: "10.1.0.1", service: "sshd", learned: true)])
+        try store.commit([Observation(time: 2, user: "alice", ip: "192.0.2.1", service: "sshd", learned: false)], positions: [:])
+        #expect(try store.observations(learnedOnly: true).count == 1)
+    }
 }
