@@ -193,7 +193,12 @@ public final class AgentRuntime: @unchecked Sendable {
         SystemdNotifier.reloading()
         defer { SystemdNotifier.ready() }
         do {
-            let new = try AgentConfig.load(path: path)
+            var new = try AgentConfig.load(path: path)
+            if new.entity != config.entity {
+                // Histories and the model are keyed by entity: a new key needs a restart.
+                log.warning("reload: agent.entity changes only on restart; keeping \(config.entity.rawValue)")
+                new.entity = config.entity
+            }
             let rules = try AgentRuntime.loadRules(new, configPath: path)
             if new.journal != config.journal || new.files != config.files || new.stateDirectory != config.stateDirectory
                 || new.alertOutputs != config.alertOutputs || new.modelPath != config.modelPath {
