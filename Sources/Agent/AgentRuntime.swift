@@ -175,7 +175,12 @@ public final class AgentRuntime: @unchecked Sendable {
             sources.append((SourcePositions.journalKey, reader))
         }
         for path in config.files {
-            let saved = positions[SourcePositions.fileKey(path)].flatMap { FilePosition(serialized: $0) }
+            var saved = positions[SourcePositions.fileKey(path)].flatMap { FilePosition(serialized: $0) }
+            if saved == nil && config.startAtEnd, let end = endPosition(of: path) {
+                // Saved at once: a restart before the first new line must not skip it.
+                try store.commit([], positions: [SourcePositions.fileKey(path): end.serialized])
+                saved = end
+            }
             let header = SyslogHeaderParser(timeZone: config.utc ? .utc : .local)
             let source = FileSource(path: path, follow: config.follow, from: saved, decoder: LineDecoder(header: header))
             sources.append((SourcePositions.fileKey(path), source))

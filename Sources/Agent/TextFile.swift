@@ -30,3 +30,15 @@ func makeDirectories(_ path: String) -> Bool {
     }
     return true
 }
+
+import LogSources
+
+/// The position at the current end of a file, for a source that starts with
+/// new lines only; nil when the file does not exist yet (then it is read whole
+/// once it appears: everything in it is new).
+func endPosition(of path: String) -> FilePosition? {
+    var st = stat()
+    guard stat(path, &st) == 0 else { return nil }
+    // headHash 0: the first line is not checked on resume (it was never read).
+    return FilePosition(path: path, device: UInt64(st.st_dev), inode: UInt64(st.st_ino), offset: UInt64(st.st_size), headHash: 0)
+}

@@ -111,6 +111,22 @@ import Testing
         #expect(json["source"]?["ip"]?.stringValue == "203.0.113.9")
         #expect(json["ipsight"]?["reasons"]?.arrayValue?.count == 1)
     }
+
+    @Test func startAtEndSkipsWhatTheFileHeldAtFirstStart() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        dir.write("auth.log", Synthetic.sshdLine(minute: 0, user: "alice", ip: "10.1.0.1"))
+        var c = config(dir)
+        c.startAtEnd = true
+        let first = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), log: AgentLog(minimum: .warning))
+        try first.run(retrain: false)
+        #expect(first.events == 0)
+        dir.write("auth.log", Synthetic.sshdLine(minute: 1, user: "bob", ip: "10.2.0.1"), append: true)
+        let second = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), log: AgentLog(minimum: .warning))
+        try second.run(retrain: false)
+        #expect(second.events == 1)
+        #expect(try second.store.observations().map(\.user) == ["bob"])
+    }
 }
 
 import AlertSinks
