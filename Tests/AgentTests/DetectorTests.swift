@@ -129,4 +129,12 @@ import Testing
             #expect(away.dotProduct == nil && away.reasons.contains { $0.1 == "not used: the entity is newer than the model" })
         }
     }
+
+    @Test func userAtServiceKeepsSeparateHistories() throws {
+        let detector = Detector(config: config { $0.entity = .userAtService }, model: nil)
+        for k in 0..<5 { detector.remember(user: "alice", service: "sshd", ip: "10.1.0.\(k + 1)") }
+        #expect(detector.decide(login("alice", "10.1.0.9"))?.reason == "no-model", "past cold start on sshd")
+        let vpn = try #require(detector.decide(login("alice", "10.1.0.9", service: "openvpn")))
+        #expect(vpn.reason == "new-entity", "a new entity on the VPN")
+    }
 }
