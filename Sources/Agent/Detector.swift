@@ -63,8 +63,6 @@ public final class Detector: @unchecked Sendable {
         memory.add(StableHash.xxh64(EntityKeys.entity(user: user, service: service, config: config)), address)
     }
 
-    public var entitiesLogins: Int { memory.pairs.count }
-
     public func decide(_ event: LoginEvent) -> Verdict? {
         guard let user = event.user, let ipText = event.ip, let ip = IPAddress(ipText) else { return nil }
         if event.outcome == .failure && !config.scoreFailures { return nil }
@@ -89,7 +87,7 @@ public final class Detector: @unchecked Sendable {
             }
             return Verdict(decision: decision, reason: "new-entity",
                            reasons: [("new entity", "\(logins) of \(config.coldStartMinLogins) logins needed before scoring"),
-                                     ("first seen", memory.hasSeen(hash, ip) ? "no" : "address new for this entity")],
+                                     ("first seen", memory.hasSeen(hash, ip) ? "address seen before" : "address new for this entity")],
                            summary: "\(subject): new entity, \(logins) earlier logins")
         }
         let (model, calibration, modelEntities) = scoring.withLock { ($0.model, $0.calibration, $0.entities) }

@@ -46,9 +46,11 @@ public final class EventProcessor {
                 }
             }
             // Only successful logins teach the agent where an entity logs in from,
-            // and not those it alerted on (an intruder's second login must alert too).
+            // and not those the risk alerted on (an intruder's second login must
+            // alert too); a cold-start alert is still learnt, or the entity would
+            // never leave cold start.
             if event.outcome == .success, let user = event.user, let ip = event.ip, IPAddress(ip) != nil {
-                let learned = verdict?.decision != .alert
+                let learned = !(verdict?.decision == .alert && verdict?.reason == "risk")
                 outcome.observations.append(Observation(time: event.time ?? now, user: user, ip: ip,
                                                         service: event.service, learned: learned))
                 if learned { detector.remember(user: user, service: event.service, ip: ip) }
