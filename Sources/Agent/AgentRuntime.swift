@@ -191,12 +191,13 @@ public final class AgentRuntime: @unchecked Sendable {
     /// SIGHUP: a new config that validates takes effect; one that does not is
     /// refused and the running one stays.
     func reload() {
-        guard let path = configPath else {
-            log.notice("reload: running on the built-in config, nothing to reload")
-            return
-        }
         SystemdNotifier.reloading()
         defer { SystemdNotifier.ready() }
+        reloadMemory()
+        guard let path = configPath else {
+            log.notice("reload: running on the built-in config, no config file to reload")
+            return
+        }
         do {
             var new = try AgentConfig.load(path: path)
             if new.entity != config.entity {
@@ -215,6 +216,15 @@ public final class AgentRuntime: @unchecked Sendable {
             log.notice("reloaded \(path)")
         } catch {
             log.error("reload refused, the running config stays: \(error)")
+        }
+    }
+
+    /// Reads the learnt logins again (after `ipsight feedback safe` marked some).
+    private func reloadMemory() {
+        do {
+            detector.replaceMemory(try store.observations(since: Clock.wall - config.retention, learnedOnly: true))
+        } catch {
+            log.error("reload: \(error)")
         }
     }
 

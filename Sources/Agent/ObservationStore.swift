@@ -102,6 +102,20 @@ public final class ObservationStore: @unchecked Sendable {
         return Int(query.int(0))
     }
 
+    /// Feedback: logins of `user` from `ip` that were alerted on were the user's
+    /// own; they join the history (the agent learns them on reload or restart).
+    /// Returns how many logins changed.
+    @discardableResult
+    public func markLearned(user: String, ip: String) throws(SQLiteError) -> Int {
+        let update = try db.prepare("UPDATE observations SET learned = 1 WHERE user = ? AND ip = ? AND learned = 0")
+        update.bind(1, user)
+        update.bind(2, ip)
+        try update.run()
+        let changes = try db.prepare("SELECT changes()")
+        _ = try changes.step()
+        return Int(changes.int(0))
+    }
+
     /// Records the entities the installed model was trained on (their stable hashes).
     public func replaceModelEntities(_ hashes: Set<UInt64>) throws(SQLiteError) {
         let insert = try db.prepare("INSERT OR IGNORE INTO model_entities (hash) VALUES (?)")

@@ -66,6 +66,12 @@ import Testing
         #expect(alerts.allSatisfy { $0.reasons.contains { $0.0 == "nearest known network" } })
         #expect(Set(alerts.map(\.id)).count == alerts.count)
 
+        // Feedback: alice's first trip was hers; once marked safe it is learnt.
+        let trip = try #require(alerts.first { $0.user == "alice" })
+        let before = try second.store.observations(learnedOnly: true).count
+        #expect(try second.store.markLearned(user: "alice", ip: trip.ip) == 1)
+        #expect(try second.store.observations(learnedOnly: true).count == before + 1)
+
         // A third start finds nothing new.
         let thirdRouter = CollectingRouter()
         let third = try AgentRuntime(config: config(dir), configPath: nil, router: thirdRouter, log: AgentLog(minimum: .warning))

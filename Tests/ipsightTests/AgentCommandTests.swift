@@ -69,5 +69,10 @@ import Testing
         #expect((alert["user"] as? [String: Any])?["name"] as? String == "user4")
         #expect((alert["source"] as? [String: Any])?["ip"] as? String == "203.0.113.9")
         #expect((alert["event"] as? [String: Any])?["kind"] as? String == "alert")
+
+        let safe = try CommandLineTests.ipsight(["feedback", "safe", "--config", dir + "/agent.conf", "user4", "203.0.113.9"])
+        #expect(safe.status == 0 && safe.out.contains("1 login of user4 from 203.0.113.9 marked safe"), "\(safe.out)\(safe.err)")
+        let again = try CommandLineTests.ipsight(["feedback", "safe", "--config", dir + "/agent.conf", "user4", "203.0.113.9"])
+        #expect(again.out.contains("no alerted logins"))
     }
 }
