@@ -57,5 +57,6 @@ let package = Package(
         .testTarget(name: "LogSourcesTests", dependencies: ["LogSources"]),
         .testTarget(name: "RulesTests", dependencies: ["Rules", "LogSources", "IPInsights"]),
         .testTarget(name: "AlertSinksTests", dependencies: ["AlertSinks", "IPInsightsFormats"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent"]),
     ]
 )

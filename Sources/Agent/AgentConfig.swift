@@ -1,0 +1,280 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import IPInsights
+
+/// The agent's validated configuration. Built from a config file (or the
+/// embedded default) by `AgentConfig.parse`, which rejects anything it does not
+/// understand, naming the line and the key.
+public struct AgentConfig: Sendable, Equatable {
+    public enum EntityKey: String, Sendable { case user, userAtService = "user@service" }
+
+    /// A decision threshold: a risk value, or a false-positive rate on recent
+    /// normal traffic that the detector turns into a risk value.
+    public enum Threshold: Sendable, Equatable {
+        case risk(Double)
+        case falsePositiveRate(Double)
+    }
+
+    public struct Thresholds: Sendable, Equatable {
+        public var challenge: Threshold
+        public var alert: Threshold
+        public init(challenge: Threshold, alert: Threshold) {
+            self.challenge = challenge
+            self.alert = alert
+        }
+    }
+
+    public enum ColdStartPolicy: String, Sendable { case learn, challenge, alert }
+
+    // [agent]
+    public var stateDirectory = AgentConfig.defaultStateDirectory()
+    /// nil: `model.ipsm` in the state directory, trained at first start.
+    public var modelPath: String?
+    /// nil: the shipped rules (`RuleSet.defaultDirectory()`).
+    public var rulesDirectory: String?
+    public var entity = EntityKey.user
+    public var scoreFailures = false
+
+    // [sources]
+    public var journal = true
+    public var files: [String] = []
+    public var follow = true
+    /// Where a source without a saved position starts: its beginning, or new records only.
+    public var startAtEnd = false
+    /// Read traditional syslog timestamps as UTC rather than local time.
+    public var utc = false
+
+    // [thresholds] and [thresholds.SERVICE]
+    public var thresholds = Thresholds(challenge: .risk(0.9), alert: .risk(0.99))
+    public var serviceThresholds: [String: Thresholds] = [:]
+
+    // [cold_start]
+    public var coldStartPolicy = ColdStartPolicy.learn
+    public var coldStartMinLogins = 5
+
+    // [allowlist]
+    public var allowedNetworks: [Network] = []
+    public var allowedEntities: Set<String> = []
+
+    // [alerts]
+    /// "stdout" and/or file paths; alerts are ECS-shaped JSON lines, written to each.
+    public var alertOutputs = ["stdout"]
+    public var alertChallenges = true
+
+    // [retrain]
+    public var retrainInterval = 86_400.0
+    public var retention = 90 * 86_400.0
+    /// Logins needed before a first model is trained from the store.
+    public var bootstrapMinLogins = 200
+    /// Most recent share of the window held out to validate a retrained model.
+    public var validationShare = 0.1
+
+    public init() {}
+
+    /// systemd's `$STATE_DIRECTORY`, else `/var/lib/ipsight` when it can be
+    /// written, else `$XDG_STATE_HOME/ipsight` or `~/.local/state/ipsight`: so that
+    /// `ipsight run` works for an ordinary user too.
+    public static func defaultStateDirectory() -> String {
+        func env(_ name: String) -> String? { getenv(name).map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } }
+        if let dir = env("STATE_DIRECTORY") { return String(dir.split(separator: ":").first ?? "") }
+        if access("/var/lib/ipsight", W_OK) == 0 || (access("/var/lib/ipsight", F_OK) != 0 && access("/var/lib", W_OK) == 0) {
+            return "/var/lib/ipsight"
+        }
+        if let state = env("XDG_STATE_HOME") { return state + "/ipsight" }
+        return (env("HOME") ?? "/tmp") + "/.local/state/ipsight"
+    }
+
+    public var resolvedModelPath: String { modelPath ?? stateDirectory + "/model.ipsm" }
+    public var databasePath: String { stateDirectory + "/ipsight.db" }
+
+    public func thresholds(for service: String) -> Thresholds { serviceThresholds[service] ?? thresholds }
+
+    /// What `ipsight run` uses without a config file: the journal, the shipped
+    /// rules, state in a directory the user can write.
+    public static let embeddedDefault = """
+        # ipsight agent: built-in defaults (see deploy/ipsight.conf for every key)
+        [sources]
+        journal = true
+        follow = true
+
+        [thresholds]
+        challenge = 0.9
+        alert = 0.99
+
+        [cold_start]
+        policy = learn
+        min_logins = 5
+        """
+
+    /// Parses and validates a config file's text.
+    public static func parse(_ text: String, path: String) throws(ConfigError) -> AgentConfig {
+        let file = try ConfigFile(text: text, path: path)
+        var config = AgentConfig()
+        var reader = ConfigReader(path: path)
+        // Service thresholds start from [thresholds] wherever it is in the file.
+        let isService = { (e: ConfigFile.Entry) in e.section.hasPrefix("thresholds.") }
+        for entry in file.entries where !isService(entry) { try config.apply(entry, &reader) }
+        for entry in file.entries where isService(entry) { try config.apply(entry, &reader) }
+        try config.validate(reader)
+        return config
+    }
+
+    /// Reads and parses a config file.
+    public static func load(path: String) throws(ConfigError) -> AgentConfig {
+        guard let text = readTextFile(path) else {
+            throw ConfigError(file: path, line: nil, key: nil, message: "cannot read the file")
+        }
+        return try parse(text, path: path)
+    }
+
+    private mutating func apply(_ e: ConfigFile.Entry, _ r: inout ConfigReader) throws(ConfigError) {
+        switch (e.section, e.key) {
+        case ("agent", "state_dir"): stateDirectory = try r.path(e)
+        case ("agent", "model"): modelPath = try r.path(e)
+        case ("agent", "rules"): rulesDirectory = try r.path(e)
+        case ("agent", "entity"):
+            guard let key = EntityKey(rawValue: e.value) else { throw r.error(e, "expected user or user@service") }
+            entity = key
+        case ("agent", "score_failures"): scoreFailures = try r.bool(e)
+        case ("sources", "journal"): journal = try r.bool(e)
+        case ("sources", "files"): files = try r.list(e).map { (path: String) throws(ConfigError) -> String in
+                guard path.hasPrefix("/") else { throw r.error(e, "'\(path)' is not an absolute path") }
+                return path
+            }
+        case ("sources", "follow"): follow = try r.bool(e)
+        case ("sources", "start"):
+            switch e.value {
+            case "beginning": startAtEnd = false
+            case "end": startAtEnd = true
+            default: throw r.error(e, "expected beginning or end")
+            }
+        case ("sources", "utc"): utc = try r.bool(e)
+        case ("cold_start", "policy"):
+            guard let policy = ColdStartPolicy(rawValue: e.value) else { throw r.error(e, "expected learn, challenge or alert") }
+            coldStartPolicy = policy
+        case ("cold_start", "min_logins"): coldStartMinLogins = try r.integer(e, 0...1_000_000)
+        case ("allowlist", "networks"):
+            allowedNetworks = try r.list(e).map { (text: String) throws(ConfigError) -> Network in
+                guard let network = Network(text) else { throw r.error(e, "'\(text)' is not a network (CIDR, e.g. 192.0.2.0/24)") }
+                return network
+            }
+        case ("allowlist", "entities"): allowedEntities = Set(try r.list(e))
+        case ("alerts", "output"):
+            alertOutputs = try r.list(e).map { (output: String) throws(ConfigError) -> String in
+                guard output == "stdout" || output.hasPrefix("/") else {
+                    throw r.error(e, "'\(output)' is neither stdout nor an absolute file path")
+                }
+                return output
+            }
+            if alertOutputs.isEmpty { throw r.error(e, "expected stdout and/or absolute file paths") }
+        case ("alerts", "challenges"): alertChallenges = try r.bool(e)
+        case ("retrain", "interval"): retrainInterval = try r.duration(e)
+        case ("retrain", "retention"): retention = try r.duration(e)
+        case ("retrain", "bootstrap_min_logins"): bootstrapMinLogins = try r.integer(e, 10...100_000_000)
+        case ("retrain", "validation_share"): validationShare = try r.number(e, 0.01...0.5)
+        case ("thresholds", _):
+            try r.threshold(e, into: &thresholds)
+        case (let section, _) where section.hasPrefix("thresholds."):
+            let service = String(section.dropFirst("thresholds.".count))
+            var t = serviceThresholds[service] ?? thresholds
+            try r.threshold(e, into: &t)
+            serviceThresholds[service] = t
+        default:
+            throw r.error(e, e.section.isEmpty ? "keys belong in a [section]" : "unknown key")
+        }
+        r.lines[e.name] = e.line
+    }
+
+    private func validate(_ reader: ConfigReader) throws(ConfigError) {
+        let path = reader.path
+        let services = serviceThresholds.sorted(by: { $0.key < $1.key }).map { ("thresholds.\($0.key)", $0.value) }
+        for (name, t) in [("thresholds", thresholds)] + services {
+            if case .risk(let c) = t.challenge, case .risk(let a) = t.alert, c > a {
+                throw ConfigError(file: path, line: reader.lines["\(name).challenge"], key: "\(name).challenge",
+                                  message: "the challenge threshold \(c) is above the alert threshold \(a)")
+            }
+        }
+        if !journal && files.isEmpty {
+            throw ConfigError(file: path, line: nil, key: "sources", message: "no source: set journal = true or files = ...")
+        }
+        if retention < retrainInterval {
+            throw ConfigError(file: path, line: reader.lines["retrain.retention"], key: "retrain.retention",
+                              message: "shorter than retrain.interval")
+        }
+    }
+}
+
+/// Typed reads of config values, each failure naming line and key.
+struct ConfigReader {
+    let path: String
+    var lines: [String: Int] = [:]
+
+    init(path: String) { self.path = path }
+
+    func error(_ e: ConfigFile.Entry, _ message: String) -> ConfigError {
+        ConfigError(file: path, line: e.line, key: e.name, message: message)
+    }
+
+    func bool(_ e: ConfigFile.Entry) throws(ConfigError) -> Bool {
+        switch e.value {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw error(e, "expected true or false, not '\(e.value)'")
+        }
+    }
+
+    func integer(_ e: ConfigFile.Entry, _ range: ClosedRange<Int>) throws(ConfigError) -> Int {
+        guard let v = Int(e.value), range.contains(v) else {
+            throw error(e, "expected a whole number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return v
+    }
+
+    func number(_ e: ConfigFile.Entry, _ range: ClosedRange<Double>) throws(ConfigError) -> Double {
+        guard let v = Double(e.value), range.contains(v) else {
+            throw error(e, "expected a number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return v
+    }
+
+    func path(_ e: ConfigFile.Entry) throws(ConfigError) -> String {
+        guard e.value.hasPrefix("/") || e.value.hasPrefix(".") else { throw error(e, "expected a path") }
+        return e.value
+    }
+
+    /// Comma-separated, blanks around items ignored, empty items refused.
+    func list(_ e: ConfigFile.Entry) throws(ConfigError) -> [String] {
+        if e.value.isEmpty { return [] }
+        let items = e.value.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmedBlanks() }
+        if items.contains(where: \.isEmpty) { throw error(e, "empty item in a comma-separated list") }
+        return items
+    }
+
+    /// `90` (seconds), `30s`, `15m`, `24h`, `90d`.
+    func duration(_ e: ConfigFile.Entry) throws(ConfigError) -> Double {
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+        var text = e.value
+        var unit = 1.0
+        if let last = text.last, let u = units[last] {
+            unit = u
+            text.removeLast()
+        }
+        guard let v = Double(text), v > 0, v.isFinite else { throw error(e, "expected a duration such as 30m, 24h or 90d") }
+        return v * unit
+    }
+
+    /// `challenge`/`alert` as a risk in [0, 1], or `challenge_fpr`/`alert_fpr` as a
+    /// false-positive rate in (0, 0.5].
+    func threshold(_ e: ConfigFile.Entry, into t: inout AgentConfig.Thresholds) throws(ConfigError) {
+        switch e.key {
+        case "challenge": t.challenge = .risk(try number(e, 0...1))
+        case "alert": t.alert = .risk(try number(e, 0...1))
+        case "challenge_fpr": t.challenge = .falsePositiveRate(try number(e, 1e-9...0.5))
+        case "alert_fpr": t.alert = .falsePositiveRate(try number(e, 1e-9...0.5))
+        default: throw error(e, "unknown key (expected challenge, alert, challenge_fpr or alert_fpr)")
+        }
+    }
+}

@@ -1,0 +1,249 @@
+import AlertSinks
+import IPInsights
+import LogSources
+import Rules
+import Synchronization
+
+/// The agent: sources → rules → detector → alerts, with the store, the
+/// retrainer, config reload and the service manager's protocol around them.
+///
+/// Each batch is decided, its alerts submitted (durably queued), and then its
+/// observations and the source's new position committed in one transaction:
+/// a restart resumes after the last committed batch, and an alert whose batch
+/// was not committed is sent again with the same id (at least once).
+public final class AgentRuntime: @unchecked Sendable {
+    public let configPath: String?
+    public private(set) var config: AgentConfig
+    public let log: AgentLog
+    public let detector: Detector
+    public let store: ObservationStore
+    private let processor: EventProcessor
+    private let router: any AlertRouting
+    private let retrainer: Retrainer
+    private let stopRequested = Atomic<Bool>(false)
+    /// The first source that failed, for the exit status once every source has ended.
+    private var sourceFailure: String?
+    /// Counts since start.
+    public private(set) var events = 0
+    public private(set) var alertsSent = 0
+
+    /// Opens the state directory, the store and the model, and loads the rules;
+    /// throws what would keep the agent from working, before anything is read.
+    public init(config: AgentConfig, configPath: String?, router: (any AlertRouting)? = nil,
+                log: AgentLog = AgentLog()) throws {
+        self.config = config
+        self.configPath = configPath
+        self.log = log
+        guard makeDirectories(config.stateDirectory) else {
+            throw ConfigError(file: configPath ?? "(built-in)", line: nil, key: "agent.state_dir",
+                              message: "cannot create \(config.stateDirectory)")
+        }
+        store = try ObservationStore(path: config.databasePath)
+        let pruned = try store.prune(before: Clock.wall - config.retention)
+        let rules = try AgentRuntime.loadRules(config, configPath: configPath)
+        var model: Model? = nil
+        if fileExists(config.resolvedModelPath) {
+            model = try ModelFile.load(path: config.resolvedModelPath)
+        }
+        detector = Detector(config: config, model: model)
+        let window = try store.observations(since: Clock.wall - config.retention, learnedOnly: true)
+        detector.preload(window)
+        if let model {
+            // A model from elsewhere (`ipsight train`) records no entities: take those
+            // already stored as the ones it knows.
+            var entities = try store.modelEntities()
+            if entities.isEmpty { entities = Set(EntityKeys.pairs(window, config: config).entityHashes) }
+            detector.install(model: model, calibration: Calibration.fit(model: model, observations: window, config: config),
+                            entities: entities)
+        }
+        processor = EventProcessor(rules: rules, detector: detector, config: config)
+        self.router = try router ?? JSONLinesAlertRouter(outputs: config.alertOutputs)
+        retrainer = Retrainer(config: config, detector: detector, log: log)
+        log.info("state in \(config.stateDirectory): \(window.count) logins in the window (\(pruned) older ones removed); "
+            + (model == nil ? "no model yet, one is trained after \(config.bootstrapMinLogins) logins" : "model \(config.resolvedModelPath)")
+            + (detector.calibration == nil ? "; risk not calibrated yet" : "; risk calibrated"))
+    }
+
+    static func loadRules(_ config: AgentConfig, configPath: String?) throws -> RuleSet {
+        guard let directory = config.rulesDirectory ?? RuleSet.defaultDirectory() else {
+            throw ConfigError(file: configPath ?? "(built-in)", line: nil, key: "agent.rules", message: "no rules directory found")
+        }
+        return try RuleSet.load(directory: directory)
+    }
+
+    /// Ends `run` soon, as SIGTERM does.
+    public func stop() { stopRequested.store(true, ordering: .relaxed) }
+
+    /// The pipeline until every source ends (sources that are not followed) or
+    /// SIGTERM; then saves state within a few seconds.
+    public func run(retrain: Bool = true) throws {
+        let positions = try store.positions()
+        let sources = try makeSources(positions)
+        let inbox = BatchInbox()
+        let threads = SourceThreads(sources: sources, inbox: inbox)
+        threads.start()
+        if retrain { retrainer.start() }
+        SystemdNotifier.ready()
+        log.notice("ipsight agent running: " + sources.map(\.key).joined(separator: ", "))
+        let watchdog = SystemdNotifier.watchdogInterval()
+        var lastPing = Clock.now
+        var lastPrune = Clock.now
+        var active = Set(sources.map(\.key))
+        var failure: Error?
+
+        while !active.isEmpty {
+            if stopRequested.load(ordering: .relaxed) || AgentSignals.takeTerminate() { break }
+            if AgentSignals.takeReload() { reload() }
+            if let watchdog, Clock.now - lastPing >= watchdog {
+                SystemdNotifier.watchdog()
+                lastPing = Clock.now
+            }
+            if Clock.now - lastPrune >= min(config.retrainInterval, 3600) {
+                lastPrune = Clock.now
+                pruneWindow()
+            }
+            guard let item = inbox.take(timeout: 0.5) else { continue }
+            do {
+                try handle(item, &active)
+            } catch {
+                failure = error
+                break
+            }
+        }
+
+        // Shutdown: stop the sources, keep what was already read, save, drain alerts.
+        SystemdNotifier.stopping()
+        log.notice("stopping")
+        let finished = failure == nil && active.isEmpty && !config.follow
+        if !finished { retrainer.stop() }
+        threads.stop()
+        inbox.close()
+        if failure == nil {
+            let deadline = Clock.now + 2
+            while Clock.now < deadline, let item = inbox.take(timeout: 0.05) {
+                do { try handle(item, &active) } catch { failure = error; break }
+            }
+        }
+        threads.join(timeout: 1)
+        router.drain(seconds: 1)
+        // Every source read to its end (a one-off run over files): bring the model
+        // up to date with what was read, as the background thread would have.
+        if finished {
+            if retrain { retrainer.step() }
+            retrainer.stop()
+        }
+        log.notice("stopped after \(events) login events, \(alertsSent) alerts")
+        if let failure { throw failure }
+        // Every source ended and one of them failed: exit with an error so that the
+        // service manager restarts the agent rather than leaving it idle.
+        if active.isEmpty, let sourceFailure { throw AgentFailure(message: sourceFailure) }
+    }
+
+    private func handle(_ item: BatchInbox.Item, _ active: inout Set<String>) throws {
+        switch item {
+        case .batch(let key, let records):
+            let outcome = processor.process(records, source: key, now: Clock.wall)
+            if log.minimum == .debug {
+                for (_, v) in outcome.verdicts {
+                    log.debug("\(v.decision.rawValue) (\(v.reason)): \(v.summary); " + v.reasons.map { "\($0.0): \($0.1)" }.joined(separator: "; "))
+                }
+            }
+            for alert in outcome.alerts { try router.submit(alert) }
+            var positions: [String: String] = [:]
+            if let position = outcome.position { positions[key] = position }
+            try store.commit(outcome.observations, positions: positions)
+            events += outcome.events
+            alertsSent += outcome.alerts.count
+        case .finished(let key):
+            active.remove(key)
+        case .failed(let key, let error):
+            log.error("\(key): \(error)")
+            if sourceFailure == nil { sourceFailure = "\(key): \(error)" }
+            active.remove(key)
+        }
+    }
+
+    private func makeSources(_ positions: [String: String]) throws -> [(key: String, source: any LogSource)] {
+        var sources: [(key: String, source: any LogSource)] = []
+        if config.journal {
+            let rules = try AgentRuntime.loadRules(config, configPath: configPath)
+            let cursor = positions[SourcePositions.journalKey]
+            let reader = JournalReader(configuration: JournalReader.Configuration(
+                source: .local, matches: rules.journalMatches.map { $0.map(\.text) }, follow: config.follow,
+                cursor: cursor, startAtEnd: cursor == nil && config.startAtEnd))
+            try reader.start()
+            sources.append((SourcePositions.journalKey, reader))
+        }
+        for path in config.files {
+            var saved = positions[SourcePositions.fileKey(path)].flatMap { FilePosition(serialized: $0) }
+            if saved == nil && config.startAtEnd, let end = endPosition(of: path) {
+                // Saved at once: a restart before the first new line must not skip it.
+                try store.commit([], positions: [SourcePositions.fileKey(path): end.serialized])
+                saved = end
+            }
+            let header = SyslogHeaderParser(timeZone: config.utc ? .utc : .local)
+            let source = FileSource(path: path, follow: config.follow, from: saved, decoder: LineDecoder(header: header))
+            sources.append((SourcePositions.fileKey(path), source))
+        }
+        return sources
+    }
+
+    /// SIGHUP: a new config that validates takes effect; one that does not is
+    /// refused and the running one stays.
+    func reload() {
+        SystemdNotifier.reloading()
+        defer { SystemdNotifier.ready() }
+        reloadMemory()
+        guard let path = configPath else {
+            log.notice("reload: running on the built-in config, no config file to reload")
+            return
+        }
+        do {
+            var new = try AgentConfig.load(path: path)
+            if new.entity != config.entity {
+                // Histories and the model are keyed by entity: a new key needs a restart.
+                log.warning("reload: agent.entity changes only on restart; keeping \(config.entity.rawValue)")
+                new.entity = config.entity
+            }
+            let rules = try AgentRuntime.loadRules(new, configPath: path)
+            if new.journal != config.journal || new.files != config.files || new.stateDirectory != config.stateDirectory
+                || new.alertOutputs != config.alertOutputs || new.modelPath != config.modelPath {
+                log.warning("reload: sources, state_dir, model and alert output change only on restart")
+            }
+            processor.reconfigure(new, rules: rules)
+            retrainer.reconfigure(new)
+            config = new
+            log.notice("reloaded \(path)")
+        } catch {
+            log.error("reload refused, the running config stays: \(error)")
+        }
+    }
+
+    /// Reads the learnt logins again (after `ipsight feedback safe` marked some).
+    private func reloadMemory() {
+        do {
+            detector.replaceMemory(try store.observations(since: Clock.wall - config.retention, learnedOnly: true))
+        } catch {
+            log.error("reload: \(error)")
+        }
+    }
+
+    /// Forgets logins older than the retention window, in the store and in memory.
+    private func pruneWindow() {
+        do {
+            let removed = try store.prune(before: Clock.wall - config.retention)
+            if removed > 0 {
+                detector.replaceMemory(try store.observations(since: Clock.wall - config.retention, learnedOnly: true))
+                log.info("removed \(removed) logins older than the retention window")
+            }
+        } catch {
+            log.error("prune: \(error)")
+        }
+    }
+}
+
+/// A failure that ends the agent, with what to say about it.
+public struct AgentFailure: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}

@@ -1,0 +1,149 @@
+/// A successful login as the agent remembers it.
+public struct Observation: Sendable, Equatable {
+    /// Seconds since the epoch.
+    public var time: Double
+    public var user: String
+    public var ip: String
+    public var service: String
+    /// False for logins the agent alerted on: kept for the record, but not learnt
+    /// from, so that an intruder's repeated logins do not become the account's habit.
+    public var learned: Bool
+
+    public init(time: Double, user: String, ip: String, service: String, learned: Bool = true) {
+        self.time = time
+        self.user = user
+        self.ip = ip
+        self.service = service
+        self.learned = learned
+    }
+}
+
+/// The agent's memory in SQLite (WAL): successful logins within the retention
+/// window, and where each source was read up to.
+///
+/// Observations and source positions are written in one transaction, so after a
+/// crash or restart the positions match exactly the observations kept: nothing
+/// is lost and nothing is counted twice.
+public final class ObservationStore: @unchecked Sendable {
+    public let path: String
+    private let db: SQLiteDatabase
+    private let insert: SQLiteStatement
+    private let putState: SQLiteStatement
+
+    public init(path: String) throws(SQLiteError) {
+        self.path = path
+        db = try SQLiteDatabase(path: path)
+        try db.execute("""
+            CREATE TABLE IF NOT EXISTS observations (
+                time REAL NOT NULL, user TEXT NOT NULL, ip TEXT NOT NULL, service TEXT NOT NULL,
+                learned INTEGER NOT NULL DEFAULT 1);
+            CREATE INDEX IF NOT EXISTS observations_time ON observations(time);
+            CREATE TABLE IF NOT EXISTS source_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS model_entities (hash INTEGER PRIMARY KEY);
+            """)
+        // Databases from before `learned` existed: every login in them was learnt.
+        let columns = try db.prepare("SELECT name FROM pragma_table_info('observations')")
+        var names: Set<String> = []
+        while try columns.step() { names.insert(columns.text(0)) }
+        if !names.contains("learned") {
+            try db.execute("ALTER TABLE observations ADD COLUMN learned INTEGER NOT NULL DEFAULT 1")
+        }
+        insert = try db.prepare("INSERT INTO observations (time, user, ip, service, learned) VALUES (?, ?, ?, ?, ?)")
+        putState = try db.prepare("INSERT OR REPLACE INTO source_state (key, value) VALUES (?, ?)")
+    }
+
+    /// Stores a batch's observations and the positions after it, atomically.
+    public func commit(_ observations: [Observation], positions: [String: String]) throws(SQLiteError) {
+        try db.transaction { () throws(SQLiteError) in
+            for o in observations {
+                insert.bind(1, o.time)
+                insert.bind(2, o.user)
+                insert.bind(3, o.ip)
+                insert.bind(4, o.service)
+                insert.bind(5, Int64(o.learned ? 1 : 0))
+                try insert.run()
+            }
+            for (key, value) in positions {
+                putState.bind(1, key)
+                putState.bind(2, value)
+                try putState.run()
+            }
+        }
+    }
+
+    /// How long a write waits for a lock another connection holds (default 5 s).
+    public func setBusyTimeout(milliseconds: Int32) throws(SQLiteError) { db.setBusyTimeout(milliseconds: milliseconds) }
+
+    /// Where each source was read up to, by source key.
+    public func positions() throws(SQLiteError) -> [String: String] {
+        let query = try db.prepare("SELECT key, value FROM source_state")
+        var result: [String: String] = [:]
+        while try query.step() { result[query.text(0)] = query.text(1) }
+        return result
+    }
+
+    /// Observations at or after `since`, oldest first; with `learnedOnly`, those
+    /// the agent learns from (history, training, calibration).
+    public func observations(since: Double = -.infinity, learnedOnly: Bool = false) throws(SQLiteError) -> [Observation] {
+        let query = try db.prepare("SELECT time, user, ip, service, learned FROM observations WHERE time >= ?"
+            + (learnedOnly ? " AND learned = 1" : "") + " ORDER BY time, rowid")
+        query.bind(1, since.isFinite ? since : -1e300)
+        var result: [Observation] = []
+        while try query.step() {
+            result.append(Observation(time: query.double(0), user: query.text(1), ip: query.text(2), service: query.text(3),
+                                      learned: query.int(4) != 0))
+        }
+        return result
+    }
+
+    public func count() throws(SQLiteError) -> Int {
+        let query = try db.prepare("SELECT count(*) FROM observations")
+        _ = try query.step()
+        return Int(query.int(0))
+    }
+
+    /// Feedback: logins of `user` from `ip` that were alerted on were the user's
+    /// own; they join the history (the agent learns them on reload or restart).
+    /// Returns how many logins changed.
+    @discardableResult
+    public func markLearned(user: String, ip: String) throws(SQLiteError) -> Int {
+        let update = try db.prepare("UPDATE observations SET learned = 1 WHERE user = ? AND ip = ? AND learned = 0")
+        update.bind(1, user)
+        update.bind(2, ip)
+        try update.run()
+        let changes = try db.prepare("SELECT changes()")
+        _ = try changes.step()
+        return Int(changes.int(0))
+    }
+
+    /// Records the entities the installed model was trained on (their stable hashes).
+    public func replaceModelEntities(_ hashes: Set<UInt64>) throws(SQLiteError) {
+        let insert = try db.prepare("INSERT OR IGNORE INTO model_entities (hash) VALUES (?)")
+        try db.transaction { () throws(SQLiteError) in
+            try db.execute("DELETE FROM model_entities")
+            for h in hashes {
+                insert.bind(1, Int64(bitPattern: h))
+                try insert.run()
+            }
+        }
+    }
+
+    /// The entities the installed model was trained on; empty when not recorded.
+    public func modelEntities() throws(SQLiteError) -> Set<UInt64> {
+        let query = try db.prepare("SELECT hash FROM model_entities")
+        var result: Set<UInt64> = []
+        while try query.step() { result.insert(UInt64(bitPattern: query.int(0))) }
+        return result
+    }
+
+    /// Forgets observations older than `before` (the retention window); returns how many.
+    @discardableResult
+    public func prune(before: Double) throws(SQLiteError) -> Int {
+        let delete = try db.prepare("DELETE FROM observations WHERE time < ?")
+        delete.bind(1, before)
+        try delete.run()
+        let changes = try db.prepare("SELECT changes()")
+        _ = try changes.step()
+        return Int(changes.int(0))
+    }
+}

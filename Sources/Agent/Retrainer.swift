@@ -1,0 +1,140 @@
+import Foundation
+import IPInsights
+import Synchronization
+
+/// Keeps the model and its calibration current, on a thread of its own:
+/// trains a first model once enough logins are stored, then every interval
+/// warm-starts from the current model on the retention window, validates on the
+/// most recent slice, and swaps the new model in (file and memory) only if it
+/// is not worse. Scoring carries on with the old model meanwhile.
+public final class Retrainer: @unchecked Sendable {
+    private let detector: Detector
+    private let log: AgentLog
+    private let config: Mutex<AgentConfig>
+    private let stopped = Atomic<Bool>(false)
+    private let wake = NSCondition()
+    /// One step at a time, whether from the thread or a caller.
+    private let stepping = NSLock()
+    private var thread: Thread?
+    private var lastTraining: Double
+    /// How often the thread looks for work (a first model, a due retraining).
+    public var checkInterval: Double
+
+    public init(config: AgentConfig, detector: Detector, log: AgentLog, checkInterval: Double = 60) {
+        self.config = Mutex(config)
+        self.detector = detector
+        self.log = log
+        self.checkInterval = checkInterval
+        lastTraining = Clock.now
+    }
+
+    public func reconfigure(_ config: AgentConfig) { self.config.withLock { $0 = config } }
+
+    public func start() {
+        let thread = Thread { [self] in
+            while !stopped.load(ordering: .relaxed) {
+                step()
+                wake.lock()
+                if !stopped.load(ordering: .relaxed) { _ = wake.wait(until: Date(timeIntervalSinceNow: checkInterval)) }
+                wake.unlock()
+            }
+        }
+        thread.name = "ipsight-retrain"
+        thread.stackSize = 8 << 20
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Asks the thread to stop; a training run in progress finishes first, but its result is not installed.
+    public func stop() {
+        stopped.store(true, ordering: .relaxed)
+        wake.lock()
+        wake.broadcast()
+        wake.unlock()
+    }
+
+    /// One round of work: whatever is due now. Public so that tests and the
+    /// first start can run it synchronously.
+    public func step() {
+        stepping.lock()
+        defer { stepping.unlock() }
+        let config = self.config.withLock { $0 }
+        // Nothing due: do not read the window at all.
+        let due = Clock.now - lastTraining >= config.retrainInterval
+        if detector.model != nil && detector.calibration != nil && !due { return }
+        let observations: [Observation]
+        do {
+            let store = try ObservationStore(path: config.databasePath)
+            observations = try store.observations(since: Clock.wall - config.retention, learnedOnly: true)
+        } catch {
+            log.error("retrain: \(error)")
+            return
+        }
+        let threads = 1
+        guard let current = detector.model else {
+            guard observations.count >= config.bootstrapMinLogins else { return }
+            let (train, validation) = split(observations, config)
+            log.notice("training a first model on \(train.count) logins")
+            let model = ModelTraining.train(train, seed: UInt64(observations.count), threads: threads)
+            let auc = Evaluation.discriminatorAUC(model: model, pairs: validation, threads: threads)
+            install(model, entities: Set(train.entityHashes), observations, config,
+                    note: "first model: validation AUC \(Format.fixed(auc, 4))")
+            lastTraining = Clock.now
+            return
+        }
+        if detector.calibration == nil {
+            if let calibration = Calibration.fit(model: current, observations: observations, config: config, threads: threads) {
+                detector.install(model: current, calibration: calibration)
+                log.info("risk calibrated on \(observations.count) logins")
+            }
+        }
+        guard Clock.now - lastTraining >= config.retrainInterval, observations.count >= config.bootstrapMinLogins else { return }
+        lastTraining = Clock.now
+        let (train, validation) = split(observations, config)
+        do {
+            let candidate = try ModelTraining.warmStart(from: current, on: train, seed: UInt64(observations.count), threads: threads)
+            let verdict = ModelTraining.accept(candidate: candidate, current: current, validation: validation, threads: threads)
+            let aucs = "validation AUC \(Format.fixed(verdict.candidateAUC, 4)) against \(Format.fixed(verdict.currentAUC, 4))"
+            if verdict.accepted {
+                install(candidate, entities: Set(train.entityHashes), observations, config,
+                        note: "retrained model installed: \(aucs)")
+            } else {
+                log.warning("retrained model kept out: \(aucs)")
+            }
+        } catch {
+            log.error("retrain: \(error)")
+        }
+    }
+
+    /// Saves the model atomically, then swaps it and its calibration in.
+    private func install(_ model: Model, entities: Set<UInt64>, _ observations: [Observation], _ config: AgentConfig,
+                         note: String) {
+        guard !stopped.load(ordering: .relaxed) else { return }
+        do {
+            try ModelFile.save(model, to: config.resolvedModelPath)
+            try ObservationStore(path: config.databasePath).replaceModelEntities(entities)
+        } catch {
+            log.error("cannot save the model: \(error)")
+            return
+        }
+        let calibration = Calibration.fit(model: model, observations: observations, config: config, threads: 1)
+        detector.install(model: model, calibration: calibration, entities: entities)
+        log.notice(note)
+    }
+
+    /// Older logins to train on, the most recent share to validate on.
+    private func split(_ observations: [Observation], _ config: AgentConfig) -> (TrainingPairs, TrainingPairs) {
+        let held = max(1, Int(Double(observations.count) * config.validationShare))
+        let cut = observations.count - held
+        return (EntityKeys.pairs(observations[..<cut], config: config), EntityKeys.pairs(observations[cut...], config: config))
+    }
+}
+
+extension Clock {
+    /// Seconds since the Unix epoch (log times are wall-clock times).
+    static var wall: Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}

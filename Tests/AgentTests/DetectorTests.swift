@@ -1,0 +1,140 @@
+import IPInsights
+import Rules
+import Testing
+@testable import Agent
+
+@Suite struct DetectorTests {
+    static let model = Synthetic.model()
+
+    func login(_ user: String, _ ip: String, service: String = "sshd", outcome: LoginEvent.Outcome = .success) -> LoginEvent {
+        LoginEvent(time: 1_700_100_000, host: "h", service: service, outcome: outcome, user: user, ip: ip, port: 22,
+                   method: "password", rule: "sshd/accepted")
+    }
+
+    func config(_ edit: (inout AgentConfig) -> Void = { _ in }) -> AgentConfig {
+        var c = AgentConfig()
+        c.stateDirectory = "/nonexistent"
+        c.coldStartMinLogins = 5
+        edit(&c)
+        return c
+    }
+
+    /// A detector with a model, a calibration and history from 300 usual logins.
+    func trained(_ c: AgentConfig) throws -> Detector {
+        let observations = Synthetic.observations(300)
+        let detector = Detector(config: c, model: DetectorTests.model)
+        let calibration = try #require(Calibration.fit(model: DetectorTests.model, observations: observations, config: c))
+        detector.install(model: DetectorTests.model, calibration: calibration,
+                         entities: Set(Synthetic.users.map { StableHash.xxh64($0) }))
+        detector.preload(observations)
+        return detector
+    }
+
+    @Test func newEntitiesAreLearntUntilTheyHaveEnoughLogins() throws {
+        let detector = Detector(config: config(), model: DetectorTests.model)
+        for k in 0..<5 {
+            let v = try #require(detector.decide(login("zed", "10.50.0.\(k + 1)")))
+            #expect(v.decision == .learn && v.reason == "new-entity")
+            #expect(v.reasons.first?.1 == "\(k) of 5 logins needed before scoring")
+            detector.remember(user: "zed", service: "sshd", ip: "10.50.0.\(k + 1)")
+        }
+        // Enough logins, but no calibration yet: still learning, saying why.
+        #expect(detector.decide(login("zed", "10.50.0.9"))?.reason == "calibrating")
+        #expect(Detector(config: config { $0.coldStartMinLogins = 0 }, model: nil).decide(login("zed", "10.50.0.9"))?.reason == "no-model")
+    }
+
+    @Test func coldStartPolicyCanChallengeOrAlert() throws {
+        let alerting = Detector(config: config { $0.coldStartPolicy = .alert }, model: nil)
+        #expect(alerting.decide(login("new", "192.0.2.1"))?.decision == .alert)
+        let challenging = Detector(config: config { $0.coldStartPolicy = .challenge }, model: nil)
+        let v = try #require(challenging.decide(login("new", "192.0.2.1")))
+        #expect(v.decision == .challenge && v.reason == "new-entity")
+    }
+
+    @Test func allowlistsWinOverEverything() throws {
+        let c = config {
+            $0.coldStartPolicy = .alert
+            $0.allowedNetworks = [Network("198.51.100.0/24")!]
+            $0.allowedEntities = ["backup", "deploy@sshd"]
+        }
+        let detector = Detector(config: c, model: nil)
+        let network = try #require(detector.decide(login("anyone", "198.51.100.7")))
+        #expect(network.decision == .allow && network.reason == "allowlisted-network")
+        #expect(network.reasons.first! == ("allowlisted network", "198.51.100.0/24"))
+        #expect(detector.decide(login("backup", "203.0.113.1"))?.reason == "allowlisted-entity")
+        #expect(detector.decide(login("deploy", "203.0.113.1"))?.decision == .alert, "allowlisted entity is deploy@sshd, not deploy")
+        var perService = c
+        perService.entity = .userAtService
+        #expect(Detector(config: perService, model: nil).decide(login("deploy", "203.0.113.1"))?.reason == "allowlisted-entity")
+    }
+
+    @Test func usualNetworksAreAllowedAndUnrelatedOnesAlerted() throws {
+        let detector = try trained(config())
+        var rng = SeededRandom(seed: 77)
+        for user in Synthetic.users {
+            let home = try #require(detector.decide(login(user, Synthetic.address(user, &rng))))
+            #expect(home.decision == .allow, "\(user) at home: \(home.reasons)")
+            let away = try #require(detector.decide(login(user, "203.0.113.50")))
+            #expect(away.decision == .alert, "\(user) away: \(away.reasons)")
+            #expect(away.reason == "risk")
+            let names = away.reasons.map(\.0)
+            #expect(names.contains("nearest known network") && names.contains("main reason"))
+            #expect(away.reasons.first { $0.0 == "first seen" }?.1 == "network new for this entity")
+            #expect(away.reasons.first?.1.contains("at or above alert threshold 0.9900") == true)
+        }
+    }
+
+    @Test func thresholdsDecideBetweenChallengeAndAlert() throws {
+        // Nothing can reach an alert threshold of 1: the unrelated login is challenged.
+        let detector = try trained(config { $0.thresholds = .init(challenge: .risk(0.5), alert: .risk(1)) })
+        let v = try #require(detector.decide(login("alice", "203.0.113.50")))
+        #expect(v.decision == .challenge)
+        // A service's own thresholds apply to that service only.
+        let strict = try trained(config { $0.serviceThresholds["vpn"] = .init(challenge: .risk(0), alert: .risk(0)) })
+        var rng = SeededRandom(seed: 1)
+        #expect(strict.decide(login("alice", Synthetic.address("alice", &rng), service: "vpn"))?.decision == .alert)
+        #expect(strict.decide(login("alice", Synthetic.address("alice", &rng)))?.decision == .allow)
+    }
+
+    @Test func falsePositiveRateThresholdsComeFromNormalTraffic() throws {
+        let c = config { $0.thresholds = .init(challenge: .falsePositiveRate(0.2), alert: .falsePositiveRate(0.05)) }
+        let calibration = try #require(Calibration.fit(model: DetectorTests.model, observations: Synthetic.observations(300), config: c))
+        let t = calibration.thresholds(for: "sshd", config: c)
+        #expect(t.challenge <= t.alert && t.alert < 1)
+        let risks = calibration.allRisks
+        let above = risks.filter { $0 >= t.alert }.count
+        #expect(Double(above) <= 0.05 * Double(risks.count), "at most 5% of normal logins reach the alert threshold")
+        // A reload with other rates needs no new calibration.
+        var stricter = c
+        stricter.thresholds.alert = .falsePositiveRate(0.5)
+        #expect(calibration.thresholds(for: "sshd", config: stricter).alert <= t.alert)
+        #expect(Calibration.quantile(sorted: [0.1, 0.2, 0.3, 0.4], 0.75) == 0.3.nextUp)
+        #expect(Calibration.quantile(sorted: [], 0.99) == 1)
+    }
+
+    @Test func failuresAreScoredOnlyWhenConfigured() throws {
+        #expect(Detector(config: config(), model: nil).decide(login("a", "192.0.2.1", outcome: .failure)) == nil)
+        let scoring = Detector(config: config { $0.scoreFailures = true }, model: nil)
+        #expect(scoring.decide(login("a", "192.0.2.1", outcome: .failure))?.decision == .learn)
+    }
+
+    @Test func anEntityNewerThanTheModelIsJudgedByItsHistory() throws {
+        let detector = try trained(config())
+        for (n, user) in ["frank", "grace", "heidi", "ivan", "judy", "mike"].enumerated() {
+            for k in 0..<8 { detector.remember(user: user, service: "sshd", ip: "10.\(70 + n).\(k % 3).\(k + 1)") }
+            let home = try #require(detector.decide(login(user, "10.\(70 + n).1.200")))
+            #expect(home.decision == .allow, "\(user) at home: \(home.reasons)")
+            let away = try #require(detector.decide(login(user, "203.0.113.9")))
+            #expect(away.decision != .allow, "\(user) away: \(away.reasons)")
+            #expect(away.dotProduct == nil && away.reasons.contains { $0.1 == "not used: the entity is newer than the model" })
+        }
+    }
+
+    @Test func userAtServiceKeepsSeparateHistories() throws {
+        let detector = Detector(config: config { $0.entity = .userAtService }, model: nil)
+        for k in 0..<5 { detector.remember(user: "alice", service: "sshd", ip: "10.1.0.\(k + 1)") }
+        #expect(detector.decide(login("alice", "10.1.0.9"))?.reason == "no-model", "past cold start on sshd")
+        let vpn = try #require(detector.decide(login("alice", "10.1.0.9", service: "openvpn")))
+        #expect(vpn.reason == "new-entity", "a new entity on the VPN")
+    }
+}

@@ -1,0 +1,145 @@
+import IPInsights
+import Testing
+@testable import Agent
+
+/// The whole agent over a real sshd log file: a model trained here, the shipped
+/// rules, SQLite state in a temporary directory, and a restart in the middle.
+@Suite struct EndToEndTests {
+    func config(_ dir: TemporaryDirectory) -> AgentConfig {
+        var c = AgentConfig()
+        c.stateDirectory = dir.path
+        c.rulesDirectory = Paths.rules
+        c.journal = false
+        c.files = [dir.file("auth.log")]
+        c.follow = false
+        c.utc = true
+        c.retention = 3650 * 86_400   // the log's times are in the past
+        c.coldStartMinLogins = 5
+        return c
+    }
+
+    @Test func alertsForUnrelatedNetworksAndResumesWithoutRepeating() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try ModelFile.save(Synthetic.model(), to: dir.file("model.ipsm"))
+
+        // A first run learns the users' usual networks.
+        var rng = SeededRandom(seed: 11)
+        var usual = ""
+        for minute in 0..<250 {
+            let user = Synthetic.users[minute % Synthetic.users.count]
+            usual += Synthetic.sshdLine(minute: minute, user: user, ip: Synthetic.address(user, &rng))
+        }
+        dir.write("auth.log", usual)
+        let firstRouter = CollectingRouter()
+        let first = try AgentRuntime(config: config(dir), configPath: nil, router: firstRouter, log: AgentLog(minimum: .warning))
+        try first.run(retrain: false)
+        #expect(first.events == 250)
+        #expect(firstRouter.received.isEmpty, "cold start and calibration: nothing to alert yet")
+        #expect(try first.store.count() == 250)
+
+        // New lines arrive; a restarted agent reads only those.
+        var later = ""
+        var minute = 250
+        for user in Synthetic.users {
+            later += Synthetic.sshdLine(minute: minute, user: user, ip: Synthetic.address(user, &rng))
+            later += Synthetic.sshdLine(minute: minute + 1, user: user, ip: "203.0.113.\(minute % 200 + 1)")
+            minute += 2
+        }
+        // The intruder comes back: alerted logins are not learnt, so this alerts again.
+        later += Synthetic.sshdLine(minute: minute, user: "alice", ip: "203.0.113.251")
+        dir.write("auth.log", later, append: true)
+        let secondRouter = CollectingRouter()
+        let second = try AgentRuntime(config: config(dir), configPath: nil, router: secondRouter, log: AgentLog(minimum: .warning))
+        #expect(second.detector.calibration != nil, "calibrated at start from the stored logins")
+        try second.run(retrain: false)
+        #expect(second.events == 2 * Synthetic.users.count + 1, "only the new lines are read")
+        #expect(try second.store.count() == 251 + 2 * Synthetic.users.count, "nothing stored twice")
+        let kept = try second.store.observations()
+        #expect(kept.filter { !$0.learned }.count == Synthetic.users.count + 1, "alerted logins are kept, not learnt")
+
+        let alerts = secondRouter.received
+        #expect(Set(alerts.map(\.user)) == Set(Synthetic.users))
+        #expect(alerts.allSatisfy { $0.ip.hasPrefix("203.0.113.") && $0.decision == "alert" && $0.service == "sshd" })
+        #expect(alerts.count == Synthetic.users.count + 1, "no alerts for the usual networks")
+        #expect(alerts.filter { $0.user == "alice" }.count == 2)
+        #expect(alerts.allSatisfy { $0.reasons.contains { $0.0 == "nearest known network" } })
+        #expect(Set(alerts.map(\.id)).count == alerts.count)
+
+        // Feedback: alice's first trip was hers; once marked safe it is learnt.
+        let trip = try #require(alerts.first { $0.user == "alice" })
+        let before = try second.store.observations(learnedOnly: true).count
+        #expect(try second.store.markLearned(user: "alice", ip: trip.ip) == 1)
+        #expect(try second.store.observations(learnedOnly: true).count == before + 1)
+
+        // A third start finds nothing new.
+        let thirdRouter = CollectingRouter()
+        let third = try AgentRuntime(config: config(dir), configPath: nil, router: thirdRouter, log: AgentLog(minimum: .warning))
+        try third.run(retrain: false)
+        #expect(third.events == 0 && thirdRouter.received.isEmpty)
+    }
+
+    @Test func aFirstModelIsTrainedFromTheStoreWhenThereIsNone() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        var rng = SeededRandom(seed: 12)
+        var text = ""
+        for minute in 0..<240 {
+            let user = Synthetic.users[minute % Synthetic.users.count]
+            text += Synthetic.sshdLine(minute: minute, user: user, ip: Synthetic.address(user, &rng))
+        }
+        dir.write("auth.log", text)
+        var c = config(dir)
+        c.bootstrapMinLogins = 100
+        let agent = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), log: AgentLog(minimum: .warning))
+        #expect(agent.detector.model == nil)
+        // The background thread is not started; the final step of a one-off run trains.
+        try agent.run(retrain: true)
+        #expect(agent.detector.model != nil && agent.detector.calibration != nil)
+        let saved = try ModelFile.load(path: dir.file("model.ipsm"))
+        #expect(saved.trainedPairs > 0)
+    }
+
+    @Test func alertsAreWrittenAsECSJSONLines() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let router = try JSONLinesAlertRouter(output: dir.file("alerts.jsonl"))
+        let alert = AlertFixture.alert
+        try router.submit(alert)
+        try router.submit(alert)
+        let text = try #require(readTextFile(dir.file("alerts.jsonl")))
+        let lines = text.split(separator: "\n")
+        #expect(lines.count == 2)
+        let json = try JSONValue.parse(String(lines[0]))
+        #expect(json["@timestamp"]?.stringValue == "2023-11-14T22:13:20Z")
+        #expect(json["event"]?["id"]?.stringValue == "abc")
+        #expect(json["user"]?["name"]?.stringValue == "al\"ice")
+        #expect(json["source"]?["ip"]?.stringValue == "203.0.113.9")
+        #expect(json["ipsight"]?["reasons"]?.arrayValue?.count == 1)
+    }
+
+    @Test func startAtEndSkipsWhatTheFileHeldAtFirstStart() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        dir.write("auth.log", Synthetic.sshdLine(minute: 0, user: "alice", ip: "10.1.0.1"))
+        var c = config(dir)
+        c.startAtEnd = true
+        let first = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), log: AgentLog(minimum: .warning))
+        try first.run(retrain: false)
+        #expect(first.events == 0)
+        dir.write("auth.log", Synthetic.sshdLine(minute: 1, user: "bob", ip: "10.2.0.1"), append: true)
+        let second = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), log: AgentLog(minimum: .warning))
+        try second.run(retrain: false)
+        #expect(second.events == 1)
+        #expect(try second.store.observations().map(\.user) == ["bob"])
+    }
+}
+
+import AlertSinks
+import IPInsightsFormats
+
+enum AlertFixture {
+    static let alert = Alert(id: "abc", time: 1_700_000_000, host: "h", service: "sshd", outcome: "success", user: "al\"ice",
+                             ip: "203.0.113.9", decision: "alert", severity: .error, risk: 0.999, dotProduct: -3.5,
+                             summary: "alice logged in to sshd from 203.0.113.9", reasons: [("risk", "0.999")])
+}
