@@ -1,3 +1,4 @@
+import AlertSinks
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -62,6 +63,10 @@ public struct AgentConfig: Sendable, Equatable {
     // [alerts]
     /// "stdout" and/or file paths; alerts are ECS-shaped JSON lines, written to each.
     public var alertOutputs = ["stdout"]
+    /// Remote alert sinks, `[sink.NAME]` sections: `type` and the type's settings
+    /// (see docs/alerts.md), delivered through the durable spool.
+    public var sinks: [String: [String: String]] = [:]
+    var sinkLines: [String: Int] = [:]
     public var alertChallenges = true
 
     // [retrain]
@@ -177,6 +182,10 @@ public struct AgentConfig: Sendable, Equatable {
         case ("retrain", "validation_share"): validationShare = try r.number(e, 0.01...0.5)
         case ("thresholds", _):
             try r.threshold(e, into: &thresholds)
+        case (let section, _) where section.hasPrefix("sink.") && section.count > "sink.".count:
+            let name = String(section.dropFirst("sink.".count))
+            sinks[name, default: [:]][e.key] = e.value
+            if sinkLines[name] == nil { sinkLines[name] = e.line }
         case (let section, _) where section.hasPrefix("thresholds."):
             let service = String(section.dropFirst("thresholds.".count))
             var t = serviceThresholds[service] ?? thresholds
@@ -199,6 +208,15 @@ public struct AgentConfig: Sendable, Equatable {
         }
         if !journal && files.isEmpty {
             throw ConfigError(file: path, line: nil, key: "sources", message: "no source: set journal = true or files = ...")
+        }
+        // Build each sink once now, so a bad sink (missing URL, unreadable secret)
+        // is refused at start and by `config check`, naming its section.
+        for name in sinks.keys.sorted() {
+            do {
+                _ = try SinkConfiguration.makeSink(name: name, settings: sinks[name]!)
+            } catch {
+                throw ConfigError(file: path, line: sinkLines[name], key: "sink.\(name)", message: error.reason)
+            }
         }
         if retention < retrainInterval {
             throw ConfigError(file: path, line: reader.lines["retrain.retention"], key: "retrain.retention",

@@ -57,11 +57,23 @@ public final class AgentRuntime: @unchecked Sendable {
                             entities: entities)
         }
         processor = EventProcessor(rules: rules, detector: detector, config: config)
-        self.router = try router ?? JSONLinesAlertRouter(outputs: config.alertOutputs)
+        self.router = try router ?? AgentRuntime.makeRouter(config)
         retrainer = Retrainer(config: config, detector: detector, log: log)
         log.info("state in \(config.stateDirectory): \(window.count) logins in the window (\(pruned) older ones removed); "
             + (model == nil ? "no model yet, one is trained after \(config.bootstrapMinLogins) logins" : "model \(config.resolvedModelPath)")
             + (detector.calibration == nil ? "; risk not calibrated yet" : "; risk calibrated"))
+    }
+
+    /// The local outputs, and the spooled remote sinks when any are configured.
+    static func makeRouter(_ config: AgentConfig) throws -> any AlertRouting {
+        let local = try JSONLinesAlertRouter(outputs: config.alertOutputs)
+        guard !config.sinks.isEmpty else { return local }
+        var sinks: [any AlertSink] = []
+        for name in config.sinks.keys.sorted() {
+            sinks.append(try SinkConfiguration.makeSink(name: name, settings: config.sinks[name]!))
+        }
+        let remote = try AlertRouter(spoolPath: config.stateDirectory + "/alerts.sqlite", sinks: sinks)
+        return FanOutAlertRouter([local, remote])
     }
 
     static func loadRules(_ config: AgentConfig, configPath: String?) throws -> RuleSet {
@@ -125,7 +137,10 @@ public final class AgentRuntime: @unchecked Sendable {
             }
         }
         threads.join(timeout: 1)
-        router.drain(seconds: 1)
+        // Remote sinks get two seconds to empty the spool; what is left is
+        // delivered by the next start.
+        router.drain(seconds: 2)
+        (router as? FanOutAlertRouter)?.shutdown()
         // Every source read to its end (a one-off run over files): bring the model
         // up to date with what was read, as the background thread would have.
         if finished {

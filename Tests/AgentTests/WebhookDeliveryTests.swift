@@ -1,0 +1,137 @@
+import Foundation
+import IPInsights
+import Testing
+@testable import Agent
+
+/// The agent with a `[sink.NAME]` webhook: alerts reach a real receiver on
+/// 127.0.0.1 with valid Standard Webhooks signatures, and alerts queued while the
+/// receiver is down arrive after it comes back, across an agent restart.
+@Suite(.serialized) struct WebhookDeliveryTests {
+    static let secret = "whsec_" + Data("ipsight-test-signing-key".utf8).base64EncodedString()
+
+    /// `shared/bench/webhook_sink.py` as a subprocess.
+    final class Receiver {
+        let port: Int
+        let output: String
+        let process = Process()
+
+        init(port: Int, output: String) throws {
+            self.port = port
+            self.output = output
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+            process.arguments = [Paths.packageRoot + "/../shared/bench/webhook_sink.py", "--port", String(port),
+                                 "--out", output, "--secret", WebhookDeliveryTests.secret]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let deadline = Date().addingTimeInterval(15)
+            while Date() < deadline, !Receiver.listening(port) { usleep(50_000) }
+        }
+
+        static func listening(_ port: Int) -> Bool {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            return withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            }
+        }
+
+        func records() -> [[String: Any]] {
+            guard let text = try? String(contentsOfFile: output, encoding: .utf8) else { return [] }
+            return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        }
+
+        func stop() {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+        }
+    }
+
+    func config(_ dir: TemporaryDirectory, port: Int) throws -> AgentConfig {
+        setenv("IPSIGHT_TEST_WEBHOOK_SECRET", Self.secret, 1)
+        var c = try AgentConfig.parse("""
+            [sources]
+            journal = false
+            files = \(dir.file("auth.log"))
+            follow = false
+            utc = true
+            [agent]
+            state_dir = \(dir.path)
+            rules = \(Paths.rules)
+            [alerts]
+            output = \(dir.file("alerts.jsonl"))
+            [cold_start]
+            min_logins = 5
+            [retrain]
+            retention = 3650d
+            [sink.soc]
+            type = webhook
+            url = http://127.0.0.1:\(port)/hook
+            secret = env:IPSIGHT_TEST_WEBHOOK_SECRET
+            """, path: "test.conf")
+        c.follow = false
+        return c
+    }
+
+    @Test func alertsArriveSignedAndSurviveAnOutage() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try ModelFile.save(Synthetic.model(), to: dir.file("model.ipsm"))
+        let port = 20_000 + Int(getpid() % 20_000)
+        var rng = SeededRandom(seed: 5)
+        var usual = ""
+        for minute in 0..<250 {
+            let user = Synthetic.users[minute % Synthetic.users.count]
+            usual += Synthetic.sshdLine(minute: minute, user: user, ip: Synthetic.address(user, &rng))
+        }
+        dir.write("auth.log", usual)
+        var c = try config(dir, port: port)
+        c.modelPath = dir.file("model.ipsm")
+        try AgentRuntime(config: c, configPath: nil, log: AgentLog(minimum: .warning)).run(retrain: false)
+
+        // The receiver is down: the attack logins are alerted and spooled.
+        var attacks = ""
+        for (k, user) in Synthetic.users.enumerated() {
+            attacks += Synthetic.sshdLine(minute: 300 + k, user: user, ip: "203.0.113.\(k + 1)")
+        }
+        dir.write("auth.log", attacks, append: true)
+        try AgentRuntime(config: c, configPath: nil, log: AgentLog(minimum: .warning)).run(retrain: false)
+        let local = (readTextFile(dir.file("alerts.jsonl")) ?? "").split(separator: "\n")
+        #expect(local.count == Synthetic.users.count, "every attack alerted locally")
+
+        // The receiver comes back; a restarted agent delivers what was spooled.
+        let receiver = try Receiver(port: port, output: dir.file("received.jsonl"))
+        defer { receiver.stop() }
+        let third = try AgentRuntime(config: c, configPath: nil, log: AgentLog(minimum: .warning))
+        try third.run(retrain: false)
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, receiver.records().count < Synthetic.users.count { usleep(100_000) }
+        let records = receiver.records()
+        #expect(records.count == Synthetic.users.count, "each spooled alert delivered once")
+        #expect(records.allSatisfy { $0["signature_ok"] as? Bool == true }, "valid Standard Webhooks signatures")
+        // The Standard Webhooks envelope: {"type", "timestamp", "data": alert}.
+        let users = records.compactMap { (($0["body"] as? [String: Any])?["data"] as? [String: Any])?["user"] as? String }
+        #expect(Set(users) == Set(Synthetic.users))
+    }
+
+    @Test func aBadSinkIsRefusedWithItsSection() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        do {
+            _ = try AgentConfig.parse("""
+                [sources]
+                journal = true
+                [sink.pager]
+                type = pagerduty
+                routing_key = inline-secret
+                """, path: "bad.conf")
+            Issue.record("accepted an inline secret")
+        } catch {
+            #expect(error.line == 4 && error.key == "sink.pager", "\(error)")
+            #expect(error.message.contains("routing_key"))
+        }
+    }
+}
