@@ -41,10 +41,12 @@ let package = Package(
         // Rule files: log records to login events.
         .target(name: "Rules", dependencies: ["IPInsights", "IPInsightsFormats", "LogSources"]),
 
+        // One SQLite connection type (WAL, synchronous FULL) for the agent's state and the spool.
+        .target(name: "SQLiteStore", dependencies: ["CSQLite"]),
         // Alert delivery: sinks, the durable spool, retries.
-        .target(name: "AlertSinks", dependencies: ["IPInsightsFormats", "CSQLite", "CCurl"]),
+        .target(name: "AlertSinks", dependencies: ["IPInsightsFormats", "SQLiteStore", "CCurl"]),
         // The agent: config, detector and decisions, observation store, retraining, lifecycle.
-        .target(name: "Agent", dependencies: ["IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "CSQLite", "CSystemd"]),
+        .target(name: "Agent", dependencies: ["IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "SQLiteStore", "CSystemd"]),
 
         .executableTarget(name: "ipsight", dependencies: [
             "IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "Agent",

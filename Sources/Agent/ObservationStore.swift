@@ -1,3 +1,4 @@
+import SQLiteStore
 /// A successful login as the agent remembers it.
 public struct Observation: Sendable, Equatable {
     /// Seconds since the epoch.
