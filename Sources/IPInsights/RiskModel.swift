@@ -20,6 +20,7 @@ public struct RiskModel: Sendable, Equatable {
     public static let featureNames = [
         "dot_product", "negative dot_product", "shared prefix with history", "activity",
         "travel rate", "same /16 (/32) as history", "same /24 (/48) as history", "unrelated network × activity",
+        "unrelated network × travel rate",
     ]
     public var means: [Double]
     public var scales: [Double]
@@ -58,6 +59,7 @@ public struct RiskModel: Sendable, Equatable {
             dot / 10, min(dot, 0) / 10, shared, activity, log(f.travelRate),
             f.sharedBits >= (v4 ? 16 : 32) ? 1 : 0, f.sharedBits >= (v4 ? 24 : 48) ? 1 : 0,
             unrelated ? activity : 0,
+            unrelated ? log(f.travelRate) : 0,
         ]
     }
 

@@ -44,16 +44,17 @@ import Testing
     @Test func logisticRegressionRecoversKnownWeights() {
         // Labels drawn from a known logistic model; the fit must find its weights.
         var rng = SeededRandom(seed: 4)
-        let truth: [Double] = [1.5, -2, 0.5, 0, 0, 1, 0, -0.7]
+        let truth: [Double] = [1.5, -2, 0.5, 0, 0, 1, 0, -0.7, 0.3]
         var x: [[Double]] = [], y: [Double] = []
         for _ in 0..<40_000 {
-            let row = (0..<8).map { _ in Double(rng.gaussian()) }
+            let row = (0..<truth.count).map { _ in Double(rng.gaussian()) }
             let z = zip(truth, row).reduce(0.3) { $0 + $1.0 * $1.1 }
             x.append(row)
             y.append(Double(rng.unit()) < 1 / (1 + exp(-z)) ? 1 : 0)
         }
         let fitted = RiskModel.logisticRegression(x, y)
-        for j in 0..<8 {
+        #expect(truth.count == RiskModel.featureNames.count)
+        for j in truth.indices {
             // Weights are on standardised features: undo the scale to compare.
             #expect(abs(fitted.weights[j] / fitted.scales[j] - truth[j]) < 0.08, "feature \(j)")
         }
