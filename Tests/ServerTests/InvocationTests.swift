@@ -110,10 +110,14 @@ import Testing
         let (path, _) = try Support.savedModel(seed: 5)
         defer { unlink(path) }
         try await Support.withServer(modelPath: path) { client, _, _ in
-            #expect(try await Support.post(client, Self.csv, contentType: "application/x-recordio-protobuf").status == .unsupportedMediaType)
-            #expect(try await Support.post(client, Self.csv, contentType: nil).status == .unsupportedMediaType)
-            #expect(try await Support.post(client, Self.csv, contentType: "text/csv", accept: "text/csv").status == .notAcceptable)
-            #expect(try await Support.post(client, Self.csv, contentType: "text/csv", accept: "application/x-recordio-protobuf").status == .notAcceptable)
+            let answer1 = try await Support.post(client, Self.csv, contentType: "application/x-recordio-protobuf")
+            #expect(answer1.status == .unsupportedMediaType)
+            let answer2 = try await Support.post(client, Self.csv, contentType: nil)
+            #expect(answer2.status == .unsupportedMediaType)
+            let answer3 = try await Support.post(client, Self.csv, contentType: "text/csv", accept: "text/csv")
+            #expect(answer3.status == .notAcceptable)
+            let answer4 = try await Support.post(client, Self.csv, contentType: "text/csv", accept: "application/x-recordio-protobuf")
+            #expect(answer4.status == .notAcceptable)
         }
     }
 
@@ -123,7 +127,8 @@ import Testing
         try await Support.withServer(modelPath: path, configuration: ServerConfiguration(maxPayloadInMB: 1)) { client, _, _ in
             let line = "entity_id_1, 192.168.1.2\n"
             let big = String(repeating: line, count: 1024 * 1024 / line.utf8.count + 1)
-            #expect(try await Support.post(client, big, contentType: "text/csv").status == .contentTooLarge)
+            let answer5 = try await Support.post(client, big, contentType: "text/csv")
+            #expect(answer5.status == .contentTooLarge)
             // A body just under the limit is scored.
             let fits = String(repeating: line, count: 1024 * 1024 / line.utf8.count)
             let response = try await Support.post(client, fits, contentType: "text/csv", accept: "application/jsonlines")
