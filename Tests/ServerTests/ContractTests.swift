@@ -111,19 +111,19 @@ import Testing
         #expect(token == "s3cret-token")
         let configuration = ServerConfiguration(token: token)
         try await Support.withServer(modelPath: path, configuration: configuration) { client, _, _ in
-            let answer1 = try await client.execute(uri: "/ping", method: .get)
-            #expect(answer1.status == .ok)
+            let ping = try await client.execute(uri: "/ping", method: .get)
+            #expect(ping.status == .ok)
             for route in ["/execution-parameters", "/metrics"] {
                 let none = try await client.execute(uri: route, method: .get)
                 #expect(none.status == .unauthorized)
                 #expect(none.headers[.wwwAuthenticate] == "Bearer")
-                let answer2 = try await client.execute(uri: route, method: .get, headers: [.authorization: "Bearer wrong-token!"])
-                #expect(answer2.status == .unauthorized)
-                let answer3 = try await client.execute(uri: route, method: .get, headers: [.authorization: "Bearer s3cret-token"])
-                #expect(answer3.status == .ok)
+                let wrong = try await client.execute(uri: route, method: .get, headers: [.authorization: "Bearer wrong-token!"])
+                #expect(wrong.status == .unauthorized)
+                let right = try await client.execute(uri: route, method: .get, headers: [.authorization: "Bearer s3cret-token"])
+                #expect(right.status == .ok)
             }
-            let answer4 = try await Support.post(client, InvocationTests.csv, contentType: "text/csv")
-            #expect(answer4.status == .unauthorized)
+            let anonymous = try await Support.post(client, InvocationTests.csv, contentType: "text/csv")
+            #expect(anonymous.status == .unauthorized)
             let allowed = try await Support.post(client, InvocationTests.csv, contentType: "text/csv",
                                                  headers: [.authorization: "Bearer s3cret-token"])
             #expect(allowed.status == .ok)

@@ -110,14 +110,14 @@ import Testing
         let (path, _) = try Support.savedModel(seed: 5)
         defer { unlink(path) }
         try await Support.withServer(modelPath: path) { client, _, _ in
-            let answer1 = try await Support.post(client, Self.csv, contentType: "application/x-recordio-protobuf")
-            #expect(answer1.status == .unsupportedMediaType)
-            let answer2 = try await Support.post(client, Self.csv, contentType: nil)
-            #expect(answer2.status == .unsupportedMediaType)
-            let answer3 = try await Support.post(client, Self.csv, contentType: "text/csv", accept: "text/csv")
-            #expect(answer3.status == .notAcceptable)
-            let answer4 = try await Support.post(client, Self.csv, contentType: "text/csv", accept: "application/x-recordio-protobuf")
-            #expect(answer4.status == .notAcceptable)
+            let protobuf = try await Support.post(client, Self.csv, contentType: "application/x-recordio-protobuf")
+            #expect(protobuf.status == .unsupportedMediaType)
+            let untyped = try await Support.post(client, Self.csv, contentType: nil)
+            #expect(untyped.status == .unsupportedMediaType)
+            let csvAccept = try await Support.post(client, Self.csv, contentType: "text/csv", accept: "text/csv")
+            #expect(csvAccept.status == .notAcceptable)
+            let protobufAccept = try await Support.post(client, Self.csv, contentType: "text/csv", accept: "application/x-recordio-protobuf")
+            #expect(protobufAccept.status == .notAcceptable)
         }
     }
 
@@ -127,8 +127,8 @@ import Testing
         try await Support.withServer(modelPath: path, configuration: ServerConfiguration(maxPayloadInMB: 1)) { client, _, _ in
             let line = "entity_id_1, 192.168.1.2\n"
             let big = String(repeating: line, count: 1024 * 1024 / line.utf8.count + 1)
-            let answer5 = try await Support.post(client, big, contentType: "text/csv")
-            #expect(answer5.status == .contentTooLarge)
+            let tooLarge = try await Support.post(client, big, contentType: "text/csv")
+            #expect(tooLarge.status == .contentTooLarge)
             // A body just under the limit is scored.
             let fits = String(repeating: line, count: 1024 * 1024 / line.utf8.count)
             let response = try await Support.post(client, fits, contentType: "text/csv", accept: "application/jsonlines")

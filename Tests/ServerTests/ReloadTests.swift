@@ -34,8 +34,8 @@ import Testing
             let watcher = ModelWatcher(store: store)
             watcher.start(pollInterval: 0.05, sighup: false)
             defer { watcher.stop() }
-            let answer1 = try await Self.score(client)
-            #expect(Self.near(answer1, Self.expected(first)))
+            let before = try await Self.score(client)
+            #expect(Self.near(before, Self.expected(first)))
 
             try ModelFile.save(second, to: path)
             let switched = try await Support.eventually { Self.near(try await Self.score(client), Self.expected(second)) }
@@ -46,10 +46,10 @@ import Testing
             try Data("not a model".utf8).write(to: URL(fileURLWithPath: path))
             let refused = await Support.eventually { store.reloads.refused >= 1 }
             #expect(refused)
-            let answer2 = try await Self.score(client)
-            #expect(Self.near(answer2, Self.expected(second)))
-            let answer3 = try await client.execute(uri: "/ping", method: .get)
-            #expect(answer3.status == .ok)
+            let afterGarbage = try await Self.score(client)
+            #expect(Self.near(afterGarbage, Self.expected(second)))
+            let ping = try await client.execute(uri: "/ping", method: .get)
+            #expect(ping.status == .ok)
 
             // A good file after the bad one is picked up again.
             try ModelFile.save(first, to: path)
@@ -87,8 +87,8 @@ import Testing
             watcher.start(pollInterval: 3600, sighup: true)
             defer { watcher.stop() }
             try ModelFile.save(second, to: path)
-            let answer4 = try await Self.score(client)
-            #expect(Self.near(answer4, Self.expected(first)))
+            let beforeSignal = try await Self.score(client)
+            #expect(Self.near(beforeSignal, Self.expected(first)))
             kill(getpid(), SIGHUP)
             let switched = try await Support.eventually { Self.near(try await Self.score(client), Self.expected(second)) }
             #expect(switched)
