@@ -3,9 +3,15 @@ import IPInsightsFormats
 
 /// Scores one `/invocations` body with a model, in the hosting contract's formats.
 public enum Invocation {
-    /// The response bytes and how many pairs were scored; a bad record throws naming it.
+    /// The response body and how many pairs it scores.
+    public struct Answer: Sendable {
+        public var bytes: [UInt8]
+        public var pairs: Int
+    }
+
+    /// Scores every record of the body; a bad record throws naming it.
     public static func respond(to body: UnsafeRawBufferPointer, request: RequestFormat, response: ResponseFormat,
-                               model: Model) throws(InferenceError) -> (bytes: [UInt8], pairs: Int) {
+                               model: Model) throws(InferenceError) -> Answer {
         let records = try InferenceRequest.decode(body, format: request)
         let rows = records.map { Int32(model.entityRow($0.entity)) }
         let ips = records.map(\.ip)
@@ -38,6 +44,6 @@ public enum Invocation {
         }
         let bytes = InferenceResponse.encode(scores: scores, entityEmbeddings: entityEmbeddings, ipEmbeddings: ipEmbeddings,
                                              dimension: d, format: response)
-        return (bytes, n)
+        return Answer(bytes: bytes, pairs: n)
     }
 }

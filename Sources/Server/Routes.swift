@@ -1,3 +1,4 @@
+import Dispatch
 import Hummingbird
 import IPInsights
 import IPInsightsFormats
@@ -24,6 +25,15 @@ public struct ServingRoutes<Context: RequestContext>: Sendable {
             let text = metrics.render(model: store.current, reloads: store.reloads)
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                             body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
+    }
+
+    /// Bodies up to this size are scored on the request's own task.
+    static var inlineBytes: Int { 64 * 1024 }
+
+    static func offload<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(returning: work()) }
         }
     }
 
@@ -56,16 +66,17 @@ public struct ServingRoutes<Context: RequestContext>: Sendable {
         }
         // Take the model once, so a reload during this request does not mix two models.
         let model = store.current.model
-        let outcome = body.withUnsafeReadableBytes { buffer in
-            Result { () throws(InferenceError) in
-                try Invocation.respond(to: buffer, request: requestFormat, response: responseFormat, model: model)
+        let score = { @Sendable () -> Result<Invocation.Answer, HTTPError> in
+            body.withUnsafeReadableBytes { buffer in
+                Result { () throws(InferenceError) in
+                    try Invocation.respond(to: buffer, request: requestFormat, response: responseFormat, model: model)
+                }.mapError { HTTPError(.badRequest, message: $0.description) }
             }
         }
-        let result: (bytes: [UInt8], pairs: Int)
-        switch outcome {
-        case .success(let answer): result = answer
-        case .failure(let error): throw HTTPError(.badRequest, message: error.description)
-        }
+        // A large batch would hold a cooperative thread (one of as many as cores) for
+        // long; score it on a Dispatch worker instead so other requests keep flowing.
+        let outcome = body.readableBytes <= Self.inlineBytes ? score() : await Self.offload(score)
+        let result = try outcome.get()
         metrics.recordPairs(result.pairs)
         return Response(status: .ok, headers: [.contentType: responseFormat.contentType],
                         body: .init(byteBuffer: ByteBuffer(bytes: result.bytes)))

@@ -137,4 +137,19 @@ import Testing
             #expect(close(Support.dotProducts(first.map { [$0] } ?? []), [expectedScores(model)[0]]))
         }
     }
+
+    @Test func largeBatchIsScoredInOrder() async throws {
+        let (path, model) = try Support.savedModel(seed: 7)
+        defer { unlink(path) }
+        let pairs = (0..<5000).map { k in ("user_\(k % 97)", "10.\(k % 251).\(k / 251).\(k % 13)") }
+        let body = pairs.map { "\($0.0),\($0.1)\n" }.joined()
+        #expect(body.utf8.count > ServingRoutes<BasicRequestContext>.inlineBytes)
+        let expected = pairs.map { Double(model.score(entity: $0.0, ip: IPAddress($0.1)!)) }
+        try await Support.withServer(modelPath: path) { client, _, metrics in
+            let response = try await Support.post(client, body, contentType: "text/csv", accept: "application/jsonlines")
+            #expect(response.status == .ok)
+            #expect(close(Support.dotProducts(try Support.jsonLines(response.body)), expected))
+            #expect(metrics.pairsScored == 5000)
+        }
+    }
 }
