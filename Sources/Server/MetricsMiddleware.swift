@@ -5,7 +5,12 @@ import Hummingbird
 public struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     let metrics: ServerMetrics
     /// Routes reported by name; anything else is "other", so scanners cannot grow the label set.
-    static var routes: Set<String> { ["/ping", "/invocations", "/execution-parameters", "/metrics"] }
+    static func route(_ path: String) -> String {
+        switch path {
+        case "/ping", "/invocations", "/execution-parameters", "/metrics": path
+        default: "other"
+        }
+    }
 
     public init(metrics: ServerMetrics) {
         self.metrics = metrics
@@ -13,7 +18,7 @@ public struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = DispatchTime.now().uptimeNanoseconds
-        let route = Self.routes.contains(request.uri.path) ? request.uri.path : "other"
+        let route = Self.route(request.uri.path)
         do {
             let response = try await next(request, context)
             record(route: route, status: response.status.code, since: start)

@@ -62,6 +62,7 @@ import Testing
             _ = try await Support.post(client, InvocationTests.csv, contentType: "text/csv")
             _ = try await Support.post(client, InvocationTests.csv, contentType: "text/plain")
             _ = try await Support.post(client, "a, not-an-ip\n", contentType: "text/csv")
+            _ = try await client.execute(uri: "/wp-login.php", method: .get)
             let response = try await client.execute(uri: "/metrics", method: .get)
             #expect(response.status == .ok)
             #expect(response.headers[.contentType]?.hasPrefix("text/plain") == true)
@@ -73,6 +74,7 @@ import Testing
             #expect(text.contains("ipsight_http_request_duration_seconds_bucket{route=\"/invocations\",le=\"+Inf\"} 4\n"))
             #expect(text.contains("ipsight_http_request_duration_seconds_count{route=\"/invocations\"} 4\n"))
             #expect(text.contains("ipsight_pairs_scored_total 4\n"))
+            #expect(!text.contains("wp-login"))
             #expect(text.contains("# TYPE ipsight_model_age_seconds gauge\nipsight_model_age_seconds "))
             #expect(text.contains("# TYPE ipsight_model_load_seconds gauge\nipsight_model_load_seconds "))
             // The counters keep moving.
