@@ -13,6 +13,8 @@ let package = Package(
     dependencies: [
         // The command line's subcommands, options and help: small, builds in seconds.
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // The hosting contract's HTTP server (`ipsight serve`).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // System libraries: zlib for gzip training files, OpenBLAS for the dense
@@ -48,8 +50,14 @@ let package = Package(
         // The agent: config, detector and decisions, observation store, retraining, lifecycle.
         .target(name: "Agent", dependencies: ["IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "SQLiteStore", "CSystemd"]),
 
+        // `ipsight serve`: the SageMaker hosting contract over HTTP, with hot model reload.
+        .target(name: "Server", dependencies: [
+            "IPInsights", "IPInsightsFormats",
+            .product(name: "Hummingbird", package: "hummingbird"),
+        ]),
+
         .executableTarget(name: "ipsight", dependencies: [
-            "IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "Agent",
+            "IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "Agent", "Server",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -60,5 +68,10 @@ let package = Package(
         .testTarget(name: "RulesTests", dependencies: ["Rules", "LogSources", "IPInsights"]),
         .testTarget(name: "AlertSinksTests", dependencies: ["AlertSinks", "IPInsightsFormats"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent"]),
+        .testTarget(name: "ServerTests", dependencies: [
+            "Server", "IPInsights", "IPInsightsFormats",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
     ]
 )
