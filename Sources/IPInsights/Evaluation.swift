@@ -21,9 +21,12 @@ public struct BatchScorer: Sendable {
         let n = ips.count
         let d = model.dimension
         let blocks = (n + BatchScorer.block - 1) / BatchScorer.block
+        // Scratch for one block, no larger than the request: a request of one pair
+        // must not pay for zeroing megabytes.
+        let rowsPerBlock = min(BatchScorer.block, max(n, 1))
         let work = { (lo: Int, hi: Int) in
-            let out = FloatBuffer(count: BatchScorer.block * d)
-            let scratch = FloatBuffer(count: BatchScorer.block * d)
+            let out = FloatBuffer(count: rowsPerBlock * d)
+            let scratch = FloatBuffer(count: rowsPerBlock * d)
             for b in lo..<hi {
                 let start = b * BatchScorer.block, end = min(start + BatchScorer.block, n)
                 let rows = UnsafeBufferPointer(rebasing: ips[start..<end])
@@ -35,7 +38,8 @@ public struct BatchScorer: Sendable {
             }
         }
         if threads == 1 || blocks < 2 {
-            Kernels.setBLASThreads(threads)
+            // One block: OpenBLAS keeps small products on the calling thread anyway,
+            // and changing its thread count costs more than scoring a few pairs.
             work(0, blocks)
         } else {
             // Each thread runs its own single-threaded products.
