@@ -38,8 +38,7 @@ public struct BatchScorer: Sendable {
             }
         }
         if threads == 1 || blocks < 2 {
-            // One block: OpenBLAS keeps small products on the calling thread anyway,
-            // and changing its thread count costs more than scoring a few pairs.
+            Kernels.setBLASThreads(threads)
             work(0, blocks)
         } else {
             // Each thread runs its own single-threaded products.

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import COpenBLAS
+import Synchronization
 
 /// The numeric kernels of the model. Reductions use explicit SIMD accumulators
 /// (the compiler never vectorises a float reduction on its own); matrix products
@@ -81,8 +82,14 @@ enum Kernels {
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
-    /// How many threads OpenBLAS may use for one product.
-    static func setBLASThreads(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
+    /// How many threads OpenBLAS may use for one product. Changing it is not free,
+    /// so it is only changed when it differs from the last value set.
+    static func setBLASThreads(_ n: Int) {
+        let wanted = max(1, n)
+        if blasThreads.exchange(wanted, ordering: .relaxed) != wanted { openblas_set_num_threads(Int32(wanted)) }
+    }
+
+    static let blasThreads = Atomic<Int>(0)
 }
 
 /// A fixed-size buffer of floats that never reallocates or copies: the model's
