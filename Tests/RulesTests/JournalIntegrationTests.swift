@@ -6,19 +6,40 @@ import LogSources
 /// A real journald: entries written by logger, systemd-cat and journal_send.py
 /// are read back live through `JournalReader`.
 ///
-/// If journald's socket is absent and we are root, journald is started (as in
-/// a container without systemd as PID 1); otherwise the tests fail saying why.
+/// If no journald listens on its socket and we are root, journald is started (as
+/// in a container without systemd as PID 1); otherwise the tests fail saying why.
+/// The socket file alone proves nothing: a journald that died leaves it behind.
 enum Journald {
     static let socket = "/run/systemd/journal/socket"
 
+    /// Whether a datagram connect to journald's socket finds a listener.
+    static func listening() -> Bool {
+        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (i, byte) in socket.utf8.enumerated() { buffer[i] = byte }
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
+            }
+        }
+    }
+
     static let ready: Result<Void, TestFailure> = {
-        if FileManager.default.fileExists(atPath: socket) { return .success(()) }
+        if listening() { return .success(()) }
         guard getuid() == 0 else {
-            return .failure(TestFailure("journald is not running (\(socket) missing) and only root can start it"))
+            return .failure(TestFailure("journald is not listening on \(socket) and only root can start it"))
         }
         let daemon = "/lib/systemd/systemd-journald"
         guard FileManager.default.isExecutableFile(atPath: daemon) else {
             return .failure(TestFailure("\(daemon) not found: install systemd"))
+        }
+        for name in ["socket", "stdout", "dev-log", "io.systemd.journal"] {
+            unlink("/run/systemd/journal/\(name)")
         }
         try? FileManager.default.createDirectory(atPath: "/run/systemd/journal", withIntermediateDirectories: true)
         let process = Process()
@@ -26,8 +47,8 @@ enum Journald {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         do { try process.run() } catch { return .failure(TestFailure("cannot start journald: \(error)")) }
-        for _ in 0..<100 where !FileManager.default.fileExists(atPath: socket) { usleep(100_000) }
-        return FileManager.default.fileExists(atPath: socket) ? .success(()) : .failure(TestFailure("journald did not create \(socket)"))
+        for _ in 0..<100 where !listening() { usleep(100_000) }
+        return listening() ? .success(()) : .failure(TestFailure("journald did not start listening on \(socket)"))
     }()
 
     static func require() throws { try ready.get() }
@@ -38,13 +59,17 @@ enum Journald {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = arguments
         let pipe = Pipe()
+        let errors = Pipe()
         process.standardInput = pipe
-        process.standardError = FileHandle.nullDevice
+        process.standardError = errors
         try process.run()
         if let input { pipe.fileHandleForWriting.write(Data(input.utf8)) }
         try pipe.fileHandleForWriting.close()
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw TestFailure("\(arguments.joined(separator: " ")) failed") }
+        guard process.terminationStatus == 0 else {
+            throw TestFailure("\(arguments.joined(separator: " ")) failed (exit \(process.terminationStatus)): \(message)")
+        }
     }
 
     /// Reads records (following) until `done` says so; a deadline stops a test
