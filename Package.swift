@@ -15,6 +15,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         // The hosting contract's HTTP server (`ipsight serve`).
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        // Already under Hummingbird; named for the agent's API, which runs its two
+        // listeners in one service group and quietens the server's own logging.
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // System libraries: zlib for gzip training files, OpenBLAS for the dense
@@ -56,8 +60,17 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
         ]),
 
+        // The running agent's HTTP API (decide, feedback, status, metrics) on a Unix
+        // socket and TCP, and the client `ipsight check` and `ipsight status` use.
+        .target(name: "AgentAPI", dependencies: [
+            "Agent", "Server", "IPInsights", "IPInsightsFormats", "Rules", "SQLiteStore",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
         .executableTarget(name: "ipsight", dependencies: [
-            "IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "Agent", "Server",
+            "IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "Agent", "Server", "AgentAPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -68,6 +81,7 @@ let package = Package(
         .testTarget(name: "RulesTests", dependencies: ["Rules", "LogSources", "IPInsights"]),
         .testTarget(name: "AlertSinksTests", dependencies: ["AlertSinks", "IPInsightsFormats"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent"]),
+        .testTarget(name: "AgentAPITests", dependencies: ["AgentAPI", "Agent", "IPInsights", "IPInsightsFormats"]),
         .testTarget(name: "ServerTests", dependencies: [
             "Server", "IPInsights", "IPInsightsFormats",
             .product(name: "Hummingbird", package: "hummingbird"),

@@ -69,6 +69,32 @@ public struct AgentConfig: Sendable, Equatable {
     var sinkLines: [String: Int] = [:]
     public var alertChallenges = true
 
+    // [api]
+    /// The Unix socket `ipsight check` and `ipsight status` talk to; nil: none.
+    public var apiSocket: String? = AgentConfig.defaultSocketPath()
+    /// Permission bits of the socket file (root, as PAM runs, always may connect).
+    public var apiSocketMode: UInt16 = 0o600
+    /// `host:port` for the HTTP API over TCP; nil: not served over TCP.
+    public var apiListen: Endpoint?
+    public struct Endpoint: Sendable, Equatable {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+    }
+    /// Required as `Authorization: Bearer` over TCP when set (and always off loopback).
+    public var apiTokenFile: String?
+    /// Also serve the SageMaker hosting contract (`/ping`, `/invocations`) on the agent's model.
+    public var apiInvocations = true
+
+    // [credential_stuffing]
+    /// Failed logins from one address against this many distinct users within
+    /// `stuffingWindow` make its next success an alert; 0 turns the check off.
+    public var stuffingMinUsers = 5
+    public var stuffingWindow = 3600.0
+
     // [retrain]
     public var retrainInterval = 86_400.0
     public var retention = 90 * 86_400.0
@@ -90,6 +116,16 @@ public struct AgentConfig: Sendable, Equatable {
         }
         if let state = env("XDG_STATE_HOME") { return state + "/ipsight" }
         return (env("HOME") ?? "/tmp") + "/.local/state/ipsight"
+    }
+
+    /// systemd's `$RUNTIME_DIRECTORY`, else `/run/ipsight` for root, else the
+    /// user's runtime directory: the same place `ipsight check` looks by default.
+    public static func defaultSocketPath() -> String {
+        func env(_ name: String) -> String? { getenv(name).map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } }
+        if let dir = env("RUNTIME_DIRECTORY") { return String(dir.split(separator: ":").first ?? "") + "/ipsight.sock" }
+        if getuid() == 0 { return "/run/ipsight/ipsight.sock" }
+        if let dir = env("XDG_RUNTIME_DIR") { return dir + "/ipsight/ipsight.sock" }
+        return defaultStateDirectory() + "/ipsight.sock"
     }
 
     public var resolvedModelPath: String { modelPath ?? stateDirectory + "/model.ipsm" }
@@ -176,6 +212,26 @@ public struct AgentConfig: Sendable, Equatable {
             }
             if alertOutputs.isEmpty { throw r.error(e, "expected stdout and/or absolute file paths") }
         case ("alerts", "challenges"): alertChallenges = try r.bool(e)
+        case ("api", "socket"):
+            apiSocket = e.value.isEmpty || e.value == "off" ? nil : try r.path(e)
+        case ("api", "socket_mode"):
+            guard let mode = UInt16(e.value, radix: 8), mode <= 0o777, mode & 0o600 == 0o600 else {
+                throw r.error(e, "expected octal permissions that let the agent read and write, such as 0600 or 0660")
+            }
+            apiSocketMode = mode
+        case ("api", "listen"):
+            if e.value.isEmpty || e.value == "off" { apiListen = nil; break }
+            guard let colon = e.value.lastIndex(of: ":"), let port = Int(e.value[e.value.index(after: colon)...]),
+                  (1...65535).contains(port), colon != e.value.startIndex else {
+                throw r.error(e, "expected host:port, such as 127.0.0.1:8081 or [::1]:8081")
+            }
+            var host = String(e.value[..<colon])
+            if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            apiListen = Endpoint(host: host, port: port)
+        case ("api", "token_file"): apiTokenFile = e.value.isEmpty ? nil : try r.path(e)
+        case ("api", "invocations"): apiInvocations = try r.bool(e)
+        case ("credential_stuffing", "min_users"): stuffingMinUsers = try r.integer(e, 0...1_000_000)
+        case ("credential_stuffing", "window"): stuffingWindow = try r.duration(e)
         case ("retrain", "interval"): retrainInterval = try r.duration(e)
         case ("retrain", "retention"): retention = try r.duration(e)
         case ("retrain", "bootstrap_min_logins"): bootstrapMinLogins = try r.integer(e, 10...100_000_000)
@@ -218,10 +274,22 @@ public struct AgentConfig: Sendable, Equatable {
                 throw ConfigError(file: path, line: sinkLines[name], key: "sink.\(name)", message: error.reason)
             }
         }
+        if let listen = apiListen, apiTokenFile == nil, !AgentConfig.isLoopback(listen.host) {
+            throw ConfigError(file: path, line: reader.lines["api.listen"], key: "api.listen",
+                              message: "\(listen.host) is not loopback: set api.token_file so callers must authenticate")
+        }
         if retention < retrainInterval {
             throw ConfigError(file: path, line: reader.lines["retrain.retention"], key: "retrain.retention",
                               message: "shorter than retrain.interval")
         }
+    }
+}
+
+extension AgentConfig {
+    /// Whether `host` only accepts connections from this machine.
+    public static func isLoopback(_ host: String) -> Bool {
+        let h = host.lowercased()
+        return h == "localhost" || h == "::1" || h.hasPrefix("127.")
     }
 }
 

@@ -17,9 +17,10 @@ public final class AgentRuntime: @unchecked Sendable {
     public let log: AgentLog
     public let detector: Detector
     public let store: ObservationStore
+    public let stats = AgentStats()
     private let processor: EventProcessor
     private let router: any AlertRouting
-    private let retrainer: Retrainer
+    public let retrainer: Retrainer
     private let stopRequested = Atomic<Bool>(false)
     /// The first source that failed, for the exit status once every source has ended.
     private var sourceFailure: String?
@@ -58,7 +59,7 @@ public final class AgentRuntime: @unchecked Sendable {
         }
         processor = EventProcessor(rules: rules, detector: detector, config: config)
         self.router = try router ?? AgentRuntime.makeRouter(config)
-        retrainer = Retrainer(config: config, detector: detector, log: log)
+        retrainer = Retrainer(config: config, detector: detector, log: log, stats: stats)
         log.info("state in \(config.stateDirectory): \(window.count) logins in the window (\(pruned) older ones removed); "
             + (model == nil ? "no model yet, one is trained after \(config.bootstrapMinLogins) logins" : "model \(config.resolvedModelPath)")
             + (detector.calibration == nil ? "; risk not calibrated yet" : "; risk calibrated"))
@@ -81,6 +82,12 @@ public final class AgentRuntime: @unchecked Sendable {
             throw ConfigError(file: configPath ?? "(built-in)", line: nil, key: "agent.rules", message: "no rules directory found")
         }
         return try RuleSet.load(directory: directory)
+    }
+
+    /// The remote sinks' delivery counters; nil without remote sinks.
+    public var delivery: AlertCounters? {
+        if let fan = router as? FanOutAlertRouter { return fan.delivery }
+        return (router as? AlertRouter)?.counters
     }
 
     /// Ends `run` soon, as SIGTERM does.
@@ -164,6 +171,10 @@ public final class AgentRuntime: @unchecked Sendable {
                 }
             }
             for alert in outcome.alerts { try router.submit(alert) }
+            let now = Clock.wall
+            stats.recordBatch(events: outcome.events,
+                              decisions: outcome.verdicts.map { ($0.1.decision, $0.0.time.map { now - $0 }) },
+                              alerts: outcome.alerts.count)
             var positions: [String: String] = [:]
             if let position = outcome.position { positions[key] = position }
             try store.commit(outcome.observations, positions: positions)

@@ -1,3 +1,4 @@
+import Foundation
 import IPInsights
 import Rules
 import Synchronization
@@ -6,27 +7,42 @@ import Synchronization
 /// dot_product turned into a calibrated risk over the entity's history and
 /// compared with the service's thresholds.
 ///
-/// The pipeline calls `decide` and `remember` from one thread; the retrainer
-/// swaps in a new model and calibration from another (`install`), which never
-/// makes scoring wait for training, only for a pointer swap.
+/// The pipeline calls `decide` and `remember`, and the HTTP API `decide` from its
+/// own threads: the entities' memory is behind one lock, held for one decision
+/// (microseconds). The retrainer swaps in a new model and calibration from another
+/// thread (`install`), which never makes scoring wait for training, only for a
+/// pointer swap.
 public final class Detector: @unchecked Sendable {
     private struct Scoring {
         var model: Model?
         var calibration: Calibration?
         /// The entities the model was trained on; nil when not known (then all are assumed).
         var entities: Set<UInt64>?
+        /// When the model was installed (Unix time).
+        var installedAt = 0.0
     }
 
     private let scoring = Mutex(Scoring())
+    /// Guards everything below.
+    private let lock = NSLock()
     private var config: AgentConfig
     private var memory = EntityMemory()
+    private var failures = FailureTracker()
     /// The history the risk is assessed over, rebuilt from `memory` when stale.
     private var history = EntityHistory()
     private var historyPairs = 0
 
     public init(config: AgentConfig, model: Model?) {
         self.config = config
-        scoring.withLock { $0.model = model }
+        scoring.withLock {
+            $0.model = model
+            $0.installedAt = Clock.wall
+        }
+    }
+
+    /// The model with when it was installed, read together.
+    public var installedModel: (model: Model, installedAt: Double)? {
+        scoring.withLock { s in s.model.map { ($0, s.installedAt) } }
     }
 
     public var model: Model? { scoring.withLock { $0.model } }
@@ -36,38 +52,61 @@ public final class Detector: @unchecked Sendable {
     public func install(model: Model, calibration: Calibration?, entities: Set<UInt64>? = nil) {
         scoring.withLock {
             $0.model = model
+            $0.installedAt = Clock.wall
             if let calibration { $0.calibration = calibration }
             if let entities { $0.entities = entities }
         }
     }
 
     /// A reloaded config (thresholds, allowlists, cold start) takes effect from the next event.
-    public func reconfigure(_ config: AgentConfig) { self.config = config }
+    public func reconfigure(_ config: AgentConfig) { lock.withLock { self.config = config } }
 
     /// Loads what is already known (the store's window) without deciding about it.
     public func preload(_ observations: [Observation]) {
-        for o in observations { remember(user: o.user, service: o.service, ip: o.ip) }
+        lock.withLock { for o in observations { rememberLocked(user: o.user, service: o.service, ip: o.ip) } }
     }
 
     /// Starts the memory over from `observations` (after pruning the window).
     public func replaceMemory(_ observations: [Observation]) {
-        memory = EntityMemory()
-        history = EntityHistory()
-        historyPairs = 0
-        preload(observations)
+        lock.withLock {
+            memory = EntityMemory()
+            history = EntityHistory()
+            historyPairs = 0
+            for o in observations { rememberLocked(user: o.user, service: o.service, ip: o.ip) }
+        }
     }
 
     /// Counts a successful login in the entity's history (after deciding about it).
     public func remember(user: String, service: String, ip: String) {
+        lock.withLock { rememberLocked(user: user, service: service, ip: ip) }
+    }
+
+    private func rememberLocked(user: String, service: String, ip: String) {
         guard let address = IPAddress(ip) else { return }
         memory.add(StableHash.xxh64(EntityKeys.entity(user: user, service: service, config: config)), address)
     }
 
-    public func decide(_ event: LoginEvent) -> Verdict? {
+    /// Logins and entities known, for status.
+    public var memorySize: (logins: Int, entities: Int) {
+        lock.withLock { (memory.pairs.count, memory.entityCount) }
+    }
+
+    /// The decision about a login; nil when there is nothing to decide (no user or
+    /// address, or a failure while failures are not scored). A failure is also
+    /// counted against its address for the credential-stuffing check.
+    public func decide(_ event: LoginEvent, now: Double = Clock.wall) -> Verdict? {
+        lock.withLock { decideLocked(event, now: now) }
+    }
+
+    private func decideLocked(_ event: LoginEvent, now: Double) -> Verdict? {
         guard let user = event.user, let ipText = event.ip, let ip = IPAddress(ipText) else { return nil }
-        if event.outcome == .failure && !config.scoreFailures { return nil }
         let entity = EntityKeys.entity(user: user, service: event.service, config: config)
         let hash = StableHash.xxh64(entity)
+        let time = event.time ?? now
+        if event.outcome == .failure {
+            if config.stuffingMinUsers > 0 { failures.record(ip: ip, entity: hash, time: time) }
+            if !config.scoreFailures { return nil }
+        }
         let subject = "\(user) \(event.outcome == .success ? "logged in" : "failed to log in") to \(event.service) from \(ipText)"
 
         if config.allowedEntities.contains(entity) || config.allowedEntities.contains(user) {
@@ -77,6 +116,15 @@ public final class Detector: @unchecked Sendable {
         if let network = config.allowedNetworks.first(where: { $0.contains(ip) }) {
             return Verdict(decision: .allow, reason: "allowlisted-network", reasons: [("allowlisted network", network.description)],
                            summary: "\(subject): allowlisted network \(network)")
+        }
+        if event.outcome == .success, config.stuffingMinUsers > 0 {
+            let (targets, count) = failures.targets(of: ip, excluding: hash, window: config.stuffingWindow, time: time)
+            if targets >= config.stuffingMinUsers {
+                return Verdict(decision: .alert, reason: "credential-stuffing",
+                               reasons: [("credential stuffing", "\(count) failed logins against \(targets) other accounts from \(ipText) in the last \(Format.duration(config.stuffingWindow))"),
+                                         ("logins in history", "\(memory.logins(hash))")],
+                               summary: "\(subject): the address tried \(targets) other accounts first")
+            }
         }
         let logins = memory.logins(hash)
         if logins < config.coldStartMinLogins {
@@ -124,7 +172,8 @@ public final class Detector: @unchecked Sendable {
             let newNetwork = a.facts.sharedBits < (v4 ? 24 : 48)
             reasons.append(("first seen", newNetwork ? "network new for this entity" : "address new for this entity"))
         }
-        let summary = decision == .allow ? "\(subject): usual network" : "\(subject): \(a.mainReason)"
+        let summary = decision != .allow ? "\(subject): \(a.mainReason)"
+            : memory.hasSeen(hash, ip) ? "\(subject): a known address" : "\(subject): risk \(Format.fixed(a.risk, 3)) below the challenge threshold"
         return Verdict(decision: decision, reason: decision == .allow ? "usual" : "risk", risk: a.risk,
                        dotProduct: trained ? Double(dot) : nil, reasons: reasons, summary: summary)
     }
@@ -143,6 +192,14 @@ public final class Detector: @unchecked Sendable {
 }
 
 enum Format {
+    /// `3600` → `1h`, `90` → `90s`: the largest unit that divides the value.
+    static func duration(_ seconds: Double) -> String {
+        for (unit, size) in [("d", 86_400.0), ("h", 3600.0), ("m", 60.0)] where seconds >= size && seconds.truncatingRemainder(dividingBy: size) == 0 {
+            return "\(Int(seconds / size))\(unit)"
+        }
+        return "\(Int(seconds))s"
+    }
+
     /// `value` with `digits` decimals, without Foundation.
     static func fixed(_ value: Double, _ digits: Int) -> String {
         guard value.isFinite else { return "\(value)" }

@@ -13,6 +13,8 @@ struct EntityMemory {
     private var counts: [UInt64: Int] = [:]
     private var seen: Set<Seen> = []
 
+    var entityCount: Int { counts.count }
+
     func logins(_ entity: UInt64) -> Int { counts[entity] ?? 0 }
 
     func hasSeen(_ entity: UInt64, _ ip: IPAddress) -> Bool { seen.contains(Seen(entity: entity, ip: ip)) }

@@ -15,6 +15,12 @@ final class FanOutAlertRouter: AlertRouting, @unchecked Sendable {
         for router in routers { router.drain(seconds: seconds) }
     }
 
+    /// The remote sinks' delivery counters, when there are remote sinks.
+    var delivery: AlertCounters? {
+        for case let router as AlertRouter in routers { return router.counters }
+        return nil
+    }
+
     /// Stops the delivery threads (after `drain`).
     func shutdown() {
         for case let router as AlertRouter in routers { router.shutdown() }

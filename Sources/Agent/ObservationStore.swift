@@ -117,6 +117,20 @@ public final class ObservationStore: @unchecked Sendable {
         return Int(changes.int(0))
     }
 
+    /// Feedback: logins of `user` from `ip` were not the user's (a compromised
+    /// account); they leave the history, so the address is unusual again.
+    /// Returns how many logins changed.
+    @discardableResult
+    public func markUnlearned(user: String, ip: String) throws(SQLiteError) -> Int {
+        let update = try db.prepare("UPDATE observations SET learned = 0 WHERE user = ? AND ip = ? AND learned = 1")
+        update.bind(1, user)
+        update.bind(2, ip)
+        try update.run()
+        let changes = try db.prepare("SELECT changes()")
+        _ = try changes.step()
+        return Int(changes.int(0))
+    }
+
     /// Records the entities the installed model was trained on (their stable hashes).
     public func replaceModelEntities(_ hashes: Set<UInt64>) throws(SQLiteError) {
         let insert = try db.prepare("INSERT OR IGNORE INTO model_entities (hash) VALUES (?)")

@@ -17,10 +17,14 @@ public final class Retrainer: @unchecked Sendable {
     private let stepping = NSLock()
     private var thread: Thread?
     private var lastTraining: Double
+    private let stats: AgentStats?
+    /// Set by `retrainNow`, taken by the next step.
+    private let forced = Atomic<Bool>(false)
     /// How often the thread looks for work (a first model, a due retraining).
     public var checkInterval: Double
 
-    public init(config: AgentConfig, detector: Detector, log: AgentLog, checkInterval: Double = 60) {
+    public init(config: AgentConfig, detector: Detector, log: AgentLog, stats: AgentStats? = nil, checkInterval: Double = 60) {
+        self.stats = stats
         self.config = Mutex(config)
         self.detector = detector
         self.log = log
@@ -53,6 +57,14 @@ public final class Retrainer: @unchecked Sendable {
         wake.unlock()
     }
 
+    /// Makes a retraining due now (`ipsight retrain`, `POST /v1/retrain`) and wakes the thread.
+    public func retrainNow() {
+        forced.store(true, ordering: .relaxed)
+        wake.lock()
+        wake.broadcast()
+        wake.unlock()
+    }
+
     /// One round of work: whatever is due now. Public so that tests and the
     /// first start can run it synchronously.
     public func step() {
@@ -60,7 +72,8 @@ public final class Retrainer: @unchecked Sendable {
         defer { stepping.unlock() }
         let config = self.config.withLock { $0 }
         // Nothing due: do not read the window at all.
-        let due = Clock.now - lastTraining >= config.retrainInterval
+        let force = forced.exchange(false, ordering: .relaxed)
+        let due = force || Clock.now - lastTraining >= config.retrainInterval
         if detector.model != nil && detector.calibration != nil && !due { return }
         let observations: [Observation]
         do {
@@ -68,6 +81,7 @@ public final class Retrainer: @unchecked Sendable {
             observations = try store.observations(since: Clock.wall - config.retention, learnedOnly: true)
         } catch {
             log.error("retrain: \(error)")
+            stats?.recordRetrain(.failed)
             return
         }
         let threads = 1
@@ -88,7 +102,7 @@ public final class Retrainer: @unchecked Sendable {
                 log.info("risk calibrated on \(observations.count) logins")
             }
         }
-        guard Clock.now - lastTraining >= config.retrainInterval, observations.count >= config.bootstrapMinLogins else { return }
+        guard due, observations.count >= config.bootstrapMinLogins else { return }
         lastTraining = Clock.now
         let (train, validation) = split(observations, config)
         do {
@@ -100,9 +114,11 @@ public final class Retrainer: @unchecked Sendable {
                         note: "retrained model installed: \(aucs)")
             } else {
                 log.warning("retrained model kept out: \(aucs)")
+                stats?.recordRetrain(.keptOut)
             }
         } catch {
             log.error("retrain: \(error)")
+            stats?.recordRetrain(.failed)
         }
     }
 
@@ -115,10 +131,12 @@ public final class Retrainer: @unchecked Sendable {
             try ObservationStore(path: config.databasePath).replaceModelEntities(entities)
         } catch {
             log.error("cannot save the model: \(error)")
+            stats?.recordRetrain(.failed)
             return
         }
         let calibration = Calibration.fit(model: model, observations: observations, config: config, threads: 1)
         detector.install(model: model, calibration: calibration, entities: entities)
+        stats?.recordRetrain(.installed)
         log.notice(note)
     }
 
@@ -132,7 +150,7 @@ public final class Retrainer: @unchecked Sendable {
 
 extension Clock {
     /// Seconds since the Unix epoch (log times are wall-clock times).
-    static var wall: Double {
+    public static var wall: Double {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9

@@ -7,7 +7,7 @@ public struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     /// Routes reported by name; anything else is "other", so scanners cannot grow the label set.
     static func route(_ path: String) -> String {
         switch path {
-        case "/ping", "/invocations", "/execution-parameters", "/metrics": path
+        case "/ping", "/invocations", "/execution-parameters", "/metrics", "/v1/decide", "/v1/feedback", "/v1/status": path
         default: "other"
         }
     }

@@ -10,6 +10,22 @@ public struct LoadedModel: Sendable {
     public let loadedAt: Double
     /// How long reading and checking the file took.
     public let loadSeconds: Double
+
+    public init(model: Model, fileModified: Double, loadedAt: Double, loadSeconds: Double) {
+        self.model = model
+        self.fileModified = fileModified
+        self.loadedAt = loadedAt
+        self.loadSeconds = loadSeconds
+    }
+}
+
+/// Where the routes take the model to score with: the file `ipsight serve`
+/// watches, or the agent's detector (which its retrainer updates).
+public protocol ServedModel: Sendable {
+    /// The model requests score with now; nil until there is one (`/ping` says 503).
+    var serving: LoadedModel? { get }
+    /// Reloads attempted since start: (loaded and now serving, refused).
+    var reloads: (succeeded: Int, refused: Int) { get }
 }
 
 /// Identifies one version of a file; a rename over it or a write into it changes it.
@@ -32,7 +48,7 @@ struct FileSignature: Equatable {
 /// Holds the model that requests score with. A reload reads the new file completely
 /// and checks it before swapping, so a request always sees one whole model, and a
 /// bad file leaves the old one serving.
-public final class ModelStore: @unchecked Sendable {
+public final class ModelStore: ServedModel, @unchecked Sendable {
     public let path: String
     let log: @Sendable (String) -> Void
     private let lock = NSLock()
@@ -50,6 +66,8 @@ public final class ModelStore: @unchecked Sendable {
     }
 
     public var current: LoadedModel { lock.withLock { loaded } }
+
+    public var serving: LoadedModel? { current }
 
     /// Reloads attempted since start: (loaded and now serving, refused).
     public var reloads: (succeeded: Int, refused: Int) { lock.withLock { reloadCounts } }

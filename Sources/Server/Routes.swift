@@ -6,32 +6,38 @@ import NIOCore
 
 /// The hosting contract's routes: `/ping`, `/invocations`, `/execution-parameters`, and `/metrics`.
 public struct ServingRoutes<Context: RequestContext>: Sendable {
-    let store: ModelStore
+    let store: any ServedModel
     let metrics: ServerMetrics
     let configuration: ServerConfiguration
 
-    public init(store: ModelStore, metrics: ServerMetrics, configuration: ServerConfiguration) {
+    public init(store: any ServedModel, metrics: ServerMetrics, configuration: ServerConfiguration) {
         self.store = store
         self.metrics = metrics
         self.configuration = configuration
     }
 
-    public func add(to router: Router<Context>) {
-        // The store is built from a model that loaded, so the server is ready as soon as it listens.
-        router.get("/ping") { _, _ in Response(status: .ok) }
+    /// The contract's routes and, unless `metricsRoute` is false (a caller that
+    /// renders more figures adds its own), `/metrics`.
+    public func add(to router: Router<Context>, metricsRoute: Bool = true) {
+        // Ready once there is a model: `serve` loads one before it listens; the
+        // agent may still be waiting for its first.
+        router.get("/ping") { _, _ in Response(status: store.serving == nil ? .serviceUnavailable : .ok) }
         router.post("/invocations") { request, context in try await invocations(request, context: context) }
         router.get("/execution-parameters") { _, _ in executionParameters() }
-        router.get("/metrics") { _, _ in
-            let text = metrics.render(model: store.current, reloads: store.reloads)
-            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                            body: .init(byteBuffer: ByteBuffer(string: text)))
+        if metricsRoute {
+            router.get("/metrics") { _, _ in ServingRoutes.prometheus(metrics.render(model: store.serving, reloads: store.reloads)) }
         }
+    }
+
+    public static func prometheus(_ text: String) -> Response {
+        Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                 body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
     /// Bodies up to this size are scored on the request's own task.
     static var inlineBytes: Int { 64 * 1024 }
 
-    static func offload<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+    public static func offload<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
         await withCheckedContinuation { continuation in
             DispatchQueue.global().async { continuation.resume(returning: work()) }
         }
@@ -65,7 +71,9 @@ public struct ServingRoutes<Context: RequestContext>: Sendable {
             throw HTTPError(.contentTooLarge, message: "the body is more than MaxPayloadInMB (\(configuration.maxPayloadInMB) MB)")
         }
         // Take the model once, so a reload during this request does not mix two models.
-        let model = store.current.model
+        guard let model = store.serving?.model else {
+            throw HTTPError(.serviceUnavailable, message: "no model yet: the agent trains its first once enough logins are stored")
+        }
         let score = { @Sendable () -> Result<Invocation.Answer, HTTPError> in
             body.withUnsafeReadableBytes { buffer in
                 Result { () throws(InferenceError) in

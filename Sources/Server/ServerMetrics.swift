@@ -47,7 +47,7 @@ public final class ServerMetrics: @unchecked Sendable {
     }
 
     /// The exposition text, with the serving model's figures.
-    public func render(model: LoadedModel, reloads: (succeeded: Int, refused: Int), now: Double = Date().timeIntervalSince1970) -> String {
+    public func render(model: LoadedModel?, reloads: (succeeded: Int, refused: Int), now: Double = Date().timeIntervalSince1970) -> String {
         let (requests, latency, pairs) = lock.withLock { (self.requests, self.latency, self.pairs) }
         var out = ""
         out += "# HELP ipsight_http_requests_total HTTP requests answered, by route and status.\n"
@@ -70,6 +70,7 @@ public final class ServerMetrics: @unchecked Sendable {
         out += "# HELP ipsight_pairs_scored_total (entity, ip) pairs scored by /invocations.\n"
         out += "# TYPE ipsight_pairs_scored_total counter\n"
         out += "ipsight_pairs_scored_total \(pairs)\n"
+        guard let model else { return out }
         out += "# HELP ipsight_model_age_seconds Seconds since the serving model's file was written.\n"
         out += "# TYPE ipsight_model_age_seconds gauge\n"
         out += "ipsight_model_age_seconds \(number(max(0, now - model.fileModified)))\n"

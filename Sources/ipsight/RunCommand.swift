@@ -1,4 +1,5 @@
 import Agent
+import AgentAPI
 import ArgumentParser
 
 struct RunCommand: ParsableCommand {
@@ -16,6 +17,11 @@ struct RunCommand: ParsableCommand {
 
         Without --config, built-in defaults apply: the local journal, the shipped
         rules, state in $STATE_DIRECTORY, /var/lib/ipsight or ~/.local/state/ipsight.
+
+        The HTTP API (decide, feedback, status, metrics, and the SageMaker routes on
+        the agent's model) listens on a Unix socket, by default
+        $RUNTIME_DIRECTORY/ipsight.sock or /run/ipsight/ipsight.sock, and on TCP when
+        [api] listen is set; `ipsight check` and `ipsight status` talk to it.
 
         Signals: SIGHUP reloads the config (a config that does not validate is
         refused and the running one stays), SIGTERM stops after saving state.
@@ -44,6 +50,10 @@ struct RunCommand: ParsableCommand {
         let log = AgentLog(minimum: verbose ? .debug : .info)
         do {
             let agent = try AgentRuntime(config: settings, configPath: config, log: log)
+            // The API changes only on restart (a reload keeps its listeners).
+            let api = AgentAPI(agent: agent, config: settings)
+            try api.start()
+            defer { api.stop() }
             try agent.run()
         } catch {
             log.error("\(error)")

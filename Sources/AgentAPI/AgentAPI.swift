@@ -1,0 +1,146 @@
+import Agent
+import Foundation
+import Hummingbird
+import Logging
+import Server
+import ServiceLifecycle
+
+/// The running agent's HTTP API: on a Unix socket (for `ipsight check` from PAM
+/// and `ipsight status`) and optionally on TCP. Both listeners serve the same
+/// routes; a bearer token, when configured, guards TCP only, since the socket's
+/// file permissions already say who may connect.
+public final class AgentAPI: @unchecked Sendable {
+    private let agent: AgentRuntime
+    private let config: AgentConfig
+    private let metrics = ServerMetrics()
+    private var group: ServiceGroup?
+    private var task: Task<Void, Never>?
+    private let finished = DispatchSemaphore(value: 0)
+    private let started = Started()
+
+    public init(agent: AgentRuntime, config: AgentConfig) {
+        self.agent = agent
+        self.config = config
+    }
+
+    /// Whether the config asks for any listener.
+    public static func enabled(_ config: AgentConfig) -> Bool { config.apiSocket != nil || config.apiListen != nil }
+
+    /// Binds every listener; throws (and leaves nothing running) when one cannot be bound.
+    public func start() throws {
+        var token: String?
+        if let path = config.apiTokenFile {
+            do { token = try ServerConfiguration.readToken(path: path) } catch { throw AgentAPIError(message: error.description) }
+        }
+        var services: [any Service] = []
+        let started = self.started
+        var logger = Logger(label: "ipsight-api")
+        logger.logLevel = .warning
+        if let path = config.apiSocket {
+            try UnixSocketFile.prepare(path)
+            let mode = config.apiSocketMode
+            let router = makeRouter(token: nil)
+            services.append(Application(
+                router: router, configuration: .init(address: .unixDomainSocket(path: path), serverName: "ipsight"),
+                onServerRunning: { _ in
+                    chmod(path, mode_t(mode))
+                    started.signal("unix:\(path)")
+                }, logger: logger))
+        }
+        if let listen = config.apiListen {
+            let router = makeRouter(token: token)
+            services.append(Application(
+                router: router, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "ipsight"),
+                onServerRunning: { channel in started.signal("http://\(listen.host):\(channel.localAddress?.port ?? listen.port)") },
+                logger: logger))
+        }
+        guard !services.isEmpty else { return }
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [], logger: logger))
+        self.group = group
+        let failure = FailureBox()
+        let finished = self.finished
+        task = Task {
+            do { try await group.run() } catch { failure.set(error) }
+            started.fail()
+            finished.signal()
+        }
+        let deadline = Date(timeIntervalSinceNow: 10)
+        while started.count < services.count {
+            if let error = failure.error { throw AgentAPIError(message: "the API could not start: \(error)") }
+            if started.failed { throw AgentAPIError(message: "the API stopped while starting") }
+            if Date() > deadline { stop(); throw AgentAPIError(message: "the API did not start listening within 10 s") }
+            usleep(10_000)
+        }
+        agent.log.notice("API listening on " + started.addresses.joined(separator: ", "))
+    }
+
+    /// Where the listeners are, as `unix:PATH` and `http://HOST:PORT` (the real port when 0 was asked for).
+    public var addresses: [String] { started.addresses }
+
+    /// Stops the listeners (requests in flight finish) and waits up to `seconds`.
+    public func stop(seconds: Double = 2) {
+        guard let group else { return }
+        Task { await group.triggerGracefulShutdown() }
+        _ = finished.wait(timeout: .now() + seconds)
+        if let path = config.apiSocket { unlink(path) }
+        self.group = nil
+    }
+
+    private func makeRouter(token: String?) -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: MetricsMiddleware(metrics: metrics))
+        if let token { router.add(middleware: BearerAuthMiddleware(token: token)) }
+        let routes = DecisionRoutes(agent: agent, metrics: metrics)
+        routes.add(to: router)
+        if config.apiInvocations {
+            let served = DetectorModel(detector: agent.detector, path: config.resolvedModelPath)
+            ServingRoutes<BasicRequestContext>(store: served, metrics: metrics, configuration: ServerConfiguration())
+                .add(to: router, metricsRoute: false)
+        }
+        return router
+    }
+}
+
+public struct AgentAPIError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
+
+/// Counts listeners that are up, for `start` to wait on.
+private final class Started: @unchecked Sendable {
+    private let lock = NSLock()
+    private var list: [String] = []
+    private var stopped = false
+    func signal(_ address: String) { lock.withLock { list.append(address) } }
+    func fail() { lock.withLock { stopped = true } }
+    var count: Int { lock.withLock { list.count } }
+    var failed: Bool { lock.withLock { stopped } }
+    var addresses: [String] { lock.withLock { list } }
+}
+
+private final class FailureBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: (any Error)?
+    func set(_ error: any Error) { lock.withLock { stored = error } }
+    var error: (any Error)? { lock.withLock { stored } }
+}
+
+/// The socket file's directory and a stale file from an agent that died.
+enum UnixSocketFile {
+    static func prepare(_ path: String) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                     attributes: [.posixPermissions: 0o755])
+        }
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        guard info.st_mode & S_IFMT == S_IFSOCK else {
+            throw AgentAPIError(message: "\(path) exists and is not a socket")
+        }
+        if UnixSocketClient.accepts(path) {
+            throw AgentAPIError(message: "another agent is listening on \(path)")
+        }
+        unlink(path)
+    }
+}
