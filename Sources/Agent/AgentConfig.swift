@@ -222,7 +222,7 @@ public struct AgentConfig: Sendable, Equatable {
         case ("api", "listen"):
             if e.value.isEmpty || e.value == "off" { apiListen = nil; break }
             guard let colon = e.value.lastIndex(of: ":"), let port = Int(e.value[e.value.index(after: colon)...]),
-                  (1...65535).contains(port), colon != e.value.startIndex else {
+                  (0...65535).contains(port), colon != e.value.startIndex else {
                 throw r.error(e, "expected host:port, such as 127.0.0.1:8081 or [::1]:8081")
             }
             var host = String(e.value[..<colon])

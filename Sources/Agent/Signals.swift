@@ -12,6 +12,12 @@ public enum AgentSignals {
     static let reload = Atomic<Bool>(false)
 
     public static func install() {
+        // A parent may have left these blocked (a blocked mask is inherited across
+        // exec): then no handler would ever run and SIGTERM would wait for SIGKILL.
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in [SIGTERM, SIGINT, SIGHUP] { sigaddset(&set, s) }
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
         signal(SIGTERM) { _ in AgentSignals.terminate.store(true, ordering: .relaxed) }
         signal(SIGINT) { _ in AgentSignals.terminate.store(true, ordering: .relaxed) }
         signal(SIGHUP) { _ in AgentSignals.reload.store(true, ordering: .relaxed) }

@@ -41,6 +41,8 @@ import Testing
             utc = true
             [retrain]
             retention = 3650d
+            [api]
+            socket = \(dir)/state/api.sock
             """
         try Self.write(config, to: dir + "/agent.conf")
         // The model knows user0..user59, each at home in 10.U.0.0/16.
