@@ -80,8 +80,7 @@ let package = Package(
         .testTarget(name: "LogSourcesTests", dependencies: ["LogSources"]),
         .testTarget(name: "RulesTests", dependencies: ["Rules", "LogSources", "IPInsights"]),
         .testTarget(name: "AlertSinksTests", dependencies: ["AlertSinks", "IPInsightsFormats"]),
-        .testTarget(name: "AgentTests", dependencies: ["Agent"]),
-        .testTarget(name: "AgentAPITests", dependencies: ["AgentAPI", "Agent", "IPInsights", "IPInsightsFormats"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "AgentAPI", "IPInsightsFormats"]),
         .testTarget(name: "ServerTests", dependencies: [
             "Server", "IPInsights", "IPInsightsFormats",
             .product(name: "Hummingbird", package: "hummingbird"),

@@ -137,4 +137,27 @@ import Testing
         let vpn = try #require(detector.decide(login("alice", "10.1.0.9", service: "openvpn")))
         #expect(vpn.reason == "new-entity", "a new entity on the VPN")
     }
+
+    @Test func aSuccessAfterFailuresAgainstManyAccountsIsCredentialStuffing() throws {
+        let detector = try trained(config { $0.stuffingMinUsers = 5; $0.stuffingWindow = 3600 })
+        var rng = SeededRandom(seed: 9)
+        let home = Synthetic.address("carol", &rng)
+        // One address fails against four other accounts: not yet enough.
+        for victim in ["alice", "bob", "dave", "erin"] {
+            #expect(detector.decide(login(victim, home, outcome: .failure)) == nil, "failures are not decided")
+        }
+        #expect(detector.decide(login("carol", home))?.decision == .allow, "four targets are below the bar")
+        _ = detector.decide(login("mallory-probe", home, outcome: .failure))
+        let v = try #require(detector.decide(login("carol", home)))
+        #expect(v.decision == .alert && v.reason == "credential-stuffing", "\(v.reasons)")
+        #expect(v.reasons.first?.1 == "5 failed logins against 5 other accounts from \(home) in the last 1h")
+        // The same failures an hour and more later no longer count.
+        var later = login("carol", home)
+        later.time = 1_700_100_000 + 3700
+        #expect(detector.decide(later)?.reason != "credential-stuffing")
+        // Failures against the account itself are a forgotten password, not stuffing.
+        let own = try trained(config())
+        for _ in 0..<10 { _ = own.decide(login("carol", home, outcome: .failure)) }
+        #expect(own.decide(login("carol", home))?.decision == .allow)
+    }
 }

@@ -1,0 +1,154 @@
+import Foundation
+import IPInsights
+import IPInsightsFormats
+import Testing
+@testable import Agent
+@testable import AgentAPI
+
+/// The agent's HTTP API in process, over a real Unix socket and loopback TCP,
+/// with a real store: decisions, feedback reaching the retraining window,
+/// metrics, status and the bearer token.
+@Suite(.serialized) struct AgentAPITests {
+    /// An agent with a model, calibrated on 300 stored logins, and its API.
+    final class Running {
+        let dir = TemporaryDirectory()
+        let agent: AgentRuntime
+        let api: AgentAPI
+        var socket: String { dir.file("api.sock") }
+
+        init(token: String? = nil) throws {
+            var config = AgentConfig()
+            config.stateDirectory = dir.path
+            config.rulesDirectory = Paths.rules
+            config.journal = false
+            config.files = [dir.file("auth.log")]
+            config.retention = 3650 * 86_400
+            config.apiSocket = dir.file("api.sock")
+            config.apiListen = .init(host: "127.0.0.1", port: 0)
+            if let token {
+                dir.write("token", token + "\n")
+                config.apiTokenFile = dir.file("token")
+            }
+            try ModelFile.save(Synthetic.model(), to: config.resolvedModelPath)
+            let now = Clock.wall
+            let observations = Synthetic.observations(300).enumerated().map { k, o in
+                Observation(time: now - Double(300 - k) * 60, user: o.user, ip: o.ip, service: o.service)
+            }
+            try ObservationStore(path: config.databasePath).commit(observations, positions: [:])
+            agent = try AgentRuntime(config: config, configPath: nil, router: CollectingRouter())
+            api = AgentAPI(agent: agent, config: config)
+            try api.start()
+        }
+
+        var tcpPort: Int {
+            let http = api.addresses.first { $0.hasPrefix("http://") }!
+            return Int(http.split(separator: ":").last!)!
+        }
+
+        func request(_ method: String, _ path: String, _ body: String? = nil, tcp: Bool = false, token: String? = nil) throws -> (Int, JSONValue?) {
+            let endpoint: AgentClient.Endpoint = tcp ? .tcp(host: "127.0.0.1", port: tcpPort) : .unix(socket)
+            let reply = try AgentClient(endpoint: endpoint, timeout: 5, token: token).request(method, path, json: body.map { Array($0.utf8) })
+            return (reply.status, try? JSONValue.parse(reply.body))
+        }
+
+        func text(_ path: String) throws -> String {
+            String(decoding: try AgentClient(endpoint: .unix(socket), timeout: 5).request("GET", path).body, as: UTF8.self)
+        }
+
+        deinit {
+            api.stop()
+            dir.remove()
+        }
+    }
+
+    @Test func decisionsComeWithReasonsAndAreCounted() throws {
+        let running = try Running()
+        var rng = SeededRandom(seed: 11)
+        let home = Synthetic.address("alice", &rng)
+        let (okStatus, ok) = try running.request("POST", "/v1/decide", #"{"user": "alice", "ip": "\#(home)", "service": "sshd"}"#)
+        #expect(okStatus == 200)
+        #expect(ok?["decision"]?.stringValue == "allow", "\(String(describing: ok))")
+        let (_, away) = try running.request("POST", "/v1/decide", #"{"user": "alice", "ip": "203.0.113.50"}"#, tcp: true)
+        #expect(away?["decision"]?.stringValue == "alert")
+        #expect(away?["reason"]?.stringValue == "risk")
+        let reasons = away?["reasons"]?.arrayValue?.compactMap { $0.arrayValue?.first?.stringValue } ?? []
+        #expect(reasons.contains("nearest known network") && reasons.contains("first seen"), "\(reasons)")
+        #expect((away?["risk"]?.numberValue ?? 0) >= 0.99)
+
+        let (badStatus, bad) = try running.request("POST", "/v1/decide", #"{"user": "alice", "ip": "300.1.1.1"}"#)
+        #expect(badStatus == 400)
+        #expect(bad?["error"]?["message"]?.stringValue == "'300.1.1.1' is not an IPv4 or IPv6 address")
+        #expect(try running.request("POST", "/v1/decide", #"{"ip": "192.0.2.1"}"#).0 == 400)
+        #expect(try running.request("POST", "/v1/decide", "[1, 2").0 == 400)
+        let huge = #"{"user": ""# + String(repeating: "x", count: 70_000) + #"", "ip": "192.0.2.1"}"#
+        #expect(try running.request("POST", "/v1/decide", huge).0 == 413)
+
+        let metrics = try running.text("/metrics")
+        #expect(metrics.contains(#"ipsight_decisions_total{origin="api",decision="alert"} 1"#), "\(metrics)")
+        #expect(metrics.contains(#"ipsight_decisions_total{origin="api",decision="allow"} 1"#))
+        #expect(metrics.contains(#"ipsight_http_requests_total{route="/v1/decide",status="400"} 3"#))
+        #expect(metrics.contains("ipsight_history_logins 300"))
+        let (_, status) = try running.request("GET", "/v1/status")
+        #expect(status?["history"]?["entities"]?.numberValue == Double(Synthetic.users.count))
+        #expect(status?["model"]?["calibrated"] == .bool(true))
+        // The hosting contract on the agent's own model.
+        let reply = try AgentClient(endpoint: .unix(running.socket), timeout: 5).request("GET", "/ping")
+        #expect(reply.status == 200)
+    }
+
+    @Test func feedbackChangesWhatTheNextRetrainingLearns() throws {
+        let running = try Running()
+        let before = try #require(try running.request("POST", "/v1/decide", #"{"user": "bob", "ip": "198.51.100.20"}"#).1)
+        #expect(before["reasons"]?.arrayValue?.contains(.array([.string("first seen"), .string("network new for this entity")])) == true)
+
+        let (status, answer) = try running.request("POST", "/v1/feedback", #"{"user": "bob", "ip": "198.51.100.20", "verdict": "legitimate"}"#)
+        #expect(status == 200)
+        #expect(answer?["login_added"] == .bool(true))
+        let store = try ObservationStore(path: running.agent.config.databasePath)
+        let learnt = try store.observations(since: Clock.wall - 86_400 * 3650, learnedOnly: true)
+        #expect(learnt.contains { $0.user == "bob" && $0.ip == "198.51.100.20" }, "the retraining window now holds it")
+        let after = try #require(try running.request("POST", "/v1/decide", #"{"user": "bob", "ip": "198.51.100.20"}"#).1)
+        #expect(after["reasons"]?.arrayValue?.contains { $0.arrayValue?.first == .string("first seen") } == false,
+                "the address is known now: \(after)")
+
+        // Compromised: bob's logins from there leave the history again.
+        let (_, undo) = try running.request("POST", "/v1/feedback", #"{"user": "bob", "ip": "198.51.100.20", "verdict": "compromised"}"#)
+        #expect(undo?["logins_changed"]?.numberValue == 1)
+        let relearnt = try store.observations(since: Clock.wall - 86_400 * 3650, learnedOnly: true)
+        #expect(!relearnt.contains { $0.user == "bob" && $0.ip == "198.51.100.20" })
+        let again = try #require(try running.request("POST", "/v1/decide", #"{"user": "bob", "ip": "198.51.100.20"}"#).1)
+        #expect(again["reasons"]?.arrayValue?.contains(.array([.string("first seen"), .string("network new for this entity")])) == true)
+        #expect(try running.request("POST", "/v1/feedback", #"{"user": "bob", "ip": "198.51.100.20", "verdict": "maybe"}"#).0 == 400)
+    }
+
+    @Test func theTokenGuardsTCPButNotTheSocket() throws {
+        let running = try Running(token: "s3cret")
+        let body = #"{"user": "alice", "ip": "192.0.2.1"}"#
+        #expect(try running.request("POST", "/v1/decide", body, tcp: true).0 == 401)
+        #expect(try running.request("POST", "/v1/decide", body, tcp: true, token: "wrong").0 == 401)
+        #expect(try running.request("POST", "/v1/decide", body, tcp: true, token: "s3cret").0 == 200)
+        #expect(try running.request("POST", "/v1/decide", body).0 == 200, "the socket's permissions guard it")
+        var info = stat()
+        #expect(stat(running.socket, &info) == 0 && info.st_mode & 0o777 == 0o600)
+    }
+
+    @Test func aSecondAgentOnTheSameSocketIsRefusedAndAStaleFileReplaced() throws {
+        let running = try Running()
+        var config = running.agent.config
+        config.apiListen = nil
+        #expect(throws: AgentAPIError.self) { try AgentAPI(agent: running.agent, config: config).start() }
+        running.api.stop()
+        // A socket file nobody listens on (an agent that was killed) is replaced.
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { b in for (i, c) in running.socket.utf8.enumerated() { b[i] = c } }
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        close(fd)
+        #expect(FileManager.default.fileExists(atPath: running.socket))
+        let fresh = AgentAPI(agent: running.agent, config: config)
+        try fresh.start()
+        #expect(try AgentClient(endpoint: .unix(running.socket), timeout: 5).request("GET", "/ping").status == 200)
+        fresh.stop()
+    }
+}
