@@ -54,8 +54,6 @@ public struct EntityHistory: Sendable {
     public private(set) var addresses: [IPAddress] = []
     public private(set) var profiles: [UInt64: Profile] = [:]
     public private(set) var totalPairs = 0
-    /// Indices in `addresses` of the isolated ones (every entity's travel).
-    public private(set) var isolatedIndices: [Int32] = []
     /// Every narrow network some entity used, sorted (see `networkKey`), with the
     /// number of distinct entities that used it; the same for wide networks.
     public private(set) var narrowNetworks: [UInt64] = []
@@ -94,10 +92,7 @@ public struct EntityHistory: Sendable {
                 if i > start { best = max(best, EntityHistory.sharedBits(ip, addresses[i - 1])) }
                 if i + 1 < start + count { best = max(best, EntityHistory.sharedBits(ip, addresses[i + 1])) }
                 let limit = ip.isIPv4 ? EntityHistory.isolatedBelow.ipv4 : EntityHistory.isolatedBelow.ipv6
-                if best < limit {
-                    isolated += 1
-                    isolatedIndices.append(Int32(i))
-                }
+                if best < limit { isolated += 1 }
                 // Sorted addresses: an entity's networks come in runs, one key each.
                 let narrow = EntityHistory.networkKey(ip, wide: false), wide = EntityHistory.networkKey(ip, wide: true)
                 if narrow != lastNarrow { narrowKeys.append(narrow); lastNarrow = narrow }
@@ -204,15 +199,6 @@ public struct EntityHistory: Sendable {
         return best
     }
 
-    /// The entity's addresses of the same family next below and above `ip`.
-    public func neighbours(entityHash: UInt64, of ip: IPAddress) -> (below: IPAddress?, above: IPAddress?) {
-        guard let p = profiles[entityHash], p.count > 0 else { return (nil, nil) }
-        let lo = lowerBound(p, ip)
-        let below = lo > p.start && addresses[lo - 1].isIPv4 == ip.isIPv4 ? addresses[lo - 1] : nil
-        let above = lo < p.start + p.count && addresses[lo].isIPv4 == ip.isIPv4 ? addresses[lo] : nil
-        return (below, above)
-    }
-
     /// How many of the entity's logins lie in the network of `ip` at `length` bits.
     public func count(entityHash: UInt64, in ip: IPAddress, length: Int) -> Int {
         guard let p = profiles[entityHash] else { return 0 }
@@ -249,32 +235,6 @@ public struct EntityHistory: Sendable {
         return keys.withUnsafeBufferPointer { k in
             let i = EntityHistory.lowerBound(k, key)
             return i < k.count && k[i] == key ? Int((wide ? wideEntities : narrowEntities)[i]) : 0
-        }
-    }
-
-    /// How many narrow networks used by anyone lie strictly between the network of
-    /// `ip` and the nearest of the entity's own networks of the same family, on
-    /// either side: a distance between networks that counts the networks in use
-    /// between them rather than addresses, so that a dense block of small networks
-    /// is far across and a large sparse one is near. Nil when the entity has no
-    /// address of that family.
-    public func networksBetween(entityHash: UInt64, and ip: IPAddress) -> Int? {
-        let (below, above) = neighbours(entityHash: entityHash, of: ip)
-        if below == nil && above == nil { return nil }
-        let key = EntityHistory.networkKey(ip, wide: false)
-        return narrowNetworks.withUnsafeBufferPointer { k in
-            var best = Int.max
-            let first = EntityHistory.lowerBound(k, key)  // first network not below ip's
-            let after = first < k.count && k[first] == key ? first + 1 : first  // first network above ip's
-            if let below {
-                let b = EntityHistory.networkKey(below, wide: false)
-                best = b == key ? 0 : min(best, first - EntityHistory.lowerBound(k, b) - 1)
-            }
-            if let above {
-                let a = EntityHistory.networkKey(above, wide: false)
-                best = a == key ? 0 : min(best, EntityHistory.lowerBound(k, a) - after)
-            }
-            return max(best, 0)
         }
     }
 }

@@ -42,15 +42,6 @@ public struct RiskAssessor: Sendable {
                 return facts.familyLogins == facts.logins
                     ? "the entity logs in rarely (\(facts.logins) logins in its history)"
                     : "the entity logs in rarely over \(v4 ? "IPv4" : "IPv6") (\(facts.familyLogins) of \(facts.logins) logins in its history)"
-            case "networks between":
-                if let between = facts.networksBetween {
-                    return "\(between) networks other users use lie between the address and the entity's nearest network"
-                }
-                return "the entity has never logged in over \(v4 ? "IPv4" : "IPv6")"
-            case "entities in the /24 (/48)", "entities in the /16 (/32)":
-                let wide = mainFactor.name.contains("/16")
-                let others = wide ? facts.networkEntities.wide : facts.networkEntities.narrow
-                return "a \(v4 ? (wide ? "/16" : "/24") : (wide ? "/32" : "/48")) network \(others == 0 ? "no other user" : "only \(others) other users") logged in from"
             case "IPv6", "new address family":
                 return facts.familyLogins == 0
                     ? "the entity has never logged in over \(v4 ? "IPv4" : "IPv6")"

@@ -20,8 +20,7 @@ public struct RiskModel: Sendable, Equatable {
     public static let featureNames = [
         "dot_product", "negative dot_product", "shared prefix with history", "activity",
         "travel rate", "same /16 (/32) as history", "same /24 (/48) as history", "unrelated network × activity",
-        "unrelated network × travel rate", "networks between", "entities in the /24 (/48)", "entities in the /16 (/32)",
-        "IPv6", "new address family", "IPv6 × shared prefix",
+        "unrelated network × travel rate", "IPv6", "new address family", "IPv6 × shared prefix",
     ]
     public var means: [Double]
     public var scales: [Double]
@@ -38,10 +37,9 @@ public struct RiskModel: Sendable, Equatable {
         public var familyLogins: Int
         public var travelRate: Double
         public var nearest: IPAddress?
-        /// Networks in use by anyone between the address's network and the entity's
-        /// nearest one (`EntityHistory.networksBetween`); nil without a network of the family.
-        public var networksBetween: Int?
-        /// Other entities that used the address's /24 (/48) and /16 (/32).
+        /// Other entities that used the address's /24 (/48) and /16 (/32): how
+        /// common the network is across all users. Reported with the risk, not
+        /// weighed in it (see the README: it did not help on the benchmarks).
         public var networkEntities: (narrow: Int, wide: Int)
     }
 
@@ -63,7 +61,6 @@ public struct RiskModel: Sendable, Equatable {
         return Facts(dotProduct: dotProduct, sharedBits: familyShared ? near!.bits : 0, familyBits: v4 ? 32 : 64,
                      logins: profile?.count ?? 0, familyLogins: profile?.logins(family: ip) ?? 0,
                      travelRate: history.travelRate(entityHash: entityHash), nearest: familyShared ? near?.address : nil,
-                     networksBetween: history.networksBetween(entityHash: entityHash, and: ip),
                      networkEntities: (narrow, wide))
     }
 
@@ -88,22 +85,15 @@ public struct RiskModel: Sendable, Equatable {
         let activity = log((Double(f.familyLogins) + 0.5) * entities / total)
         let travel = log(f.travelRate)
         let unrelated = f.sharedBits < isolatedBelow
-        let between = log1p(Double(f.networksBetween ?? history.narrowNetworks.count))
         let values: [Double] = [
             dot / 10, min(dot, 0) / 10, shared, activity, travel,
             f.sharedBits >= (v4 ? 16 : 32) ? 1 : 0, f.sharedBits >= (v4 ? 24 : 48) ? 1 : 0,
             unrelated ? activity : 0, unrelated ? travel : 0,
-            between, log1p(Double(f.networkEntities.narrow)), log1p(Double(f.networkEntities.wide)),
+            // IPv6 prefixes on their own scale: a shared /32 is not a shared /16.
             v4 ? 0 : 1, f.familyLogins == 0 ? 1 : 0, v4 ? 0 : shared,
         ]
-        for (i, v) in values.enumerated() { out[i] = RiskModel.dropped.contains(i) ? 0 : v }
+        for (i, v) in values.enumerated() { out[i] = v }
     }
-
-    /// EXPERIMENT: features left out (RISK_DROP=1,2,3).
-    static let dropped: Set<Int> = {
-        guard let s = getenv("RISK_DROP") else { return [] }
-        return Set(String(cString: s).split(separator: ",").compactMap { Int($0) })
-    }()
 
     /// Log odds of takeover against the entity's own login.
     public func logOdds(_ features: [Double]) -> Double {

@@ -81,17 +81,6 @@ import Testing
         #expect(history.entities(inNetworkOf: IPAddress("2001:db8:1:2::")!, wide: true) == 1)
         #expect(history.entities(inNetworkOf: IPAddress("2001:db8:1:2::")!, wide: false) == 0)
         let alice = StableHash.xxh64("alice"), bob = StableHash.xxh64("bob"), carol = StableHash.xxh64("carol")
-        // alice's networks are 10.0.1 and 10.0.9: 10.0.4 is two networks (.2 and .3)
-        // from the first and none (nothing in use between) from the second.
-        #expect(history.networksBetween(entityHash: alice, and: IPAddress("10.0.4.1")!) == 0)
-        #expect(history.networksBetween(entityHash: alice, and: IPAddress("10.0.2.200")!) == 0)
-        #expect(history.networksBetween(entityHash: carol, and: IPAddress("10.0.9.5")!) == 0)
-        #expect(history.networksBetween(entityHash: carol, and: IPAddress("10.5.0.5")!) == 1)
-        // bob's IPv4 networks are 10.0.1 and 10.5.0: 10.0.3 has 10.0.2 below it and 10.0.9 above.
-        #expect(history.networksBetween(entityHash: bob, and: IPAddress("10.0.3.9")!) == 1)
-        #expect(history.networksBetween(entityHash: bob, and: IPAddress("10.0.200.9")!) == 0)
-        #expect(history.networksBetween(entityHash: alice, and: IPAddress("2001:db8::1")!) == nil)
-        #expect(history.networksBetween(entityHash: bob, and: IPAddress("2001:db8::1")!) == 0)
         // Logins per family; the nearest address is looked for within the family.
         let p = try #require(history.profiles[bob])
         #expect(p.ipv4 == 2 && p.logins(family: IPAddress("2001:db8::1")!) == 1)
