@@ -149,7 +149,8 @@ struct ScorePlot {
 
     func tickLabel(_ v: Double, _ step: Double) -> String {
         let places = step >= 1 ? 0 : step >= 0.1 ? 1 : step >= 0.01 ? 2 : 3
-        let text = Console.fixed(abs(v) < step / 1000 ? 0 : v, places)
+        let value = abs(v) < step / 1000 ? 0 : v
+        let text = places == 0 ? String(Int(value.rounded())) : Console.fixed(value, places)
         return text.hasPrefix("-") ? "−" + text.dropFirst() : text
     }
 
