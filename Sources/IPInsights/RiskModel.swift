@@ -125,11 +125,13 @@ public struct RiskModel: Sendable, Equatable {
             donors.append(nil)
         }
         let positives = hashes.count
-        if entities.count >= 2 {
+        if !entities.isEmpty {
             for _ in 0..<positives {
                 let target = entities[rng.below(entities.count)]
-                var donor = entities[rng.below(entities.count)]
-                while donor == target { donor = entities[rng.below(entities.count)] }
+                // Any entity's network, the target's own included: attackers share
+                // ISPs with their victims too, and a history of a few entities
+                // must not teach that a known network is always safe.
+                let donor = entities[rng.below(entities.count)]
                 let p = history.profiles[donor]!
                 hashes.append(target)
                 ips.append(takeoverAddress(near: history.addresses[p.start + rng.below(p.count)], &rng))
@@ -178,7 +180,10 @@ public struct RiskModel: Sendable, Equatable {
         for j in 0..<k { means[j] /= n }
         var variances = [Double](repeating: 0, count: k)
         for i in 0..<rows { for j in 0..<k { let d = x[i * k + j] - means[j]; variances[j] += d * d } }
-        for j in 0..<k { scales[j] = variances[j] / n > 1e-12 ? (variances[j] / n).squareRoot() : 1 }
+        // Features are O(1) (logs, fractions, flags): a column that barely varies in
+        // the calibration data is not blown up, or an entity unlike every calibration
+        // row (a newcomer, a rare family) would get an absurd share of the log odds.
+        for j in 0..<k { scales[j] = variances[j] / n > 1e-12 ? max((variances[j] / n).squareRoot(), 0.1) : 1 }
         // Standardised rows with a trailing 1 for the intercept.
         var z = [Double](repeating: 1, count: rows * k1)
         for i in 0..<rows { for j in 0..<k { z[i * k1 + j] = (x[i * k + j] - means[j]) / scales[j] } }
