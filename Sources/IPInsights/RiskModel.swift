@@ -125,13 +125,11 @@ public struct RiskModel: Sendable, Equatable {
             donors.append(nil)
         }
         let positives = hashes.count
-        if !entities.isEmpty {
+        if entities.count >= 2 {
             for _ in 0..<positives {
                 let target = entities[rng.below(entities.count)]
-                // Any entity's network, the target's own included: attackers share
-                // ISPs with their victims too, and a history of a few entities
-                // must not teach that a known network is always safe.
-                let donor = entities[rng.below(entities.count)]
+                var donor = entities[rng.below(entities.count)]
+                while donor == target { donor = entities[rng.below(entities.count)] }
                 let p = history.profiles[donor]!
                 hashes.append(target)
                 ips.append(takeoverAddress(near: history.addresses[p.start + rng.below(p.count)], &rng))
