@@ -1,6 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 /// What has been seen of each entity: its addresses, sorted, so that the networks
-/// nearest a new address are a binary search away. The detector's memory, beside
-/// the model's embeddings.
+/// nearest a new address are a binary search away; and what has been seen of every
+/// network across all entities. The detector's memory, beside the model's embeddings.
 public struct EntityHistory: Sendable {
     /// Where one entity's addresses are in `addresses`, and what they say.
     public struct Profile: Sendable {
@@ -9,29 +14,52 @@ public struct EntityHistory: Sendable {
         /// Addresses sharing fewer than `isolatedBelow` leading bits with any other
         /// address of the entity: logins from unrelated networks.
         public var isolated: Int
+        /// How many of the addresses are IPv4 (they sort before every IPv6 address
+        /// but the few below `::ffff:0:0`, so they are counted, not located).
+        public var ipv4: Int
+
+        /// The entity's logins over the family of `ip`.
+        public func logins(family ip: IPAddress) -> Int { ip.isIPv4 ? ipv4 : count - ipv4 }
     }
 
-    /// How many logins the pooled travel rate is worth in each entity's estimate.
-    public static let priorLogins = 20.0
+    /// The population's travel rate as a Beta(alpha, beta) prior: each entity's
+    /// estimate is its posterior mean. Fitted by maximum likelihood on all entities'
+    /// (isolated, logins) counts (a beta-binomial), so that how much a quiet entity's
+    /// few logins say is learnt from how much travel rates vary between entities.
+    public private(set) var travelPrior = (alpha: 1.0, beta: 19.0)
+
+    /// The prior's strength when there are too few entities to fit it, in logins.
+    public static let defaultPriorLogins = 20.0
 
     /// The share of all entities' logins that came from unrelated networks.
     public private(set) var pooledTravelRate = 0.05
 
-    /// An estimate of how often the entity logs in from unrelated networks: its own
-    /// share, shrunk towards the pooled share by `priorLogins` (empirical Bayes), so
-    /// that a quiet entity's few logins do not make it look like it never travels.
+    /// An estimate of how often the entity logs in from unrelated networks: the
+    /// posterior mean of its rate under `travelPrior` (empirical Bayes), so that a
+    /// quiet entity's few logins do not make it look like it never travels.
     public func travelRate(entityHash: UInt64) -> Double {
-        guard let p = profiles[entityHash] else { return pooledTravelRate }
-        return (Double(p.isolated) + EntityHistory.priorLogins * pooledTravelRate) / (Double(p.count) + EntityHistory.priorLogins)
+        let (a, b) = travelPrior
+        guard let p = profiles[entityHash] else { return a / (a + b) }
+        return (Double(p.isolated) + a) / (Double(p.count) + a + b)
     }
 
     /// Addresses sharing fewer leading bits than this with the rest of a history
     /// count as travel (IPv4: not even the same /12; IPv6: the same /24).
     public static let isolatedBelow = (ipv4: 12, ipv6: 24)
 
+    /// The network lengths at which the population is counted: narrow (/24, /48)
+    /// and wide (/16, /32).
+    public static let networkLengths = (ipv4: (narrow: 24, wide: 16), ipv6: (narrow: 48, wide: 32))
+
     public private(set) var addresses: [IPAddress] = []
     public private(set) var profiles: [UInt64: Profile] = [:]
     public private(set) var totalPairs = 0
+    /// Every narrow network some entity used, sorted (see `networkKey`), with the
+    /// number of distinct entities that used it; the same for wide networks.
+    public private(set) var narrowNetworks: [UInt64] = []
+    public private(set) var narrowEntities: [Int32] = []
+    public private(set) var wideNetworks: [UInt64] = []
+    public private(set) var wideEntities: [Int32] = []
 
     public init() {}
 
@@ -44,6 +72,8 @@ public struct EntityHistory: Sendable {
         }
         addresses.reserveCapacity(pairs.count)
         var totalIsolated = 0
+        var narrowKeys: [UInt64] = [], wideKeys: [UInt64] = []
+        var counts: [(isolated: Int, logins: Int)] = []
         var k = 0
         while k < order.count {
             let hash = pairs.entityHashes[order[k]]
@@ -53,18 +83,85 @@ public struct EntityHistory: Sendable {
                 k += 1
             }
             let count = addresses.count - start
-            var isolated = 0
+            var isolated = 0, ipv4 = 0
+            var lastNarrow: UInt64? = nil, lastWide: UInt64? = nil
             for i in start..<(start + count) {
+                let ip = addresses[i]
+                if ip.isIPv4 { ipv4 += 1 }
                 var best = 0
-                if i > start { best = max(best, EntityHistory.sharedBits(addresses[i], addresses[i - 1])) }
-                if i + 1 < start + count { best = max(best, EntityHistory.sharedBits(addresses[i], addresses[i + 1])) }
-                let limit = addresses[i].isIPv4 ? EntityHistory.isolatedBelow.ipv4 : EntityHistory.isolatedBelow.ipv6
+                if i > start { best = max(best, EntityHistory.sharedBits(ip, addresses[i - 1])) }
+                if i + 1 < start + count { best = max(best, EntityHistory.sharedBits(ip, addresses[i + 1])) }
+                let limit = ip.isIPv4 ? EntityHistory.isolatedBelow.ipv4 : EntityHistory.isolatedBelow.ipv6
                 if best < limit { isolated += 1 }
+                // Sorted addresses: an entity's networks come in runs, one key each.
+                let narrow = EntityHistory.networkKey(ip, wide: false), wide = EntityHistory.networkKey(ip, wide: true)
+                if narrow != lastNarrow { narrowKeys.append(narrow); lastNarrow = narrow }
+                if wide != lastWide { wideKeys.append(wide); lastWide = wide }
             }
-            profiles[hash] = Profile(start: start, count: count, isolated: isolated)
+            profiles[hash] = Profile(start: start, count: count, isolated: isolated, ipv4: ipv4)
+            counts.append((isolated, count))
             totalIsolated += isolated
         }
+        (narrowNetworks, narrowEntities) = EntityHistory.tally(&narrowKeys)
+        (wideNetworks, wideEntities) = EntityHistory.tally(&wideKeys)
         if totalPairs > 0 { pooledTravelRate = max(Double(totalIsolated) / Double(totalPairs), 1e-4) }
+        travelPrior = EntityHistory.fitTravelPrior(counts, pooled: pooledTravelRate)
+    }
+
+    /// Sorts keys (one per entity and network) and counts the entities of each network.
+    static func tally(_ keys: inout [UInt64]) -> ([UInt64], [Int32]) {
+        keys.sort()
+        var networks: [UInt64] = [], entities: [Int32] = []
+        for key in keys {
+            if networks.last == key { entities[entities.count - 1] += 1 } else { networks.append(key); entities.append(1) }
+        }
+        return (networks, entities)
+    }
+
+    /// A network as one sortable number: IPv4 networks are above bit 62, IPv6
+    /// networks (at most 48 bits) below it, so keys of one family sort together
+    /// and in address order.
+    @inline(__always)
+    public static func networkKey(_ ip: IPAddress, wide: Bool) -> UInt64 {
+        if ip.isIPv4 {
+            let length = wide ? networkLengths.ipv4.wide : networkLengths.ipv4.narrow
+            return 1 << 62 | UInt64(UInt32(truncatingIfNeeded: ip.low) >> UInt32(32 - length))
+        }
+        let length = wide ? networkLengths.ipv6.wide : networkLengths.ipv6.narrow
+        return ip.high >> UInt64(64 - length)
+    }
+
+    /// Fits the Beta prior of the travel rate by maximum likelihood of the
+    /// beta-binomial: (isolated, logins) per entity. The search runs over the
+    /// prior's mean and its strength (alpha + beta, in logins), both in log space.
+    static func fitTravelPrior(_ counts: [(isolated: Int, logins: Int)], pooled: Double) -> (alpha: Double, beta: Double) {
+        let fallback = (alpha: pooled * defaultPriorLogins, beta: (1 - pooled) * defaultPriorLogins)
+        // Too few entities say nothing about how rates vary between them.
+        guard counts.count >= 50, counts.contains(where: { $0.isolated > 0 }) else { return fallback }
+        func logLikelihood(_ mean: Double, _ strength: Double) -> Double {
+            let a = mean * strength, b = (1 - mean) * strength
+            let base = lgamma(a + b) - lgamma(a) - lgamma(b)
+            var sum = 0.0
+            for c in counts {
+                sum += base + lgamma(Double(c.isolated) + a) + lgamma(Double(c.logins - c.isolated) + b)
+                    - lgamma(Double(c.logins) + a + b)
+            }
+            return sum
+        }
+        // Coordinate search with shrinking steps, from the pooled rate and the default strength.
+        var m = log(min(max(pooled, 1e-4), 0.5)), s = log(defaultPriorLogins)
+        var best = logLikelihood(exp(m), exp(s))
+        var step = 1.0
+        while step > 1e-3 {
+            var moved = false
+            for (dm, ds) in [(step, 0.0), (-step, 0.0), (0.0, step), (0.0, -step)] {
+                let cm = min(m + dm, log(0.5)), cs = min(max(s + ds, 0), log(10_000))
+                let v = logLikelihood(exp(cm), exp(cs))
+                if v > best { best = v; m = cm; s = cs; moved = true; break }
+            }
+            if !moved { step /= 2 }
+        }
+        return (exp(m) * exp(s), (1 - exp(m)) * exp(s))
     }
 
     public var entityCount: Int { profiles.count }
@@ -78,15 +175,22 @@ public struct EntityHistory: Sendable {
         return high != 0 ? high.leadingZeroBitCount : 64 + (a.low ^ b.low).leadingZeroBitCount
     }
 
-    /// The history address nearest `ip` (longest shared prefix) and the bits they share.
-    public func nearest(entityHash: UInt64, to ip: IPAddress) -> (address: IPAddress, bits: Int)? {
-        guard let p = profiles[entityHash], p.count > 0 else { return nil }
-        // Binary search for the insertion point; the best match is next to it.
+    /// The first index in the entity's addresses not below `ip`.
+    @inline(__always)
+    func lowerBound(_ p: Profile, _ ip: IPAddress) -> Int {
         var lo = p.start, hi = p.start + p.count
         while lo < hi {
             let mid = (lo + hi) / 2
             if addresses[mid] < ip { lo = mid + 1 } else { hi = mid }
         }
+        return lo
+    }
+
+    /// The history address nearest `ip` (longest shared prefix) and the bits they share.
+    public func nearest(entityHash: UInt64, to ip: IPAddress) -> (address: IPAddress, bits: Int)? {
+        guard let p = profiles[entityHash], p.count > 0 else { return nil }
+        // The best match is next to the insertion point.
+        let lo = lowerBound(p, ip)
         var best: (IPAddress, Int)? = nil
         for i in [lo - 1, lo] where i >= p.start && i < p.start + p.count {
             let bits = EntityHistory.sharedBits(addresses[i], ip)
@@ -99,8 +203,38 @@ public struct EntityHistory: Sendable {
     public func count(entityHash: UInt64, in ip: IPAddress, length: Int) -> Int {
         guard let p = profiles[entityHash] else { return 0 }
         let network = ip.masked(to: length)
-        var n = 0
-        for i in p.start..<(p.start + p.count) where addresses[i].masked(to: length) == network { n += 1 }
+        var k = lowerBound(p, network), n = 0
+        while k < p.start + p.count, addresses[k].masked(to: length) == network { n += 1; k += 1 }
         return n
+    }
+
+    /// Whether the entity has a login in the network of `ip` at `length` bits.
+    public func uses(entityHash: UInt64, network ip: IPAddress, length: Int) -> Bool {
+        guard let p = profiles[entityHash] else { return false }
+        let network = ip.masked(to: length)
+        let k = lowerBound(p, network)
+        return k < p.start + p.count && addresses[k].masked(to: length) == network
+    }
+
+    /// The first index of `keys` not below `key`.
+    @inline(__always)
+    static func lowerBound(_ keys: UnsafeBufferPointer<UInt64>, _ key: UInt64) -> Int {
+        var lo = 0, hi = keys.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if keys[mid] < key { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    /// How many distinct entities logged in from the network of `ip` (narrow: /24
+    /// or /48; wide: /16 or /32): how common the network is across all users.
+    public func entities(inNetworkOf ip: IPAddress, wide: Bool) -> Int {
+        let key = EntityHistory.networkKey(ip, wide: wide)
+        let keys = wide ? wideNetworks : narrowNetworks
+        return keys.withUnsafeBufferPointer { k in
+            let i = EntityHistory.lowerBound(k, key)
+            return i < k.count && k[i] == key ? Int((wide ? wideEntities : narrowEntities)[i]) : 0
+        }
     }
 }

@@ -39,7 +39,15 @@ public struct RiskAssessor: Sendable {
             case "shared prefix with history":
                 return "the address shares only \(facts.sharedBits) leading bits with the nearest address the entity used"
             case "activity":
-                return "the entity logs in rarely (\(facts.logins) logins in its history)"
+                return facts.familyLogins == facts.logins
+                    ? "the entity logs in rarely (\(facts.logins) logins in its history)"
+                    : "the entity logs in rarely over \(v4 ? "IPv4" : "IPv6") (\(facts.familyLogins) of \(facts.logins) logins in its history)"
+            case "IPv6", "new address family":
+                return facts.familyLogins == 0
+                    ? "the entity has never logged in over \(v4 ? "IPv4" : "IPv6")"
+                    : "an \(v4 ? "IPv4" : "IPv6") address (\(facts.familyLogins) of the entity's \(facts.logins) logins are)"
+            case "IPv6 × shared prefix":
+                return "the address shares only \(facts.sharedBits) leading bits with the nearest IPv6 address the entity used"
             case "travel rate":
                 return "the entity seldom uses unrelated networks (\((facts.travelRate * 1000).rounded() / 10)% of its logins)"
             case "same /16 (/32) as history":

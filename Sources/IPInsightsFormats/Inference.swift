@@ -231,6 +231,7 @@ public enum InferenceResponse {
             ("logins_in_history", .number(Double(a.facts.logins))),
             ("travel_rate", .number((a.facts.travelRate * 10_000).rounded() / 10_000)),
             ("shared_prefix_bits", .number(Double(a.facts.sharedBits))),
+            ("other_users_of_network", .number(Double(a.facts.networkEntities.narrow))),
         ]
         if let network = a.nearestNetwork {
             reasons.append(("nearest_network", .string(network)))

@@ -28,7 +28,8 @@ struct RiskOptions: ParsableArguments {
         }
         let assessor = RiskAssessor(model: model, history: known, heldOut: heldOut, threads: threads)
         Console.error("risk weights: " + zip(RiskModel.featureNames + ["intercept"], assessor.riskModel.weights)
-            .map { "\($0)=\(Console.fixed($1, 3))" }.joined(separator: ", "))
+            .map { "\($0)=\(Console.fixed($1, 3))" }.joined(separator: ", ")
+            + "; travel-rate prior Beta(\(Console.fixed(assessor.history.travelPrior.alpha, 3)), \(Console.fixed(assessor.history.travelPrior.beta, 2)))")
         return assessor
     }
 

@@ -33,10 +33,65 @@ import Testing
         #expect(history.profiles[StableHash.xxh64("dave")]!.isolated == 2)
         let pooled = 2.0 / 40.0
         #expect(abs(history.pooledTravelRate - pooled) < 1e-12)
-        let k = EntityHistory.priorLogins
-        #expect(abs(history.travelRate(entityHash: StableHash.xxh64("dave")) - (2 + k * pooled) / (10 + k)) < 1e-12)
-        #expect(abs(history.travelRate(entityHash: StableHash.xxh64("erin")) - (k * pooled) / (30 + k)) < 1e-12)
-        #expect(history.travelRate(entityHash: StableHash.xxh64("nobody")) == pooled)
+        // Two entities are too few to fit a prior: the pooled rate, worth 20 logins.
+        let (a, b) = history.travelPrior
+        #expect(abs(a - 20 * pooled) < 1e-12 && abs(a + b - EntityHistory.defaultPriorLogins) < 1e-12)
+        #expect(abs(history.travelRate(entityHash: StableHash.xxh64("dave")) - (2 + a) / (10 + a + b)) < 1e-12)
+        #expect(abs(history.travelRate(entityHash: StableHash.xxh64("erin")) - a / (30 + a + b)) < 1e-12)
+        #expect(abs(history.travelRate(entityHash: StableHash.xxh64("nobody")) - pooled) < 1e-12)
+    }
+
+    @Test func travelPriorIsFittedToHowRatesVaryBetweenEntities() {
+        // Entities whose rates are drawn from Beta(2, 48) (mean 0.04, worth 50 logins)
+        // and whose counts are binomial: the fitted prior must find both.
+        var rng = SeededRandom(seed: 11)
+        func gamma(_ shape: Int) -> Double { (0..<shape).reduce(0) { s, _ in s - log(Double(max(rng.unit(), 1e-12))) } }
+        var counts: [(isolated: Int, logins: Int)] = []
+        for _ in 0..<6000 {
+            let g1 = gamma(2), g2 = gamma(48)
+            let rate = g1 / (g1 + g2)
+            let logins = 20 + rng.below(300)
+            let isolated = (0..<logins).reduce(0) { s, _ in s + (Double(rng.unit()) < rate ? 1 : 0) }
+            counts.append((isolated, logins))
+        }
+        let pooled = Double(counts.reduce(0) { $0 + $1.isolated }) / Double(counts.reduce(0) { $0 + $1.logins })
+        let (a, b) = EntityHistory.fitTravelPrior(counts, pooled: pooled)
+        #expect(abs(a / (a + b) - 0.04) < 0.004, "mean \(a / (a + b))")
+        #expect(a + b > 35 && a + b < 70, "strength \(a + b)")
+        // Without variation between entities the prior grows strong.
+        let uniform = (0..<3000).map { _ in
+            let logins = 50 + rng.below(100)
+            return (isolated: (0..<logins).reduce(0) { s, _ in s + (rng.unit() < 0.05 ? 1 : 0) }, logins: logins)
+        }
+        let (ua, ub) = EntityHistory.fitTravelPrior(uniform, pooled: 0.05)
+        #expect(ua + ub > 500, "strength \(ua + ub)")
+    }
+
+    @Test func networksAcrossEntities() throws {
+        // Networks in use: 10.0.1/24 (alice, bob), 10.0.2/24 (carol), 10.0.3/24 (carol),
+        // 10.0.9/24 (alice); 10.5.0/24 (bob, over IPv6 too).
+        let history = EntityHistory(pairs([
+            ("alice", "10.0.1.1"), ("alice", "10.0.1.2"), ("alice", "10.0.9.1"),
+            ("bob", "10.0.1.7"), ("bob", "10.5.0.1"), ("bob", "2001:db8:1::1"),
+            ("carol", "10.0.2.1"), ("carol", "10.0.3.1"),
+        ]))
+        #expect(history.entities(inNetworkOf: IPAddress("10.0.1.200")!, wide: false) == 2)
+        #expect(history.entities(inNetworkOf: IPAddress("10.0.77.1")!, wide: true) == 3)
+        #expect(history.entities(inNetworkOf: IPAddress("10.0.77.1")!, wide: false) == 0)
+        #expect(history.entities(inNetworkOf: IPAddress("2001:db8:2::")!, wide: true) == 1)
+        #expect(history.entities(inNetworkOf: IPAddress("2001:db8:2::")!, wide: false) == 0 && history.entities(inNetworkOf: IPAddress("2001:db8:1:2::")!, wide: false) == 1)
+        let alice = StableHash.xxh64("alice"), bob = StableHash.xxh64("bob"), carol = StableHash.xxh64("carol")
+        // Logins per family; the nearest address is looked for within the family.
+        let p = try #require(history.profiles[bob])
+        #expect(p.ipv4 == 2 && p.logins(family: IPAddress("2001:db8::1")!) == 1)
+        #expect(history.count(entityHash: alice, in: IPAddress("10.0.1.99")!, length: 24) == 2)
+        #expect(history.uses(entityHash: carol, network: IPAddress("10.0.3.99")!, length: 24))
+        #expect(!history.uses(entityHash: carol, network: IPAddress("10.0.4.99")!, length: 24))
+        // How common the network is, without the entity itself.
+        let facts = RiskModel.facts(dotProduct: 0, history: history, entityHash: alice, ip: IPAddress("10.0.1.50")!)
+        #expect(facts.networkEntities.narrow == 1 && facts.networkEntities.wide == 2 && facts.sharedBits >= 24)
+        let v6 = RiskModel.facts(dotProduct: 0, history: history, entityHash: alice, ip: IPAddress("2001:db8:1::1")!)
+        #expect(v6.familyLogins == 0 && v6.sharedBits == 0 && v6.nearest == nil && v6.networkEntities.narrow == 1)
     }
 }
 
@@ -44,7 +99,7 @@ import Testing
     @Test func logisticRegressionRecoversKnownWeights() {
         // Labels drawn from a known logistic model; the fit must find its weights.
         var rng = SeededRandom(seed: 4)
-        let truth: [Double] = [1.5, -2, 0.5, 0, 0, 1, 0, -0.7, 0.3]
+        let truth = RiskModel.featureNames.indices.map { [1.5, -2, 0.5, 0, 0, 1, 0, -0.7, 0.3][$0 % 9] }
         var x: [[Double]] = [], y: [Double] = []
         for _ in 0..<40_000 {
             let row = (0..<truth.count).map { _ in Double(rng.gaussian()) }

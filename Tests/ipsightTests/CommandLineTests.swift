@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 import Testing
 
 /// The `ipsight` binary run as a user runs it: real files, real processes.
@@ -206,5 +209,50 @@ import Testing
         let dots = scored.out.split(separator: "\n").map { (try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Double])["dot_product"]! }
         let below = Double(dots.filter { $0 < t5 }.count) / Double(dots.count)
         #expect(abs(below - 0.05) < 0.01, "share below the threshold: \(below)")
+    }
+
+    @Test func thresholdPlotIsWellFormedSVGWithTheThresholds() throws {
+        // Normal rows from the training networks, attacks (label 1) from elsewhere.
+        var rows = ""
+        for u in 0..<60 { rows += "user\(u),10.\(u).\(u % 4).9,0\nuser\(u),172.16.\(u).\(u),1\n" }
+        try rows.write(toFile: Self.work + "/labelled.csv", atomically: true, encoding: .utf8)
+        let svgPath = Self.work + "/plot.svg"
+        let run = try Self.ipsight(["threshold", "--model", Self.model, "--normal", Self.work + "/labelled.csv",
+                                    "--history", Self.work + "/train.csv", "--fpr", "0.05", "--fpr", "0.2", "--plot", svgPath])
+        #expect(run.status == 0, "\(run.err)")
+        let result = try JSONSerialization.jsonObject(with: Data(run.out.utf8)) as! [String: Any]
+        #expect(result["normal_logins"] as? Int == 60 && result["attacks"] as? Int == 60)
+        let svg = try String(contentsOfFile: svgPath, encoding: .utf8)
+        // Well-formed XML whose root is an svg element.
+        final class Collector: NSObject, XMLParserDelegate {
+            var elements: [String] = [], texts: [String] = [], current = ""
+            func parser(_ p: XMLParser, didStartElement name: String, namespaceURI: String?, qualifiedName: String?, attributes: [String: String]) {
+                elements.append(name)
+                current = ""
+            }
+            func parser(_ p: XMLParser, foundCharacters string: String) { current += string }
+            func parser(_ p: XMLParser, didEndElement name: String, namespaceURI: String?, qualifiedName: String?) {
+                if name == "text" { texts.append(current) }
+                current = ""
+            }
+        }
+        let parser = XMLParser(data: Data(svg.utf8))
+        let collector = Collector()
+        parser.delegate = collector
+        #expect(parser.parse(), "\(String(describing: parser.parserError))")
+        #expect(collector.elements.first == "svg")
+        // Two panels (dot_product, risk), each with both histograms and its thresholds.
+        #expect(collector.elements.filter { $0 == "path" }.count == 4)
+        #expect(svg.components(separatedBy: "class=\"threshold\"").count - 1 == 8)
+        let t5 = result["dot_product_threshold_at_fpr_0.05"] as! Double
+        let r20 = result["risk_threshold_at_fpr_0.2"] as! Double
+        // Each threshold's label carries its value, as printed (rounded).
+        func labelled(_ prefix: String) -> Double? {
+            collector.texts.first { $0.hasPrefix(prefix) }.flatMap { Double($0.dropFirst(prefix.count)) }
+        }
+        let shownT5 = try #require(labelled("FPR 5%: below "), "\(collector.texts)")
+        let shownR20 = try #require(labelled("FPR 20%: risk above "), "\(collector.texts)")
+        #expect(abs(shownT5 - t5) <= 0.0005 && abs(shownR20 - r20) <= 0.00005)
+        #expect(collector.texts.contains { $0.contains("attacks (60)") })
     }
 }
