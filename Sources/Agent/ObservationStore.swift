@@ -108,13 +108,7 @@ public final class ObservationStore: @unchecked Sendable {
     /// Returns how many logins changed.
     @discardableResult
     public func markLearned(user: String, ip: String) throws(SQLiteError) -> Int {
-        let update = try db.prepare("UPDATE observations SET learned = 1 WHERE user = ? AND ip = ? AND learned = 0")
-        update.bind(1, user)
-        update.bind(2, ip)
-        try update.run()
-        let changes = try db.prepare("SELECT changes()")
-        _ = try changes.step()
-        return Int(changes.int(0))
+        try setLearned(true, user: user, ip: ip)
     }
 
     /// Feedback: logins of `user` from `ip` were not the user's (a compromised
@@ -122,9 +116,15 @@ public final class ObservationStore: @unchecked Sendable {
     /// Returns how many logins changed.
     @discardableResult
     public func markUnlearned(user: String, ip: String) throws(SQLiteError) -> Int {
-        let update = try db.prepare("UPDATE observations SET learned = 0 WHERE user = ? AND ip = ? AND learned = 1")
-        update.bind(1, user)
-        update.bind(2, ip)
+        try setLearned(false, user: user, ip: ip)
+    }
+
+    private func setLearned(_ learned: Bool, user: String, ip: String) throws(SQLiteError) -> Int {
+        let update = try db.prepare("UPDATE observations SET learned = ? WHERE user = ? AND ip = ? AND learned = ?")
+        update.bind(1, Int64(learned ? 1 : 0))
+        update.bind(2, user)
+        update.bind(3, ip)
+        update.bind(4, Int64(learned ? 0 : 1))
         try update.run()
         let changes = try db.prepare("SELECT changes()")
         _ = try changes.step()

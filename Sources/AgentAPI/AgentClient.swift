@@ -90,7 +90,7 @@ public struct AgentClient: Sendable {
             close(fd)
             throw AgentClientError.unreachable(endpoint, text)
         }
-        guard wait(fd, for: Int16(POLLOUT), deadline: deadline) else {
+        guard wait(fd, for: Int16(POLLOUT), deadline: deadline) != nil else {
             close(fd)
             throw AgentClientError.timedOut(endpoint)
         }
@@ -103,13 +103,19 @@ public struct AgentClient: Sendable {
         }
     }
 
+    /// Sends the request; stops early when the server has already answered (a
+    /// refusal such as 413 can come before the whole body is sent).
     private func send(_ fd: Int32, _ bytes: [UInt8], deadline: Double) throws(AgentClientError) {
         var offset = 0
         while offset < bytes.count {
             let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
             if n > 0 { offset += n; continue }
+            if n < 0 && (errno == EPIPE || errno == ECONNRESET) { return }
             guard n < 0, errno == EAGAIN || errno == EINTR else { throw AgentClientError.unreachable(endpoint, "send: \(errnoText())") }
-            guard wait(fd, for: Int16(POLLOUT), deadline: deadline) else { throw AgentClientError.timedOut(endpoint) }
+            guard let ready = wait(fd, for: Int16(POLLOUT) | Int16(POLLIN), deadline: deadline) else {
+                throw AgentClientError.timedOut(endpoint)
+            }
+            if ready & Int16(POLLIN) != 0 { return }
         }
     }
 
@@ -120,23 +126,24 @@ public struct AgentClient: Sendable {
         while data.count < 1 << 20 {
             let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n > 0 { data += chunk[0..<n]; continue }
-            if n == 0 { return data }
+            if n == 0 || (errno == ECONNRESET && !data.isEmpty) { return data }
             guard errno == EAGAIN || errno == EINTR else { throw AgentClientError.unreachable(endpoint, "recv: \(errnoText())") }
-            guard wait(fd, for: Int16(POLLIN), deadline: deadline) else { throw AgentClientError.timedOut(endpoint) }
+            guard wait(fd, for: Int16(POLLIN), deadline: deadline) != nil else { throw AgentClientError.timedOut(endpoint) }
         }
         throw AgentClientError.badReply(endpoint, "the answer is larger than 1 MiB")
     }
 
-    private func wait(_ fd: Int32, for events: Int16, deadline: Double) -> Bool {
+    /// The events that became ready, or nil at the deadline.
+    private func wait(_ fd: Int32, for events: Int16, deadline: Double) -> Int16? {
         while true {
             let left = deadline - Clock.now
-            if left <= 0 { return false }
+            if left <= 0 { return nil }
             var p = pollfd(fd: fd, events: events, revents: 0)
             let r = poll(&p, 1, Int32(max(1, (left * 1000).rounded(.up))))
-            if r > 0 { return true }
+            if r > 0 { return p.revents }
             if r < 0 && errno == EINTR { continue }
-            if r == 0 { return false }
-            return true
+            if r == 0 { return nil }
+            return events
         }
     }
 
