@@ -90,7 +90,7 @@ public final class AgentAPI: @unchecked Sendable {
         let router = Router()
         router.add(middleware: MetricsMiddleware(metrics: metrics))
         if let token { router.add(middleware: BearerAuthMiddleware(token: token)) }
-        let routes = DecisionRoutes(agent: agent, metrics: metrics)
+        let routes = DecisionRoutes(agent: agent, config: config, metrics: metrics)
         routes.add(to: router)
         if config.apiInvocations {
             let served = DetectorModel(detector: agent.detector, path: config.resolvedModelPath)

@@ -12,6 +12,9 @@ import SQLiteStore
 /// past ones, status, a retraining on demand, and the metrics.
 struct DecisionRoutes: Sendable {
     let agent: AgentRuntime
+    /// The config the API started with: the pipeline's own may be replaced by a
+    /// reload on its thread, and the paths used here change only on restart anyway.
+    let config: AgentConfig
     let metrics: ServerMetrics
     /// Requests to these routes are small JSON objects.
     static let maxBody = 64 * 1024
@@ -25,7 +28,7 @@ struct DecisionRoutes: Sendable {
             return json(.object([("status", .string("a retraining starts now in the background"))]), status: .accepted)
         }
         router.get("/metrics") { _, _ in
-            let served = DetectorModel(detector: agent.detector, path: agent.config.resolvedModelPath).serving
+            let served = DetectorModel(detector: agent.detector, path: config.resolvedModelPath).serving
             let (logins, entities) = agent.detector.memorySize
             let text = metrics.render(model: served, reloads: (0, 0))
                 + agent.stats.render(logins: logins, entities: entities,
@@ -65,11 +68,10 @@ struct DecisionRoutes: Sendable {
         guard let verdict = try optionalString(body, "verdict"), verdict == "legitimate" || verdict == "compromised" else {
             throw HTTPError(.badRequest, message: "'verdict' must be \"legitimate\" or \"compromised\"")
         }
-        let agent = self.agent
+        let agent = self.agent, config = self.config
         // SQLite and, for a compromise, rebuilding the memory: off the request threads.
         let result: Result<(Int, Bool), SQLiteError> = await ServingRoutes<BasicRequestContext>.offload {
             Result { () throws(SQLiteError) -> (Int, Bool) in
-                let config = agent.config
                 let store = try ObservationStore(path: config.databasePath)
                 if verdict == "legitimate" {
                     let changed = try store.markLearned(user: user, ip: ip)
@@ -97,7 +99,6 @@ struct DecisionRoutes: Sendable {
     func status() -> JSONValue {
         let s = agent.stats.snapshot
         let (logins, entities) = agent.detector.memorySize
-        let config = agent.config
         var model: JSONValue = .null
         if let served = DetectorModel(detector: agent.detector, path: config.resolvedModelPath).serving {
             model = .object([

@@ -1,5 +1,6 @@
 import Agent
 import Foundation
+import IPInsights
 import Server
 
 /// The agent's current model as the hosting contract's routes see it: whatever
@@ -15,6 +16,8 @@ struct DetectorModel: ServedModel {
             ? Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9 : installedAt
         return LoadedModel(model: model, fileModified: written, loadedAt: installedAt, loadSeconds: 0)
     }
+
+    var model: Model? { detector.installedModel?.model }
 
     /// The agent swaps models in memory; it does not reload files.
     var reloads: (succeeded: Int, refused: Int) { (0, 0) }

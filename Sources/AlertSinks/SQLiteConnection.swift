@@ -29,15 +29,7 @@ final class SQLiteConnection: @unchecked Sendable {
 
     /// Runs `body` in an immediate transaction, rolled back if it throws.
     func transaction<T>(_ body: () throws(SpoolError) -> T) throws(SpoolError) -> T {
-        try execute("BEGIN IMMEDIATE")
-        do {
-            let result = try body()
-            try execute("COMMIT")
-            return result
-        } catch {
-            try? execute("ROLLBACK")
-            throw error
-        }
+        try database.transaction(mapError: { spoolError("transaction", $0) }, body)
     }
 
     var changes: Int { database.changes }

@@ -65,15 +65,23 @@ public final class SQLiteDatabase {
 
     /// Runs `body` in one transaction: all of it is committed, or none.
     public func transaction<T>(_ body: () throws(SQLiteError) -> T) throws(SQLiteError) -> T {
-        try execute("BEGIN IMMEDIATE")
-        do {
-            let result = try body()
-            try execute("COMMIT")
-            return result
-        } catch {
+        try transaction(mapError: { $0 }, body)
+    }
+
+    /// The same, for callers with an error type of their own: `mapError` turns
+    /// a failed BEGIN or COMMIT into it.
+    public func transaction<T, E: Error>(mapError: (SQLiteError) -> E, _ body: () throws(E) -> T) throws(E) -> T {
+        do { try execute("BEGIN IMMEDIATE") } catch { throw mapError(error) }
+        let result: T
+        do { result = try body() } catch {
             try? execute("ROLLBACK")
             throw error
         }
+        do { try execute("COMMIT") } catch {
+            try? execute("ROLLBACK")
+            throw mapError(error)
+        }
+        return result
     }
 
     /// How long a statement waits for another connection's lock before failing.

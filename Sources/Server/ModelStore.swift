@@ -26,6 +26,12 @@ public protocol ServedModel: Sendable {
     var serving: LoadedModel? { get }
     /// Reloads attempted since start: (loaded and now serving, refused).
     var reloads: (succeeded: Int, refused: Int) { get }
+    /// Just the model, for requests: cheaper than `serving` where that reads the file's metadata.
+    var model: Model? { get }
+}
+
+extension ServedModel {
+    public var model: Model? { serving?.model }
 }
 
 /// Identifies one version of a file; a rename over it or a write into it changes it.

@@ -21,7 +21,7 @@ public struct ServingRoutes<Context: RequestContext>: Sendable {
     public func add(to router: Router<Context>, metricsRoute: Bool = true) {
         // Ready once there is a model: `serve` loads one before it listens; the
         // agent may still be waiting for its first.
-        router.get("/ping") { _, _ in Response(status: store.serving == nil ? .serviceUnavailable : .ok) }
+        router.get("/ping") { _, _ in Response(status: store.model == nil ? .serviceUnavailable : .ok) }
         router.post("/invocations") { request, context in try await invocations(request, context: context) }
         router.get("/execution-parameters") { _, _ in executionParameters() }
         if metricsRoute {
@@ -71,7 +71,7 @@ public struct ServingRoutes<Context: RequestContext>: Sendable {
             throw HTTPError(.contentTooLarge, message: "the body is more than MaxPayloadInMB (\(configuration.maxPayloadInMB) MB)")
         }
         // Take the model once, so a reload during this request does not mix two models.
-        guard let model = store.serving?.model else {
+        guard let model = store.model else {
             throw HTTPError(.serviceUnavailable, message: "no model yet: the agent trains its first once enough logins are stored")
         }
         let score = { @Sendable () -> Result<Invocation.Answer, HTTPError> in
