@@ -191,9 +191,22 @@ public final class Detector: @unchecked Sendable {
     }
 }
 
-enum Format {
+/// Numbers and durations as text, without Foundation (reasons, status).
+public enum Format {
+    /// `93784` → `1d 2h 3m`: at most two units below the largest, for elapsed times.
+    public static func elapsed(_ seconds: Double) -> String {
+        var s = Int(max(0, seconds))
+        var parts: [String] = []
+        for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] where s >= size {
+            parts.append("\(s / size)\(unit)")
+            s %= size
+        }
+        if parts.isEmpty || (s > 0 && parts.count < 2) { parts.append("\(s)s") }
+        return parts.joined(separator: " ")
+    }
+
     /// `3600` → `1h`, `90` → `90s`: the largest unit that divides the value.
-    static func duration(_ seconds: Double) -> String {
+    public static func duration(_ seconds: Double) -> String {
         for (unit, size) in [("d", 86_400.0), ("h", 3600.0), ("m", 60.0)] where seconds >= size && seconds.truncatingRemainder(dividingBy: size) == 0 {
             return "\(Int(seconds / size))\(unit)"
         }
@@ -201,7 +214,7 @@ enum Format {
     }
 
     /// `value` with `digits` decimals, without Foundation.
-    static func fixed(_ value: Double, _ digits: Int) -> String {
+    public static func fixed(_ value: Double, _ digits: Int) -> String {
         guard value.isFinite else { return "\(value)" }
         var scale = 1.0
         for _ in 0..<digits { scale *= 10 }

@@ -1,3 +1,4 @@
+import Agent
 import AgentAPI
 import ArgumentParser
 import IPInsightsFormats
@@ -32,7 +33,7 @@ struct StatusCommand: ParsableCommand {
             guard let n = v?.numberValue else { return "-" }
             return n == n.rounded() && abs(n) < 1e15 ? String(Int64(n)) : Format.fixed(n, 4)
         }
-        print("uptime: \(Format.duration(value["uptime_seconds"]?.numberValue ?? 0))")
+        print("uptime: \(Format.elapsed(value["uptime_seconds"]?.numberValue ?? 0))")
         print("login events: \(number("login_events")), alerts: \(number("alerts")), mean lag from log to decision: \(number("mean_decision_lag_seconds")) s")
         let decisions = value["decisions"]?.objectValue ?? []
         print("decisions: " + (decisions.isEmpty ? "none yet" : decisions.map { "\($0.0) \(number("decisions", $0.0))" }.joined(separator: ", ")))
@@ -41,7 +42,7 @@ struct StatusCommand: ParsableCommand {
             print("model: none yet (the first is trained once enough logins are stored)")
         } else {
             let calibrated = value["model"]?["calibrated"] == .bool(true)
-            print("model: \(value["model"]?["path"]?.stringValue ?? "?"), written \(Format.duration(value["model"]?["age_seconds"]?.numberValue ?? 0)) ago, risk \(calibrated ? "calibrated" : "not calibrated yet")")
+            print("model: \(value["model"]?["path"]?.stringValue ?? "?"), written \(Format.elapsed(value["model"]?["age_seconds"]?.numberValue ?? 0)) ago, risk \(calibrated ? "calibrated" : "not calibrated yet")")
         }
         print("retrains: \(number("retrains", "installed")) installed, \(number("retrains", "kept_out")) kept out, \(number("retrains", "failed")) failed")
         if value["alert_delivery"] != .null {
@@ -83,25 +84,5 @@ enum AgentRequest {
             throw IngestCommandFailure("the agent answered \(reply.status): \(String(decoding: reply.body.prefix(300), as: UTF8.self))")
         }
         return value
-    }
-}
-
-enum Format {
-    static func fixed(_ value: Double, _ digits: Int) -> String {
-        var scale = 1.0
-        for _ in 0..<digits { scale *= 10 }
-        return String((value * scale).rounded() / scale)
-    }
-
-    /// `93784` → `1d 2h 3m`.
-    static func duration(_ seconds: Double) -> String {
-        var s = Int(max(0, seconds))
-        var parts: [String] = []
-        for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] where s >= size {
-            parts.append("\(s / size)\(unit)")
-            s %= size
-        }
-        if parts.isEmpty || (s > 0 && parts.count < 2) { parts.append("\(s)s") }
-        return parts.joined(separator: " ")
     }
 }
