@@ -64,11 +64,14 @@ public final class AgentAPI: @unchecked Sendable {
             started.fail()
             finished.signal()
         }
-        let deadline = Date(timeIntervalSinceNow: 10)
+        // Generous: the listeners run on the concurrency pool, which a busy process
+        // (a test runner with two cores) may hold for a while; a failure to bind
+        // is reported at once by the error above, not by this deadline.
+        let deadline = Date(timeIntervalSinceNow: 60)
         while started.count < services.count {
             if let error = failure.error { throw AgentAPIError(message: "the API could not start: \(error)") }
             if started.failed { throw AgentAPIError(message: "the API stopped while starting") }
-            if Date() > deadline { stop(); throw AgentAPIError(message: "the API did not start listening within 10 s") }
+            if Date() > deadline { stop(); throw AgentAPIError(message: "the API did not start listening within 60 s") }
             usleep(10_000)
         }
         agent.log.notice("API listening on " + started.addresses.joined(separator: ", "))
