@@ -60,11 +60,20 @@ public struct EntityHistory: Sendable {
     public private(set) var narrowEntities: [Int32] = []
     public private(set) var wideNetworks: [UInt64] = []
     public private(set) var wideEntities: [Int32] = []
+    /// The routed-network table, when one is given: then "unrelated" means more than
+    /// `nearRoutedNetworks` routed networks away rather than fewer shared bits.
+    public private(set) var networks: RoutedNetworks?
+
+    /// Within this many routed networks of a known address a login is near the
+    /// entity's networks (a neighbouring allocation of the same region or provider).
+    public static let nearRoutedNetworks = 64
 
     public init() {}
 
-    /// Builds the history of every entity in `pairs`.
-    public init(_ pairs: TrainingPairs) {
+    /// Builds the history of every entity in `pairs`; `networks` is the optional
+    /// routed-network table.
+    public init(_ pairs: TrainingPairs, networks: RoutedNetworks? = nil) {
+        self.networks = networks
         totalPairs = pairs.count
         let order = (0..<pairs.count).sorted {
             let a = pairs.entityHashes[$0], b = pairs.entityHashes[$1]
@@ -88,11 +97,10 @@ public struct EntityHistory: Sendable {
             for i in start..<(start + count) {
                 let ip = addresses[i]
                 if ip.isIPv4 { ipv4 += 1 }
-                var best = 0
-                if i > start { best = max(best, EntityHistory.sharedBits(ip, addresses[i - 1])) }
-                if i + 1 < start + count { best = max(best, EntityHistory.sharedBits(ip, addresses[i + 1])) }
-                let limit = ip.isIPv4 ? EntityHistory.isolatedBelow.ipv4 : EntityHistory.isolatedBelow.ipv6
-                if best < limit { isolated += 1 }
+                var related = false
+                if i > start { related = self.related(ip, addresses[i - 1]) }
+                if !related, i + 1 < start + count { related = self.related(ip, addresses[i + 1]) }
+                if !related { isolated += 1 }
                 // Sorted addresses: an entity's networks come in runs, one key each.
                 let narrow = EntityHistory.networkKey(ip, wide: false), wide = EntityHistory.networkKey(ip, wide: true)
                 if narrow != lastNarrow { narrowKeys.append(narrow); lastNarrow = narrow }
@@ -165,6 +173,28 @@ public struct EntityHistory: Sendable {
     }
 
     public var entityCount: Int { profiles.count }
+
+    /// Whether two addresses are in related networks: within `nearRoutedNetworks`
+    /// routed networks with a table, else sharing at least `isolatedBelow` bits.
+    /// Addresses are sorted, so an address's nearest is one of its neighbours.
+    @inline(__always)
+    func related(_ a: IPAddress, _ b: IPAddress) -> Bool {
+        if let networks, let d = networks.distance(a, b) { return d <= EntityHistory.nearRoutedNetworks }
+        return EntityHistory.sharedBits(a, b) >= (a.isIPv4 ? EntityHistory.isolatedBelow.ipv4 : EntityHistory.isolatedBelow.ipv6)
+    }
+
+    /// How many routed networks lie between `ip` and the nearest of the entity's
+    /// addresses of its family; nil without a table or such addresses. Row order is
+    /// address order, so the nearest is next to the insertion point.
+    public func routedDistance(entityHash: UInt64, to ip: IPAddress) -> Int? {
+        guard let networks, let p = profiles[entityHash], p.count > 0 else { return nil }
+        let lo = lowerBound(p, ip)
+        var best: Int? = nil
+        for i in [lo - 1, lo] where i >= p.start && i < p.start + p.count {
+            if let d = networks.distance(addresses[i], ip), best == nil || d < best! { best = d }
+        }
+        return best
+    }
 
     /// Leading bits two addresses share within their family (0 across families).
     @inline(__always)

@@ -12,8 +12,10 @@ public struct RiskAssessor: Sendable {
     }
 
     /// Fits the risk weights on `heldOut` normal logins (not in `history`).
-    public init(model: Model, history: TrainingPairs, heldOut: TrainingPairs, threads: Int = 2) {
-        let entityHistory = EntityHistory(history)
+    /// `networks` is the optional routed-network table.
+    public init(model: Model, history: TrainingPairs, heldOut: TrainingPairs, networks: RoutedNetworks? = nil,
+                threads: Int = 2) {
+        let entityHistory = EntityHistory(history, networks: networks)
         self.init(model: model, history: entityHistory,
                   riskModel: RiskModel.fit(model: model, history: entityHistory, normal: heldOut, threads: threads))
     }
@@ -48,6 +50,9 @@ public struct RiskAssessor: Sendable {
                     : "an \(v4 ? "IPv4" : "IPv6") address (\(facts.familyLogins) of the entity's \(facts.logins) logins are)"
             case "IPv6 × shared prefix":
                 return "the address shares only \(facts.sharedBits) leading bits with the nearest IPv6 address the entity used"
+            case "routed networks away":
+                return facts.routedDistance.map { "the address is \($0) routed networks from the nearest network the entity used" }
+                    ?? "the entity has no known network over \(v4 ? "IPv4" : "IPv6")"
             case "travel rate":
                 return "the entity seldom uses unrelated networks (\((facts.travelRate * 1000).rounded() / 10)% of its logins)"
             case "same /16 (/32) as history":

@@ -21,6 +21,7 @@ public struct RiskModel: Sendable, Equatable {
         "dot_product", "negative dot_product", "shared prefix with history", "activity",
         "travel rate", "same /16 (/32) as history", "same /24 (/48) as history", "unrelated network × activity",
         "unrelated network × travel rate", "IPv6", "new address family", "IPv6 × shared prefix",
+        "routed networks away",
     ]
     public var means: [Double]
     public var scales: [Double]
@@ -41,6 +42,12 @@ public struct RiskModel: Sendable, Equatable {
         /// common the network is across all users. Reported with the risk, not
         /// weighed in it (see the README: it did not help on the benchmarks).
         public var networkEntities: (narrow: Int, wide: Int)
+        /// Routed networks between the address and the entity's nearest known one
+        /// (with a routed-network table and a history in the family).
+        public var routedDistance: Int?
+        /// An unrelated network: more than `nearRoutedNetworks` routed networks
+        /// away with a table, else fewer than `isolatedBelow` shared bits.
+        public var unrelated: Bool
     }
 
     /// The facts of a login. `donor` is for synthetic takeovers: the entity whose
@@ -58,10 +65,14 @@ public struct RiskModel: Sendable, Equatable {
             if wide > 0, history.uses(entityHash: other, network: ip, length: lengths.wide) { wide -= 1 }
         }
         let familyShared = near.map { $0.address.isIPv4 == v4 } ?? false
-        return Facts(dotProduct: dotProduct, sharedBits: familyShared ? near!.bits : 0, familyBits: v4 ? 32 : 64,
+        let bits = familyShared ? near!.bits : 0
+        let routed = history.routedDistance(entityHash: entityHash, to: ip)
+        let unrelated = routed.map { $0 > EntityHistory.nearRoutedNetworks }
+            ?? (bits < (v4 ? EntityHistory.isolatedBelow.ipv4 : EntityHistory.isolatedBelow.ipv6))
+        return Facts(dotProduct: dotProduct, sharedBits: bits, familyBits: v4 ? 32 : 64,
                      logins: profile?.count ?? 0, familyLogins: profile?.logins(family: ip) ?? 0,
                      travelRate: history.travelRate(entityHash: entityHash), nearest: familyShared ? near?.address : nil,
-                     networkEntities: (narrow, wide))
+                     networkEntities: (narrow, wide), routedDistance: routed, unrelated: unrelated)
     }
 
     /// The features of a login, before standardisation.
@@ -84,13 +95,16 @@ public struct RiskModel: Sendable, Equatable {
         // address family regardless of the account's habits.
         let activity = log((Double(f.familyLogins) + 0.5) * entities / total)
         let travel = log(f.travelRate)
-        let unrelated = f.sharedBits < isolatedBelow
+        let unrelated = f.unrelated
+        // Routed networks away on a log scale (2^20 rows is more than any table
+        // has); without a history in the family, as far as can be.
+        let routed = history.networks == nil ? 0 : f.routedDistance.map { min(log2(1 + Double($0)) / 20, 1) } ?? 1
         let values: [Double] = [
             dot / 10, min(dot, 0) / 10, shared, activity, travel,
             f.sharedBits >= (v4 ? 16 : 32) ? 1 : 0, f.sharedBits >= (v4 ? 24 : 48) ? 1 : 0,
             unrelated ? activity : 0, unrelated ? travel : 0,
             // IPv6 prefixes on their own scale: a shared /32 is not a shared /16.
-            v4 ? 0 : 1, f.familyLogins == 0 ? 1 : 0, v4 ? 0 : shared,
+            v4 ? 0 : 1, f.familyLogins == 0 ? 1 : 0, v4 ? 0 : shared, routed,
         ]
         for (i, v) in values.enumerated() { out[i] = v }
     }

@@ -8,9 +8,12 @@ struct RiskOptions: ParsableArguments {
     var history: String?
     @Option(help: "Held-out normal logins to calibrate the risk (default: a tenth of the history, held out).")
     var calibration: String?
+    @Option(help: ArgumentHelp("Optional routed-network table (first<TAB>last<TAB>asn rows, pyasn style, gzip allowed): distance to the entity's networks is then counted in routed networks.", valueName: "file"))
+    var networks: String?
 
     func validate() throws {
         if calibration != nil && history == nil { throw ValidationError("--calibration needs --history") }
+        if networks != nil && history == nil { throw ValidationError("--networks needs --history") }
     }
 
     /// Reads the history, fits the risk weights, and reports them; nil without --history.
@@ -26,7 +29,12 @@ struct RiskOptions: ParsableArguments {
         } else {
             (known, heldOut) = RiskOptions.split(historyData.pairs)
         }
-        let assessor = RiskAssessor(model: model, history: known, heldOut: heldOut, threads: threads)
+        var table: RoutedNetworks? = nil
+        if let networks {
+            table = try RoutedNetworksFile.read(path: networks)
+            Console.error("\(networks): \(table!.count) routed networks")
+        }
+        let assessor = RiskAssessor(model: model, history: known, heldOut: heldOut, networks: table, threads: threads)
         Console.error("risk weights: " + zip(RiskModel.featureNames + ["intercept"], assessor.riskModel.weights)
             .map { "\($0)=\(Console.fixed($1, 3))" }.joined(separator: ", ")
             + "; travel-rate prior Beta(\(Console.fixed(assessor.history.travelPrior.alpha, 3)), \(Console.fixed(assessor.history.travelPrior.beta, 2)))")

@@ -95,6 +95,87 @@ import Testing
     }
 }
 
+@Suite struct RoutedNetworksTests {
+    func pairs(_ rows: [(String, String)]) -> TrainingPairs {
+        var p = TrainingPairs()
+        for (e, ip) in rows { p.append(entity: e, ip: IPAddress(ip)!) }
+        return p
+    }
+
+    /// Rows 0...: 10.0.0.0/24 (AS 1), then 10.0.1.0/24 ... one /24 each (AS 2) up to
+    /// 10.0.99.0/24, then 10.1.0.0/16 (AS 3), a hundred /24s of 20.0/16 (AS 5) and
+    /// 150.0.0.0/8 (AS 4); one IPv6 row.
+    func table() -> RoutedNetworks {
+        var rows: [(first: IPAddress, asn: UInt32)] = [(IPAddress("150.0.0.0")!, 4), (IPAddress("2001:db8::")!, 6)]
+        rows += (0..<100).map { (IPAddress("10.0.\($0).0")!, $0 == 0 ? 1 : 2) }
+        rows.append((IPAddress("10.1.0.0")!, 3))
+        rows += (0..<100).map { (IPAddress("20.0.\($0).0")!, 5) }
+        return RoutedNetworks(rows: rows)
+    }
+
+    @Test func rowsDistancesAndASNs() {
+        let t = table()
+        #expect(t.count == 203)
+        #expect(t.row(of: IPAddress("10.0.0.9")!) == 0 && t.row(of: IPAddress("10.0.5.200")!) == 5)
+        // Unrouted space between rows belongs to the row before; below every row, to the first.
+        #expect(t.row(of: IPAddress("10.200.0.1")!) == 100 && t.row(of: IPAddress("1.1.1.1")!) == 0)
+        #expect(t.distance(IPAddress("10.0.3.1")!, IPAddress("10.0.90.1")!) == 87)
+        #expect(t.distance(IPAddress("10.0.3.1")!, IPAddress("10.0.3.250")!) == 0)
+        #expect(t.distance(IPAddress("10.0.3.1")!, IPAddress("2001:db8::1")!) == nil)
+        #expect(t.asn(of: IPAddress("10.1.77.1")!) == 3 && t.asn(of: IPAddress("2001:db8:5::")!) == 6)
+        #expect(RoutedNetworks().row(of: IPAddress("10.0.0.1")!) == nil)
+    }
+
+    @Test func unrelatedNetworksAreCountedInRoutedNetworks() throws {
+        // 10.0.1.1 and 10.0.90.1 share 17 bits but lie 89 routed networks apart;
+        // 10.1.0.1 shares only 15 bits with 10.0.99.1 yet is the next routed network.
+        let rows = [("ann", "10.0.1.1"), ("ann", "10.0.1.2"), ("ann", "10.0.90.1"),
+                    ("ben", "10.0.99.1"), ("ben", "10.0.99.2"), ("ben", "10.1.0.1"), ("ben", "150.1.1.1")]
+        let plain = EntityHistory(pairs(rows)), routed = EntityHistory(pairs(rows), networks: table())
+        let ann = StableHash.xxh64("ann"), ben = StableHash.xxh64("ben")
+        #expect(plain.profiles[ann]!.isolated == 0 && routed.profiles[ann]!.isolated == 1)
+        #expect(plain.profiles[ben]!.isolated == 1 && routed.profiles[ben]!.isolated == 1, "150/8 is unrelated either way")
+        #expect(plain.routedDistance(entityHash: ann, to: IPAddress("10.0.50.1")!) == nil)
+        #expect(routed.routedDistance(entityHash: ann, to: IPAddress("10.0.50.1")!) == 40)
+        #expect(routed.routedDistance(entityHash: ann, to: IPAddress("2001:db8::1")!) == nil)
+
+        let far = RiskModel.facts(dotProduct: 0, history: routed, entityHash: ann, ip: IPAddress("10.0.80.9")!)
+        #expect(far.sharedBits >= 12 && far.routedDistance == 10 && !far.unrelated)
+        let farPlain = RiskModel.facts(dotProduct: 0, history: plain, entityHash: ben, ip: IPAddress("10.0.20.9")!)
+        let farRouted = RiskModel.facts(dotProduct: 0, history: routed, entityHash: ben, ip: IPAddress("10.0.20.9")!)
+        #expect(!farPlain.unrelated && farRouted.unrelated && farRouted.routedDistance == 79)
+        // Without a table the routed feature is constant, so it carries no weight.
+        let k = RiskModel.featureNames.firstIndex(of: "routed networks away")!
+        #expect(RiskModel.features(farPlain, history: plain)[k] == 0)
+        #expect(RiskModel.features(farRouted, history: routed)[k] > RiskModel.features(far, history: routed)[k])
+    }
+
+    @Test func riskUsesTheTableAndExplainsIt() throws {
+        // Users at home in their own /24 of 10.0/16; a login 30 routed networks from
+        // home is a neighbour to the table, a login in 150/8 unrelated.
+        var rng = SeededRandom(seed: 5)
+        var history = TrainingPairs(), heldOut = TrainingPairs()
+        for u in 0..<100 {
+            let logins = u < 10 ? 300 : 30
+            for k in 0..<logins {
+                let net = k % 15 == 0 ? 1 + rng.below(99) : u % 99 + 1
+                let ip = IPAddress(ipv4: UInt32(10 << 24 | net << 8 | rng.below(256)))
+                if k % 10 == 0 { heldOut.append(entity: "u\(u)", ip: ip) } else { history.append(entity: "u\(u)", ip: ip) }
+            }
+        }
+        var hp = Hyperparameters(numEntityVectors: 200, vectorDim: 8)
+        hp.epochs = 1
+        let model = Model(hyperparameters: hp)
+        model.initialise(seed: 1)
+        let assessor = RiskAssessor(model: model, history: history, heldOut: heldOut, networks: table())
+        #expect(assessor.history.networks != nil)
+        let away = assessor.assess(entityHash: StableHash.xxh64("u50"), ip: IPAddress("150.2.3.4")!, dotProduct: 0)
+        let home = assessor.assess(entityHash: StableHash.xxh64("u50"), ip: IPAddress("10.0.51.4")!, dotProduct: 0)
+        #expect(away.facts.unrelated && !home.facts.unrelated && away.risk > home.risk)
+        #expect(!away.mainReason.isEmpty && home.nearestNetwork == "10.0.51.0/24")
+    }
+}
+
 @Suite struct RiskModelTests {
     @Test func logisticRegressionRecoversKnownWeights() {
         // Labels drawn from a known logistic model; the fit must find its weights.

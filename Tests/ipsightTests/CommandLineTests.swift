@@ -197,6 +197,28 @@ import Testing
         #expect(reasons["nearest_network"] as? String == "10.5.0.0/24" || (reasons["nearest_network"] as? String)?.hasPrefix("10.5.") == true)
     }
 
+    @Test func riskWithARoutedNetworkTable() throws {
+        // One routed row per /16 of 10/8 the users live in, and 203.0.113/24.
+        var table = "# first\tlast\tasn\n"
+        for n in 0..<60 { table += "10.\(n).0.0\t10.\(n).255.255\t\(64_500 + n)\n" }
+        table += "203.0.113.0\t203.0.113.255\t64499\n"
+        let path = Self.work + "/networks.tsv"
+        try table.write(toFile: path, atomically: true, encoding: .utf8)
+        let refused = try Self.ipsight(["score", "--model", Self.model, "--networks", path], input: "a,1.2.3.4\n")
+        #expect(refused.status != 0 && refused.err.contains("--networks needs --history"))
+        let run = try Self.ipsight(["score", "--model", Self.model, "--history", Self.work + "/train.csv", "--networks", path,
+                                    "--accept", "application/jsonlines;risk=True"],
+                                   input: "user5,10.5.2.33\nuser5,203.0.113.9\n")
+        #expect(run.status == 0 && run.err.contains("61 routed networks"), "\(run.err)")
+        let lines = try run.out.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        let home = lines[0]["risk"] as! Double, away = lines[1]["risk"] as! Double
+        #expect(home < away, "home \(home), away \(away)")
+        try "10.0.0.0\tnot-an-address\t1\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let bad = try Self.ipsight(["score", "--model", Self.model, "--history", Self.work + "/train.csv", "--networks", path],
+                                   input: "user5,10.5.2.33\n")
+        #expect(bad.status != 0 && bad.err.contains("first<TAB>last<TAB>asn"))
+    }
+
     @Test func thresholdsMatchTheRequestedFalsePositiveRate() throws {
         let run = try Self.ipsight(["threshold", "--model", Self.model, "--normal", Self.work + "/train.csv", "--fpr", "0.05", "--fpr", "0.2"])
         #expect(run.status == 0, "\(run.err)")
