@@ -214,7 +214,8 @@ import Testing
         let home = lines[0]["risk"] as! Double, away = lines[1]["risk"] as! Double
         #expect(home < away, "home \(home), away \(away)")
         try "10.0.0.0\tnot-an-address\t1\n".write(toFile: path, atomically: true, encoding: .utf8)
-        let bad = try Self.ipsight(["score", "--model", Self.model, "--history", Self.work + "/train.csv", "--networks", path],
+        let bad = try Self.ipsight(["score", "--model", Self.model, "--history", Self.work + "/train.csv", "--networks", path,
+                                    "--accept", "application/jsonlines;risk=True"],
                                    input: "user5,10.5.2.33\n")
         #expect(bad.status != 0 && bad.err.contains("first<TAB>last<TAB>asn"))
     }
