@@ -76,11 +76,13 @@ let package = Package(
 
         .testTarget(name: "IPInsightsTests", dependencies: ["IPInsights", "IPInsightsFormats"]),
         .testTarget(name: "IPInsightsFormatsTests", dependencies: ["IPInsights", "IPInsightsFormats"]),
-        .testTarget(name: "ipsightTests", dependencies: ["ipsight"]),
+        .testTarget(name: "ipsightTests", dependencies: ["ipsight", "TestSupport"]),
         .testTarget(name: "LogSourcesTests", dependencies: ["LogSources"]),
-        .testTarget(name: "RulesTests", dependencies: ["Rules", "LogSources", "IPInsights"]),
+        .testTarget(name: "RulesTests", dependencies: ["Rules", "LogSources", "IPInsights", "TestSupport"]),
         .testTarget(name: "AlertSinksTests", dependencies: ["AlertSinks", "IPInsightsFormats"]),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "AgentAPI", "IPInsightsFormats"]),
+        .testTarget(name: "AgentTests", dependencies: ["Agent", "AgentAPI", "IPInsightsFormats", "TestSupport"]),
+        // What several test targets need from the real world: journald, a webhook receiver.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ServerTests", dependencies: [
             "Server", "IPInsights", "IPInsightsFormats",
             .product(name: "Hummingbird", package: "hummingbird"),

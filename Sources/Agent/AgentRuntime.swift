@@ -109,6 +109,7 @@ public final class AgentRuntime: @unchecked Sendable {
         var lastPrune = Clock.now
         var active = Set(sources.map(\.key))
         var failure: Error?
+        var skipped = SkipCounts()
 
         while !active.isEmpty {
             if stopRequested.load(ordering: .relaxed) || AgentSignals.takeTerminate() { break }
@@ -128,6 +129,7 @@ public final class AgentRuntime: @unchecked Sendable {
                 failure = error
                 break
             }
+            reportSkips(sources, &skipped)
         }
 
         // Shutdown: stop the sources, keep what was already read, save, drain alerts.
@@ -159,6 +161,17 @@ public final class AgentRuntime: @unchecked Sendable {
         // Every source ended and one of them failed: exit with an error so that the
         // service manager restarts the agent rather than leaving it idle.
         if active.isEmpty, let sourceFailure { throw AgentFailure(message: sourceFailure) }
+    }
+
+    /// Tells the log and the counters when a source refused input (a line over the
+    /// length limit, binary bytes): skipped, never a crash, but never silent.
+    private func reportSkips(_ sources: [(key: String, source: any LogSource)], _ reported: inout SkipCounts) {
+        let now = sources.reduce(SkipCounts()) { $0 + $1.source.skips }
+        guard now != reported else { return }
+        log.warning("skipped input: \(now.longLines - reported.longLines) over the length limit, "
+                    + "\(now.binaryLines - reported.binaryLines) binary (\(now.longLines + now.binaryLines) since start)")
+        stats.recordSkipped(tooLong: now.longLines, binary: now.binaryLines)
+        reported = now
     }
 
     private func handle(_ item: BatchInbox.Item, _ active: inout Set<String>) throws {
@@ -193,10 +206,15 @@ public final class AgentRuntime: @unchecked Sendable {
         var sources: [(key: String, source: any LogSource)] = []
         if config.journal {
             let rules = try AgentRuntime.loadRules(config, configPath: configPath)
-            let cursor = positions[SourcePositions.journalKey]
-            let reader = JournalReader(configuration: JournalReader.Configuration(
+            var settings = JournalReader.Configuration(
                 source: .local, matches: rules.journalMatches.map { $0.map(\.text) }, follow: config.follow,
-                cursor: cursor, startAtEnd: cursor == nil && config.startAtEnd))
+                cursor: positions[SourcePositions.journalKey])
+            if settings.cursor == nil && config.startAtEnd, let end = try JournalReader(configuration: settings).tailCursor() {
+                // Saved at once, as for files: a restart before the first new entry must not skip it.
+                try store.commit([], positions: [SourcePositions.journalKey: end])
+                settings.cursor = end
+            }
+            let reader = JournalReader(configuration: settings)
             try reader.start()
             sources.append((SourcePositions.journalKey, reader))
         }

@@ -20,6 +20,8 @@ public final class AgentStats: @unchecked Sendable {
         public var lagCounts: [Int]
         public var lagSum: Double
         public var lagTotal: Int
+        /// Input the sources refused: lines or entries over the length limit, and binary ones.
+        public var skipped: (tooLong: Int, binary: Int)
     }
 
     private let lock = NSLock()
@@ -27,7 +29,7 @@ public final class AgentStats: @unchecked Sendable {
 
     public init(now: Double = Clock.wall) {
         s = Snapshot(startedAt: now, events: 0, decisions: [:], alerts: 0, retrains: (0, 0, 0), lastRetrain: nil,
-                     lagCounts: [Int](repeating: 0, count: AgentStats.lagBuckets.count), lagSum: 0, lagTotal: 0)
+                     lagCounts: [Int](repeating: 0, count: AgentStats.lagBuckets.count), lagSum: 0, lagTotal: 0, skipped: (0, 0))
     }
 
     public var snapshot: Snapshot { lock.withLock { s } }
@@ -46,6 +48,11 @@ public final class AgentStats: @unchecked Sendable {
                 s.lagTotal += 1
             }
         }
+    }
+
+    /// The sources' refused input so far (their running totals).
+    public func recordSkipped(tooLong: Int, binary: Int) {
+        lock.withLock { s.skipped = (tooLong, binary) }
     }
 
     public func recordAPIDecision(_ decision: Decision) {
@@ -83,6 +90,8 @@ public final class AgentStats: @unchecked Sendable {
             }
         }
         metric("ipsight_decisions_total", "counter", "Decisions, by where the login came from (logs or the decide API) and kind.", decisionLines)
+        metric("ipsight_skipped_input_total", "counter", "Log lines or journal entries refused unread, by reason.",
+               [("{reason=\"too_long\"}", "\(s.skipped.tooLong)"), ("{reason=\"binary\"}", "\(s.skipped.binary)")])
         metric("ipsight_alerts_total", "counter", "Alerts and challenges submitted to the alert outputs and sinks.", [("", "\(s.alerts)")])
         var lag: [(String, String)] = []
         var cumulative = 0

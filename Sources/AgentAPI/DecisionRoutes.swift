@@ -118,6 +118,7 @@ struct DecisionRoutes: Sendable {
         return .object([
             ("uptime_seconds", .number((Clock.wall - s.startedAt).rounded())),
             ("login_events", .number(Double(s.events))),
+            ("skipped_input", .number(Double(s.skipped.tooLong + s.skipped.binary))),
             ("decisions", .object(s.decisions.sorted { $0.key < $1.key }.map { ($0.key, .number(Double($0.value))) })),
             ("alerts", .number(Double(s.alerts))),
             ("mean_decision_lag_seconds", lag),

@@ -27,6 +27,12 @@ public struct RiskModel: Sendable, Equatable {
     public var scales: [Double]
     /// One weight per feature, then the intercept.
     public var weights: [Double]
+    /// The range of each feature in the calibration rows. A login is scored with its
+    /// features held to that range: a linear model knows nothing beyond it, and a
+    /// history that drifted since calibration (a feature that was nearly constant
+    /// then) must not swing the log odds by tens of units.
+    public var lows: [Double]
+    public var highs: [Double]
 
     /// What the risk is made of for one login.
     public struct Facts: Sendable {
@@ -112,15 +118,21 @@ public struct RiskModel: Sendable, Equatable {
     /// Log odds of takeover against the entity's own login.
     public func logOdds(_ features: [Double]) -> Double {
         var z = weights[features.count]
-        for i in features.indices { z += weights[i] * (features[i] - means[i]) / scales[i] }
+        for i in features.indices { z += term(i, features[i]) }
         return z
+    }
+
+    /// Feature `i`'s share of the log odds: weight × standardised value, within the calibration range.
+    @inline(__always)
+    func term(_ i: Int, _ value: Double) -> Double {
+        weights[i] * (min(max(value, lows[i]), highs[i]) - means[i]) / scales[i]
     }
 
     public func risk(_ features: [Double]) -> Double { 1 / (1 + exp(-logOdds(features))) }
 
     /// Each feature's share of the log odds (weight × standardised value), for explanations.
     public func contributions(_ features: [Double]) -> [(name: String, logOdds: Double)] {
-        features.indices.map { (RiskModel.featureNames[$0], weights[$0] * (features[$0] - means[$0]) / scales[$0]) }
+        features.indices.map { (RiskModel.featureNames[$0], term($0, features[$0])) }
     }
 
     /// Fits the weights: `normal` are logins the history and the model have not seen
@@ -188,7 +200,14 @@ public struct RiskModel: Sendable, Equatable {
         precondition(x.count == rows * k)
         let n = Double(max(rows, 1))
         var means = [Double](repeating: 0, count: k), scales = [Double](repeating: 1, count: k)
-        for i in 0..<rows { for j in 0..<k { means[j] += x[i * k + j] } }
+        var lows = [Double](repeating: rows > 0 ? .infinity : 0, count: k), highs = [Double](repeating: rows > 0 ? -.infinity : 0, count: k)
+        for i in 0..<rows {
+            for j in 0..<k {
+                means[j] += x[i * k + j]
+                lows[j] = min(lows[j], x[i * k + j])
+                highs[j] = max(highs[j], x[i * k + j])
+            }
+        }
         for j in 0..<k { means[j] /= n }
         var variances = [Double](repeating: 0, count: k)
         for i in 0..<rows { for j in 0..<k { let d = x[i * k + j] - means[j]; variances[j] += d * d } }
@@ -244,7 +263,7 @@ public struct RiskModel: Sendable, Equatable {
             for j in 0..<k1 { w[j] -= step[j]; largest = max(largest, abs(step[j])) }
             if largest < 1e-7 { break }
         }
-        return RiskModel(means: means, scales: scales, weights: w)
+        return RiskModel(means: means, scales: scales, weights: w, lows: lows, highs: highs)
     }
 
     /// Solves a small symmetric positive definite system by Gaussian elimination with pivoting.

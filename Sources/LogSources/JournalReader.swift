@@ -91,6 +91,24 @@ public final class JournalReader: @unchecked Sendable {
         thread = handle
     }
 
+    /// The cursor of the last entry matching the configuration's matches, or nil
+    /// when none exists. A consumer that starts at the end saves it at once, so that
+    /// a restart before the first new entry resumes there instead of skipping to a
+    /// later end.
+    public func tailCursor() throws(SourceError) -> String? {
+        let journal = try open()
+        defer { sd_journal_close(journal) }
+        sd_journal_seek_tail(journal)
+        let p = sd_journal_previous(journal)
+        guard p >= 0 else { throw SourceError.journal(operation: "previous", code: p) }
+        guard p > 0 else { return nil }
+        var pointer: UnsafeMutablePointer<CChar>?
+        let r = sd_journal_get_cursor(journal, &pointer)
+        guard r >= 0, let pointer else { throw SourceError.journal(operation: "get cursor", code: r) }
+        defer { free(pointer) }
+        return String(cString: pointer)
+    }
+
     /// Stops reading: a waiting consumer sees the end at once, the thread
     /// notices within one wait interval and closes the journal.
     public func stop() {

@@ -34,7 +34,7 @@ struct StatusCommand: ParsableCommand {
             return n == n.rounded() && abs(n) < 1e15 ? String(Int64(n)) : Format.fixed(n, 4)
         }
         print("uptime: \(Format.elapsed(value["uptime_seconds"]?.numberValue ?? 0))")
-        print("login events: \(number("login_events")), alerts: \(number("alerts")), mean lag from log to decision: \(number("mean_decision_lag_seconds")) s")
+        print("login events: \(number("login_events")), skipped input: \(number("skipped_input")), alerts: \(number("alerts")), mean lag from log to decision: \(number("mean_decision_lag_seconds")) s")
         let decisions = value["decisions"]?.objectValue ?? []
         print("decisions: " + (decisions.isEmpty ? "none yet" : decisions.map { "\($0.0) \(number("decisions", $0.0))" }.joined(separator: ", ")))
         print("history: \(number("history", "logins")) logins of \(number("history", "entities")) entities")

@@ -1,6 +1,7 @@
 import Foundation
 import IPInsights
 import Testing
+import TestSupport
 @testable import Agent
 
 /// The agent with a `[sink.NAME]` webhook: alerts reach a real receiver on
@@ -8,47 +9,6 @@ import Testing
 /// receiver is down arrive after it comes back, across an agent restart.
 @Suite(.serialized) struct WebhookDeliveryTests {
     static let secret = "whsec_" + Data("ipsight-test-signing-key".utf8).base64EncodedString()
-
-    /// `shared/bench/webhook_sink.py` as a subprocess.
-    final class Receiver {
-        let port: Int
-        let output: String
-        let process = Process()
-
-        init(port: Int, output: String) throws {
-            self.port = port
-            self.output = output
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            process.arguments = [Paths.packageRoot + "/../shared/bench/webhook_sink.py", "--port", String(port),
-                                 "--out", output, "--secret", WebhookDeliveryTests.secret]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let deadline = Date().addingTimeInterval(15)
-            while Date() < deadline, !Receiver.listening(port) { usleep(50_000) }
-        }
-
-        static func listening(_ port: Int) -> Bool {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(fd) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            return withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-            }
-        }
-
-        func records() -> [[String: Any]] {
-            guard let text = try? String(contentsOfFile: output, encoding: .utf8) else { return [] }
-            return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-        }
-
-        func stop() {
-            if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
-        }
-    }
 
     func config(_ dir: TemporaryDirectory, port: Int) throws -> AgentConfig {
         setenv("IPSIGHT_TEST_WEBHOOK_SECRET", Self.secret, 1)
@@ -103,7 +63,7 @@ import Testing
         #expect(local.count == Synthetic.users.count, "every attack alerted locally")
 
         // The receiver comes back; a restarted agent delivers what was spooled.
-        let receiver = try Receiver(port: port, output: dir.file("received.jsonl"))
+        let receiver = try WebhookReceiver(port: port, output: dir.file("received.jsonl"), secret: Self.secret)
         defer { receiver.stop() }
         let third = try AgentRuntime(config: c, configPath: nil, log: AgentLog(minimum: .warning))
         try third.run(retrain: false)

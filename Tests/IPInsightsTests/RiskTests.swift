@@ -196,6 +196,30 @@ import Testing
         }
     }
 
+    @Test func featuresBeyondTheCalibrationRangeCountAsItsEdge() {
+        // Feature 0 separates the classes and spans [-1, 1]; every other feature is
+        // almost constant in calibration, as the travel rate is when nobody travels.
+        var rng = SeededRandom(seed: 9)
+        let k = RiskModel.featureNames.count
+        var x: [[Double]] = [], y: [Double] = []
+        for i in 0..<4_000 {
+            var row = (0..<k).map { _ in 0.001 * Double(rng.gaussian()) }
+            row[0] = Double(rng.unit()) * 2 - 1
+            x.append(row)
+            y.append(i % 2 == 0 ? (row[0] > 0 ? 1 : 0) : (row[0] > 0.5 ? 1 : 0))
+        }
+        let fitted = RiskModel.logisticRegression(x, y)
+        var edge = [Double](repeating: 0, count: k), beyond = edge
+        edge[0] = fitted.highs[0]
+        beyond[0] = 50
+        #expect(fitted.logOdds(beyond) == fitted.logOdds(edge), "no extrapolation beyond the largest value seen")
+        // A drifted near-constant feature moves the log odds by no more than its calibration spread allows.
+        var drifted = edge
+        for j in 1..<k { drifted[j] = 3 }
+        #expect(abs(fitted.logOdds(drifted) - fitted.logOdds(edge)) < 1, "\(fitted.logOdds(drifted)) vs \(fitted.logOdds(edge))")
+        #expect(fitted.contributions(beyond)[0].logOdds == fitted.contributions(edge)[0].logOdds)
+    }
+
     @Test func solveHandlesPivoting() {
         let x = RiskModel.solve([[0, 2, 1], [1, 1, 0], [3, 0, 1]], [6, 3, 5])
         // 0a + 2b + c = 6, a + b = 3, 3a + c = 5 (the first pivot is 0: rows must swap)  →  a = 1, b = 2, c = 2

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import IPInsights
 import LogSources
 @testable import Rules
@@ -27,7 +28,7 @@ func canonical(_ value: Any?) -> String? {
     static func render(format: String, events: String, directory: String) throws -> (lines: [String], truth: [[String: Any]]) {
         let script = Paths.shared + "/bench/render_logs.py"
         guard FileManager.default.fileExists(atPath: script) else {
-            throw TestFailure("\(script) is missing: clone the shared/ directory beside the repository")
+            throw SupportError("\(script) is missing: clone the shared/ directory beside the repository")
         }
         let truthPath = directory + "/truth-\(format).jsonl"
         let outPath = directory + "/out-\(format).log"
@@ -38,7 +39,7 @@ func canonical(_ value: Any?) -> String? {
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
         try process.run()
         process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw TestFailure("render_logs.py failed") }
+        guard process.terminationStatus == 0 else { throw SupportError("render_logs.py failed") }
         let lines = try String(contentsOfFile: outPath, encoding: .utf8).split(separator: "\n").map(String.init)
         let truth = try String(contentsOfFile: truthPath, encoding: .utf8).split(separator: "\n").map {
             try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
@@ -110,9 +111,4 @@ func canonical(_ value: Any?) -> String? {
         let noTrailer = String(repeating: "from 1.1.1.1 port ", count: 3_000)
         #expect(event(rules.match(record("Nov  4 10:00:00 h sshd[1]: Accepted password for \(noTrailer)"))) == nil)
     }
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
 }

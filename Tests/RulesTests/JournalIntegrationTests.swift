@@ -1,77 +1,12 @@
 import Foundation
 import Testing
+import TestSupport
 import LogSources
 @testable import Rules
 
 /// A real journald: entries written by logger, systemd-cat and journal_send.py
 /// are read back live through `JournalReader`.
-///
-/// If no journald listens on its socket and we are root, journald is started (as
-/// in a container without systemd as PID 1); otherwise the tests fail saying why.
-/// The socket file alone proves nothing: a journald that died leaves it behind.
-enum Journald {
-    static let socket = "/run/systemd/journal/socket"
-
-    /// Whether a datagram connect to journald's socket finds a listener.
-    static func listening() -> Bool {
-        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            for (i, byte) in socket.utf8.enumerated() { buffer[i] = byte }
-        }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
-            }
-        }
-    }
-
-    static let ready: Result<Void, TestFailure> = {
-        if listening() { return .success(()) }
-        guard getuid() == 0 else {
-            return .failure(TestFailure("journald is not listening on \(socket) and only root can start it"))
-        }
-        let daemon = "/lib/systemd/systemd-journald"
-        guard FileManager.default.isExecutableFile(atPath: daemon) else {
-            return .failure(TestFailure("\(daemon) not found: install systemd"))
-        }
-        for name in ["socket", "stdout", "dev-log", "io.systemd.journal"] {
-            unlink("/run/systemd/journal/\(name)")
-        }
-        try? FileManager.default.createDirectory(atPath: "/run/systemd/journal", withIntermediateDirectories: true)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: daemon)
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        do { try process.run() } catch { return .failure(TestFailure("cannot start journald: \(error)")) }
-        for _ in 0..<100 where !listening() { usleep(100_000) }
-        return listening() ? .success(()) : .failure(TestFailure("journald did not start listening on \(socket)"))
-    }()
-
-    static func require() throws { try ready.get() }
-
-    /// Runs a command, feeding `input` on standard input; fails on a non-zero exit.
-    static func run(_ arguments: [String], input: String? = nil) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let pipe = Pipe()
-        let errors = Pipe()
-        process.standardInput = pipe
-        process.standardError = errors
-        try process.run()
-        if let input { pipe.fileHandleForWriting.write(Data(input.utf8)) }
-        try pipe.fileHandleForWriting.close()
-        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw TestFailure("\(arguments.joined(separator: " ")) failed (exit \(process.terminationStatus)): \(message)")
-        }
-    }
-
+extension Journald {
     /// Reads records (following) until `done` says so; a deadline stops a test
     /// that would otherwise wait forever for an entry that never comes.
     static func collect(_ configuration: JournalReader.Configuration, deadline seconds: Double = 30,
@@ -90,8 +25,6 @@ enum Journald {
         reader.join()
         return records
     }
-
-    static func token() -> String { "t\(getpid())x\(UInt32.random(in: 0...UInt32.max))" }
 }
 
 @Suite(.serialized) struct JournalIntegrationTests {
@@ -164,7 +97,7 @@ enum Journald {
         let token = Journald.token()
         let script = Paths.shared + "/bench/journal_send.py"
         guard FileManager.default.fileExists(atPath: script) else {
-            throw TestFailure("\(script) is missing: clone the shared/ directory beside the repository")
+            throw SupportError("\(script) is missing: clone the shared/ directory beside the repository")
         }
         // sshd's own entry: a process named sshd, as root.
         try Journald.run(["python3", script, "--comm", "sshd"],
@@ -209,8 +142,10 @@ enum Journald {
         try write(2)
         while records.count < 2, let batch = try reader.nextBatch() { records += batch }
         // The file the reader stands in is archived, then deleted.
-        try Journald.run(["journalctl", "--rotate"])
-        try Journald.run(["journalctl", "--vacuum-files=1"])
+        try Journald.exclusively {
+            try Journald.run(["journalctl", "--rotate"])
+            try Journald.run(["journalctl", "--vacuum-files=1"])
+        }
         try write(3)
         try write(4)
         while records.count < 4, let batch = try reader.nextBatch() { records += batch }

@@ -9,11 +9,11 @@ import Testing
         let process = Process()
         let errPath: String
 
-        init(config: String, dir: String) throws {
+        init(config: String, dir: String, verbose: Bool = false) throws {
             errPath = dir + "/agent.err"
             FileManager.default.createFile(atPath: errPath, contents: nil)
             process.executableURL = URL(fileURLWithPath: CommandLineTests.binary)
-            process.arguments = ["run", "--config", config]
+            process.arguments = ["run", "--config", config] + (verbose ? ["--verbose"] : [])
             process.standardOutput = FileHandle(forWritingAtPath: dir + "/alerts.out") ?? FileHandle.nullDevice
             process.standardError = FileHandle(forWritingAtPath: errPath)
             try process.run()
