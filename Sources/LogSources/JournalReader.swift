@@ -36,13 +36,16 @@ public final class JournalReader: @unchecked Sendable {
         public var startAtEnd: Bool
         public var batchSize: Int
         public var queueCapacity: Int
-        /// How long one `sd_journal_wait` lasts, so a stop request is noticed.
+        /// How long one `sd_journal_wait` lasts: a stop request is noticed, and new
+        /// entries are looked for, at least this often. journald coalesces its change
+        /// notifications over 250 ms, but an entry is readable as soon as it is
+        /// written, so polling at 50 ms cuts the delay to a decision by about five.
         public var waitInterval: Double
         public var maxMessageLength: Int
 
         public init(source: Source = .local, matches: [[String]] = [], follow: Bool = false, cursor: String? = nil,
                     startAtEnd: Bool = false, batchSize: Int = 512, queueCapacity: Int = 8,
-                    waitInterval: Double = 0.25, maxMessageLength: Int = 64 * 1024) {
+                    waitInterval: Double = 0.05, maxMessageLength: Int = 64 * 1024) {
             self.source = source
             self.matches = matches
             self.follow = follow
