@@ -10,14 +10,14 @@ import IPInsightsFormats
 /// reading, so that a calibration and the history scored against it can be
 /// checked to share the same table (`===`) without comparing a million rows, and
 /// a reload reads the file again only when it is another file or has changed.
-public final class RoutedNetworksTable: Sendable {
+public final class RoutedNetworksTable: Sendable, Equatable {
     public let path: String
     public let networks: RoutedNetworks
     /// Device, inode, size and modification time when read: a table replaced
     /// (renamed over) or rewritten in place differs in one of them.
     let stamp: [Int64]?
 
-    public init(path: String, networks: RoutedNetworks) {
+    public convenience init(path: String, networks: RoutedNetworks) {
         self.init(path: path, networks: networks, stamp: RoutedNetworksTable.stamp(path))
     }
 
@@ -44,6 +44,9 @@ public final class RoutedNetworksTable: Sendable {
     func isCurrent(path: String) -> Bool {
         path == self.path && stamp != nil && RoutedNetworksTable.stamp(path) == stamp
     }
+
+    /// The same reading: what a calibration and a history must share.
+    public static func == (a: RoutedNetworksTable, b: RoutedNetworksTable) -> Bool { a === b }
 
     static func stamp(_ path: String) -> [Int64]? {
         var st = stat()
