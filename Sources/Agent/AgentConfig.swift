@@ -95,6 +95,17 @@ public struct AgentConfig: Sendable, Equatable {
     public var stuffingMinUsers = 5
     public var stuffingWindow = 3600.0
 
+    // [risk]
+    /// `networks`: a routed-network table (`first last asn` rows) the risk counts
+    /// distances in; nil (the default): distances in shared prefix bits.
+    public var networksPath: String?
+    /// The table itself, read by `loadNetworks`, not by `parse`: commands that only
+    /// need the socket or the state directory do not read a large file.
+    public var networks: RoutedNetworksTable?
+    /// Where `networks` was set, for errors found when the table is read.
+    var networksLine: Int?
+    var file = "(built-in)"
+
     // [retrain]
     public var retrainInterval = 86_400.0
     public var retention = 90 * 86_400.0
@@ -154,6 +165,7 @@ public struct AgentConfig: Sendable, Equatable {
     public static func parse(_ text: String, path: String) throws(ConfigError) -> AgentConfig {
         let file = try ConfigFile(text: text, path: path)
         var config = AgentConfig()
+        config.file = path
         var reader = ConfigReader(path: path)
         // Service thresholds start from [thresholds] wherever it is in the file.
         let isService = { (e: ConfigFile.Entry) in e.section.hasPrefix("thresholds.") }
@@ -232,6 +244,9 @@ public struct AgentConfig: Sendable, Equatable {
         case ("api", "invocations"): apiInvocations = try r.bool(e)
         case ("credential_stuffing", "min_users"): stuffingMinUsers = try r.integer(e, 0...1_000_000)
         case ("credential_stuffing", "window"): stuffingWindow = try r.duration(e)
+        case ("risk", "networks"):
+            networksPath = e.value.isEmpty || e.value == "off" ? nil : try r.path(e)
+            networksLine = e.line
         case ("retrain", "interval"): retrainInterval = try r.duration(e)
         case ("retrain", "retention"): retention = try r.duration(e)
         case ("retrain", "bootstrap_min_logins"): bootstrapMinLogins = try r.integer(e, 10...100_000_000)
@@ -286,6 +301,26 @@ public struct AgentConfig: Sendable, Equatable {
 }
 
 extension AgentConfig {
+    /// Reads the routed-network table `[risk] networks` names into `networks`, or
+    /// takes `previous` when it is that file unchanged (a reload). A table that
+    /// cannot be read or has a malformed row is an error naming the key's line,
+    /// then the table's line.
+    public mutating func loadNetworks(reusing previous: RoutedNetworksTable? = nil) throws(ConfigError) {
+        guard let path = networksPath else {
+            networks = nil
+            return
+        }
+        if let previous, previous.isCurrent(path: path) {
+            networks = previous
+            return
+        }
+        do {
+            networks = try RoutedNetworksTable.read(path: path)
+        } catch {
+            throw ConfigError(file: file, line: networksLine, key: "risk.networks", message: error.description)
+        }
+    }
+
     /// Whether `host` only accepts connections from this machine.
     public static func isLoopback(_ host: String) -> Bool {
         let h = host.lowercased()

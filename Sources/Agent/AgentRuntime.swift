@@ -32,6 +32,10 @@ public final class AgentRuntime: @unchecked Sendable {
     /// throws what would keep the agent from working, before anything is read.
     public init(config: AgentConfig, configPath: String?, router: (any AlertRouting)? = nil,
                 log: AgentLog = AgentLog()) throws {
+        var config = config
+        // Read once here (a reload reads it again only if it changed): the first
+        // calibration below is fitted with it.
+        if config.networks == nil { try config.loadNetworks() }
         self.config = config
         self.configPath = configPath
         self.log = log
@@ -60,6 +64,7 @@ public final class AgentRuntime: @unchecked Sendable {
         processor = EventProcessor(rules: rules, detector: detector, config: config)
         self.router = try router ?? AgentRuntime.makeRouter(config)
         retrainer = Retrainer(config: config, detector: detector, log: log, stats: stats)
+        if let table = config.networks { log.info("routed-network table \(table.path): \(table.networks.count) networks") }
         log.info("state in \(config.stateDirectory): \(window.count) logins in the window (\(pruned) older ones removed); "
             + (model == nil ? "no model yet, one is trained after \(config.bootstrapMinLogins) logins" : "model \(config.resolvedModelPath)")
             + (detector.calibration == nil ? "; risk not calibrated yet" : "; risk calibrated"))
@@ -244,6 +249,8 @@ public final class AgentRuntime: @unchecked Sendable {
         }
         do {
             var new = try AgentConfig.load(path: path)
+            // An unreadable or malformed table refuses the whole reload, like any bad key.
+            try new.loadNetworks(reusing: config.networks)
             if new.entity != config.entity {
                 // Histories and the model are keyed by entity: a new key needs a restart.
                 log.warning("reload: agent.entity changes only on restart; keeping \(config.entity.rawValue)")
@@ -254,10 +261,18 @@ public final class AgentRuntime: @unchecked Sendable {
                 || new.alertOutputs != config.alertOutputs || new.modelPath != config.modelPath {
                 log.warning("reload: sources, state_dir, model and alert output change only on restart")
             }
+            let tableChanged = new.networks !== config.networks
             processor.reconfigure(new, rules: rules)
             retrainer.reconfigure(new)
             config = new
             log.notice("reloaded \(path)")
+            if tableChanged {
+                // The risk weights were fitted with the old table: refitted with the
+                // new one, scoring keeps the old pair until then.
+                log.notice("reload: " + (new.networks.map { "routed-network table \($0.path): \($0.networks.count) networks" }
+                    ?? "no routed-network table") + "; recalibrating the risk")
+                retrainer.recalibrate()
+            }
         } catch {
             log.error("reload refused, the running config stays: \(error)")
         }

@@ -12,6 +12,10 @@ public struct Calibration: Sendable {
     /// The median dot_product of normal logins: what an entity the model has not
     /// been trained on is scored with, so that its risk rests on its history.
     public var typicalDotProduct: Float
+    /// The routed-network table the risk weights were fitted with: the history
+    /// scored against them must use the same one, or the routed feature would
+    /// mean something else than it did in the fit.
+    public var networks: RoutedNetworksTable?
 
     /// The service's thresholds as risk values: risk at or above them fires.
     public func thresholds(for service: String, config: AgentConfig) -> (challenge: Double, alert: Double) {
@@ -30,8 +34,8 @@ public struct Calibration: Sendable {
     }
 
     /// Fits on `observations` (oldest first): the most recent `validationShare`
-    /// (at most 20,000) are the normal traffic, the rest the history. Nil when
-    /// there are too few.
+    /// (at most 20,000) are the normal traffic, the rest the history, with the
+    /// config's routed-network table when it has one. Nil when there are too few.
     public static func fit(model: Model, observations: [Observation], config: AgentConfig,
                            threads: Int = 1) -> Calibration? {
         let share = Int(Double(observations.count) * config.validationShare)
@@ -41,7 +45,8 @@ public struct Calibration: Sendable {
         let history = EntityKeys.pairs(observations[..<split], config: config)
         let normal = EntityKeys.pairs(observations[split...], config: config)
         guard history.count > 0, normal.count > 0 else { return nil }
-        let assessor = RiskAssessor(model: model, history: history, heldOut: normal, threads: threads)
+        let assessor = RiskAssessor(model: model, history: history, heldOut: normal, networks: config.networks?.networks,
+                                    threads: threads)
 
         var risks: [String: [Double]] = [:]
         var all: [Double] = []
@@ -57,7 +62,7 @@ public struct Calibration: Sendable {
         }
         for key in risks.keys { risks[key]!.sort() }
         return Calibration(riskModel: assessor.riskModel, normalRisks: risks, allRisks: all.sorted(),
-                           typicalDotProduct: dots.sorted()[dots.count / 2])
+                           typicalDotProduct: dots.sorted()[dots.count / 2], networks: config.networks)
     }
 
     /// Just above the q-quantile (nearest rank) of an ascending sample, so that

@@ -31,6 +31,8 @@ public final class Detector: @unchecked Sendable {
     /// The history the risk is assessed over, rebuilt from `memory` when stale.
     private var history = EntityHistory()
     private var historyPairs = 0
+    /// The routed-network table `history` was built with (its calibration's).
+    private var historyNetworks: RoutedNetworksTable?
 
     public init(config: AgentConfig, model: Model?) {
         self.config = config
@@ -72,6 +74,7 @@ public final class Detector: @unchecked Sendable {
             memory = EntityMemory()
             history = EntityHistory()
             historyPairs = 0
+            historyNetworks = nil
             for o in observations { rememberLocked(user: o.user, service: o.service, ip: o.ip) }
         }
     }
@@ -147,7 +150,7 @@ public final class Detector: @unchecked Sendable {
             return Verdict(decision: .learn, reason: "calibrating", reasons: [("calibrating", "too few logins to calibrate risk yet")],
                            summary: "\(subject): risk not calibrated yet")
         }
-        refreshHistory(needing: hash)
+        refreshHistory(needing: hash, networks: calibration.networks)
         // An entity newer than the model has an untrained vector: its dot_product
         // is noise until the next retraining, so the typical one stands in.
         let trained = modelEntities?.contains(hash) ?? true
@@ -166,6 +169,19 @@ public final class Detector: @unchecked Sendable {
             reasons.append(("nearest known network", network))
             reasons.append(("share of logins near it", "\(Format.fixed(a.shareNearNetwork * 100, 1))% in the same \(ip.isIPv4 ? "/16" : "/32")"))
         }
+        if a.routed {
+            // With a routed-network table: how far, in routed networks, and whose
+            // networks (an analyst knows AS numbers: a provider, a cloud, a VPN).
+            let family = ip.isIPv4 ? "IPv4" : "IPv6"
+            let unknown = a.asn == nil ? "unknown: the routed-network table has no \(family) networks"
+                : "unknown: the entity has no \(family) login in its history"
+            let near = EntityHistory.nearRoutedNetworks
+            reasons.append(("routed_networks_away", a.facts.routedDistance.map {
+                $0 <= near ? "\($0): a related network (within \(near))" : "\($0): an unrelated network (more than \(near))"
+            } ?? unknown))
+            reasons.append(("asn", a.asn.map { "AS\($0)" } ?? unknown))
+            reasons.append(("nearest_network_asn", a.nearestASN.map { "AS\($0)" } ?? unknown))
+        }
         reasons.append(("logins in history", "\(a.facts.logins)"))
         if !memory.hasSeen(hash, ip) {
             let v4 = ip.isIPv4
@@ -179,14 +195,17 @@ public final class Detector: @unchecked Sendable {
     }
 
     /// Rebuilds the entities' history when the entity being scored is missing from
-    /// it, or when it lags the memory by a twentieth: each rebuild is a sort, so
-    /// it happens rarely, never per event.
-    private func refreshHistory(needing hash: UInt64) {
+    /// it, when it lags the memory by a twentieth, or when the calibration in force
+    /// was fitted with another routed-network table: each rebuild is a sort, so it
+    /// happens rarely, never per event.
+    private func refreshHistory(needing hash: UInt64, networks: RoutedNetworksTable?) {
         let pending = memory.pairs.count - historyPairs
-        guard pending > 0 else { return }
-        if history.profiles[hash] == nil || pending * 20 >= max(historyPairs, 400) {
-            history = EntityHistory(memory.pairs)
+        let tableChanged = networks !== historyNetworks
+        guard pending > 0 || tableChanged else { return }
+        if tableChanged || history.profiles[hash] == nil || pending * 20 >= max(historyPairs, 400) {
+            history = EntityHistory(memory.pairs, networks: networks?.networks)
             historyPairs = memory.pairs.count
+            historyNetworks = networks
         }
     }
 }

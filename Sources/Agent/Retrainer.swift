@@ -60,9 +60,48 @@ public final class Retrainer: @unchecked Sendable {
     /// Makes a retraining due now (`ipsight retrain`, `POST /v1/retrain`) and wakes the thread.
     public func retrainNow() {
         forced.store(true, ordering: .relaxed)
+        wakeUp()
+    }
+
+    /// After a reload that changed the routed-network table: the risk weights are
+    /// fitted again with it, by the thread when it runs (scoring keeps the old
+    /// calibration and table meanwhile), else here.
+    public func recalibrate() {
+        if thread != nil && !stopped.load(ordering: .relaxed) {
+            wakeUp()
+            return
+        }
+        stepping.lock()
+        defer { stepping.unlock() }
+        let config = self.config.withLock { $0 }
+        guard let model = detector.model, calibrationIsStale(config) else { return }
+        do {
+            let observations = try ObservationStore(path: config.databasePath)
+                .observations(since: Clock.wall - config.retention, learnedOnly: true)
+            calibrate(model, observations, config)
+        } catch {
+            log.error("recalibrate: \(error)")
+        }
+    }
+
+    private func wakeUp() {
         wake.lock()
         wake.broadcast()
         wake.unlock()
+    }
+
+    /// Whether the calibration in force was fitted with another routed-network
+    /// table than the config names (or with one when it names none).
+    private func calibrationIsStale(_ config: AgentConfig) -> Bool {
+        detector.calibration.map { $0.networks !== config.networks } ?? false
+    }
+
+    /// Fits the current model's calibration on `observations` and installs it.
+    private func calibrate(_ model: Model, _ observations: [Observation], _ config: AgentConfig) {
+        guard let calibration = Calibration.fit(model: model, observations: observations, config: config, threads: 1) else { return }
+        detector.install(model: model, calibration: calibration)
+        log.info("risk calibrated on \(observations.count) logins"
+            + (config.networks.map { " with \($0.networks.count) routed networks from \($0.path)" } ?? ""))
     }
 
     /// One round of work: whatever is due now. Public so that tests and the
@@ -74,7 +113,8 @@ public final class Retrainer: @unchecked Sendable {
         // Nothing due: do not read the window at all.
         let force = forced.exchange(false, ordering: .relaxed)
         let due = force || Clock.now - lastTraining >= config.retrainInterval
-        if detector.model != nil && detector.calibration != nil && !due { return }
+        let stale = calibrationIsStale(config)
+        if detector.model != nil && detector.calibration != nil && !due && !stale { return }
         let observations: [Observation]
         do {
             let store = try ObservationStore(path: config.databasePath)
@@ -96,12 +136,7 @@ public final class Retrainer: @unchecked Sendable {
             lastTraining = Clock.now
             return
         }
-        if detector.calibration == nil {
-            if let calibration = Calibration.fit(model: current, observations: observations, config: config, threads: threads) {
-                detector.install(model: current, calibration: calibration)
-                log.info("risk calibrated on \(observations.count) logins")
-            }
-        }
+        if detector.calibration == nil || stale { calibrate(current, observations, config) }
         guard due, observations.count >= config.bootstrapMinLogins else { return }
         lastTraining = Clock.now
         let (train, validation) = split(observations, config)

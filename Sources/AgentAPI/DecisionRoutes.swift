@@ -106,6 +106,10 @@ struct DecisionRoutes: Sendable {
                 ("age_seconds", .number((Clock.wall - served.fileModified).rounded())),
                 ("installed_at", .number(served.loadedAt.rounded())),
                 ("calibrated", .bool(agent.detector.calibration != nil)),
+                // The table the risk in force was fitted with (a reload may change it).
+                ("routed_networks", agent.detector.calibration?.networks.map {
+                    .object([("path", .string($0.path)), ("networks", .number(Double($0.networks.count)))])
+                } ?? .null),
             ])
         }
         var delivery: JSONValue = .null

@@ -187,11 +187,17 @@ public struct EntityHistory: Sendable {
     /// addresses of its family; nil without a table or such addresses. Row order is
     /// address order, so the nearest is next to the insertion point.
     public func routedDistance(entityHash: UInt64, to ip: IPAddress) -> Int? {
+        routedNearest(entityHash: entityHash, to: ip)?.distance
+    }
+
+    /// The entity's address fewest routed networks from `ip`, with that count: the
+    /// network the distance is measured to, so its AS can be reported beside it.
+    public func routedNearest(entityHash: UInt64, to ip: IPAddress) -> (address: IPAddress, distance: Int)? {
         guard let networks, let p = profiles[entityHash], p.count > 0 else { return nil }
         let lo = lowerBound(p, ip)
-        var best: Int? = nil
+        var best: (address: IPAddress, distance: Int)? = nil
         for i in [lo - 1, lo] where i >= p.start && i < p.start + p.count {
-            if let d = networks.distance(addresses[i], ip), best == nil || d < best! { best = d }
+            if let d = networks.distance(addresses[i], ip), best == nil || d < best!.distance { best = (addresses[i], d) }
         }
         return best
     }

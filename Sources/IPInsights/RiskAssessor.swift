@@ -31,6 +31,12 @@ public struct RiskAssessor: Sendable {
         /// of its logins in the wider network around it (/16 or /32).
         public var nearestNetwork: String?
         public var shareNearNetwork: Double
+        /// Whether a routed-network table was used: then the AS of the address's
+        /// network, and of the entity's network it is `facts.routedDistance` routed
+        /// networks from (nil where the table or the history lacks the family).
+        public var routed = false
+        public var asn: UInt32? = nil
+        public var nearestASN: UInt32? = nil
 
         /// The main factor in words, with the facts behind it.
         public var mainReason: String {
@@ -77,8 +83,14 @@ public struct RiskAssessor: Sendable {
             let wide = history.count(entityHash: entityHash, in: nearest, length: nearest.isIPv4 ? 16 : 32)
             share = Double(wide) / Double(max(facts.logins, 1))
         }
-        return Assessment(dotProduct: dotProduct, risk: 1 / (1 + exp(-z)), logOdds: z, facts: facts,
-                          mainFactor: main, nearestNetwork: network, shareNearNetwork: share)
+        var assessment = Assessment(dotProduct: dotProduct, risk: 1 / (1 + exp(-z)), logOdds: z, facts: facts,
+                                    mainFactor: main, nearestNetwork: network, shareNearNetwork: share)
+        if let networks = history.networks {
+            assessment.routed = true
+            assessment.asn = networks.asn(of: ip)
+            assessment.nearestASN = history.routedNearest(entityHash: entityHash, to: ip).flatMap { networks.asn(of: $0.address) }
+        }
+        return assessment
     }
 }
 

@@ -237,6 +237,13 @@ public enum InferenceResponse {
             reasons.append(("nearest_network", .string(network)))
             reasons.append(("share_of_logins_near", .number((a.shareNearNetwork * 10_000).rounded() / 10_000)))
         }
+        // Only with a routed-network table (--networks); null when the entity has no
+        // login over the address's family or the table has no row of it.
+        if a.routed {
+            reasons.append(("routed_networks_away", a.facts.routedDistance.map { .number(Double($0)) } ?? .null))
+            reasons.append(("asn", a.asn.map { .number(Double($0)) } ?? .null))
+            reasons.append(("nearest_network_asn", a.nearestASN.map { .number(Double($0)) } ?? .null))
+        }
         out.append(contentsOf: Array(", \"risk\": ".utf8))
         JSONWriter.appendNumber(a.risk, to: &out)
         out.append(contentsOf: Array(", \"risk_log_odds\": ".utf8))

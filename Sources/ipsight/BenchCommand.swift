@@ -20,8 +20,12 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Training epochs to time.") var epochs: Int = 1
     @Option(help: "Worker threads.") var threads: Int = 2
     @Option(help: "Also keep the trained model here.") var model: String?
+    @Option(help: ArgumentHelp("Optional routed-network table (first<TAB>last<TAB>asn rows, gzip allowed) for the risk, as the agent's [risk] networks.", valueName: "file"))
+    var networks: String?
 
     func run() throws {
+        // Read first: a bad table should fail before minutes of training.
+        let table = try networks.map { try RoutedNetworksFile.read(path: $0) }
         let (train, _) = try PairFile.read(path: "\(data)/train.csv")
         let hp = try Hyperparameters(strings: [
             "num_entity_vectors": "20000", "vector_dim": "128", "random_negative_sampling_rate": "5",
@@ -95,12 +99,14 @@ struct BenchCommand: ParsableCommand {
             // The calibrated risk, fitted on the day after the training window.
             if let (validation, _) = try? PairFile.read(path: "\(data)/validation.csv") {
                 let t0 = Clock.now
-                let assessor = RiskAssessor(model: loaded, history: train.pairs, heldOut: validation.pairs, threads: threads)
+                let assessor = RiskAssessor(model: loaded, history: train.pairs, heldOut: validation.pairs, networks: table,
+                                            threads: threads)
                 let fitted = Clock.now - t0
                 let risks = test.pairs.ips.indices.map {
                     Float(assessor.assess(entityHash: test.pairs.entityHashes[$0], ip: test.pairs.ips[$0], dotProduct: scores[$0]).logOdds)
                 }
-                print("risk quality  " + quality(risks, labels) + " (history and calibration built in \(Console.fixed(fitted, 1)) s)")
+                let routed = table.map { ", \(Console.grouped(Double($0.count))) routed networks" } ?? ""
+                print("risk quality  " + quality(risks, labels) + " (history and calibration built in \(Console.fixed(fitted, 1)) s\(routed))")
             }
         }
     }

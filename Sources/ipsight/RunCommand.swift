@@ -87,8 +87,14 @@ struct ConfigCheckCommand: ParsableCommand {
     var file: String
 
     func run() throws {
-        let config: AgentConfig
-        do { config = try AgentConfig.load(path: file) } catch { throw IngestCommandFailure("\(error)") }
+        var config: AgentConfig
+        do {
+            config = try AgentConfig.load(path: file)
+            // Read the table as the agent would, so a bad row is found now, not at start.
+            try config.loadNetworks()
+        } catch {
+            throw IngestCommandFailure("\(error)")
+        }
         var sources: [String] = []
         if config.journal { sources.append("journal") }
         sources += config.files
@@ -99,6 +105,7 @@ struct ConfigCheckCommand: ParsableCommand {
         print("  thresholds: \(describe(config.thresholds))"
             + config.serviceThresholds.keys.sorted().map { "; \($0): \(describe(config.serviceThresholds[$0]!))" }.joined())
         print("  allowlist: \(config.allowedNetworks.count) networks, \(config.allowedEntities.count) entities; alerts: \(config.alertOutputs.joined(separator: ", "))")
+        print("  routed networks: " + (config.networks.map { "\($0.networks.count) from \($0.path)" } ?? "none (distances in shared prefix bits)"))
     }
 
     private func describe(_ t: AgentConfig.Thresholds) -> String {

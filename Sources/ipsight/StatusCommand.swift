@@ -42,7 +42,9 @@ struct StatusCommand: ParsableCommand {
             print("model: none yet (the first is trained once enough logins are stored)")
         } else {
             let calibrated = value["model"]?["calibrated"] == .bool(true)
-            print("model: \(value["model"]?["path"]?.stringValue ?? "?"), written \(Format.elapsed(value["model"]?["age_seconds"]?.numberValue ?? 0)) ago, risk \(calibrated ? "calibrated" : "not calibrated yet")")
+            let routed = value["model"]?["routed_networks"]?["path"]?.stringValue
+                .map { ", with \(number("model", "routed_networks", "networks")) routed networks from \($0)" } ?? ""
+            print("model: \(value["model"]?["path"]?.stringValue ?? "?"), written \(Format.elapsed(value["model"]?["age_seconds"]?.numberValue ?? 0)) ago, risk \(calibrated ? "calibrated" : "not calibrated yet")\(routed)")
         }
         print("retrains: \(number("retrains", "installed")) installed, \(number("retrains", "kept_out")) kept out, \(number("retrains", "failed")) failed")
         if value["alert_delivery"] != .null {

@@ -122,6 +122,71 @@ import Testing
         #expect(throws: ConfigError.self) { try AgentConfig.load(path: "/nonexistent/ipsight.conf") }
     }
 
+    /// `[risk] networks` naming `table`, with the key on line 4.
+    private func routedConfig(_ table: String) -> String {
+        "[sources]\njournal = true\n[risk]\nnetworks = \(table)\n"
+    }
+
+    @Test func routedNetworkTableIsReadWhenAskedAndReusedWhileUnchanged() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let rows = ["10.0.0.0\t10.0.255.255\t64500", "10.1.0.0\t10.1.255.255\t64501", "2001:db8::\t2001:db8:ffff:ffff:ffff:ffff:ffff:ffff\t64502"]
+        dir.write("table.tsv", "# first\tlast\tasn\n" + rows.joined(separator: "\n") + "\n")
+        var c = try AgentConfig.parse(routedConfig(dir.file("table.tsv")), path: "t.conf")
+        #expect(c.networksPath == dir.file("table.tsv"))
+        #expect(c.networks == nil, "parsing alone does not read the table")
+        try c.loadNetworks()
+        let table = try #require(c.networks)
+        #expect(table.networks.count == rows.count && table.path == dir.file("table.tsv"))
+        #expect(table.networks.asn(of: IPAddress("10.1.2.3")!) == 64501)
+
+        // A reload of the same unchanged file keeps the table read at start...
+        var same = try AgentConfig.parse(routedConfig(dir.file("table.tsv")), path: "t.conf")
+        try same.loadNetworks(reusing: table)
+        #expect(same.networks === table)
+        // ...and reads it again once it has been rewritten.
+        dir.write("table.tsv", rows[0] + "\n")
+        var rewritten = try AgentConfig.parse(routedConfig(dir.file("table.tsv")), path: "t.conf")
+        try rewritten.loadNetworks(reusing: table)
+        #expect(rewritten.networks !== table && rewritten.networks?.networks.count == 1)
+
+        // Off by default, and `off` turns it off.
+        var none = try AgentConfig.parse("[sources]\njournal = true\n[risk]\nnetworks = off\n", path: "t.conf")
+        try none.loadNetworks(reusing: table)
+        #expect(none.networksPath == nil && none.networks == nil)
+        #expect(AgentConfig().networksPath == nil)
+    }
+
+    @Test func aMissingOrMalformedRoutedNetworkTableNamesTheKeyAndTheLine() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        func loadError(_ table: String) throws -> ConfigError? {
+            var c = try AgentConfig.parse(routedConfig(table), path: "risk.conf")
+            do {
+                try c.loadNetworks()
+                return nil
+            } catch {
+                return error
+            }
+        }
+        let missing = try #require(try loadError(dir.file("absent.tsv")))
+        #expect(missing.file == "risk.conf" && missing.line == 4 && missing.key == "risk.networks")
+        #expect(missing.message.hasPrefix(dir.file("absent.tsv") + ": "), "\(missing)")
+
+        // Row 3 of the table (after a comment line) has no AS number.
+        dir.write("bad.tsv", "# pyasn\n10.0.0.0\t10.0.255.255\t64500\n10.1.0.0\t10.1.255.255\n")
+        let malformed = try #require(try loadError(dir.file("bad.tsv")))
+        #expect(malformed.line == 4 && malformed.key == "risk.networks")
+        #expect(malformed.message.hasPrefix(dir.file("bad.tsv") + ":3: "), "\(malformed)")
+        #expect(malformed.description.hasPrefix("risk.conf:4: risk.networks: \(dir.file("bad.tsv")):3: "))
+
+        dir.write("empty.tsv", "# nothing routed\n")
+        #expect(try loadError(dir.file("empty.tsv"))?.key == "risk.networks")
+
+        let relative = error("[risk]\nnetworks = table.tsv\n")
+        #expect(relative?.line == 2 && relative?.key == "risk.networks")
+    }
+
     @Test func networksMatchTheirAddressesOnly() throws {
         let net = try #require(Network("192.0.2.77/24"))
         #expect(net.description == "192.0.2.0/24")

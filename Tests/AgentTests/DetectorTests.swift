@@ -84,6 +84,73 @@ import Testing
         }
     }
 
+    /// A routed-network table over the synthetic homes: one row per /16 of 10.0 to
+    /// 10.10 (alice 10.1, bob 10.2, erin 10.9), 11/8 just after, then a hundred
+    /// rows of 100/8 before carol's 172.16/16, dave's 192.168/16 and 203.0.113/24.
+    static func routedTable() -> RoutedNetworksTable {
+        var rows: [(first: IPAddress, asn: UInt32)] = (0...10).map { (IPAddress(ipv4: 10 << 24 | UInt32($0) << 16), 64_500 + UInt32($0)) }
+        rows.append((IPAddress("11.0.0.0")!, 64_511))
+        rows += (0..<100).map { (IPAddress(ipv4: 100 << 24 | UInt32($0) << 16), 64_600) }
+        rows += [(IPAddress("172.16.0.0")!, 64_530), (IPAddress("192.168.0.0")!, 64_540), (IPAddress("203.0.113.0")!, 64_550)]
+        return RoutedNetworksTable(path: "routed.tsv", networks: RoutedNetworks(rows: rows))
+    }
+
+    func reason(_ v: Verdict, _ key: String) -> String? { v.reasons.first { $0.0 == key }?.1 }
+
+    @Test func aRoutedNetworkTableMakesANearbyNetworkRelatedAndIsExplained() throws {
+        let table = DetectorTests.routedTable()
+        let plain = try trained(config())
+        let routed = try trained(config { $0.networks = table })
+        #expect(routed.calibration?.networks === table && plain.calibration?.networks == nil)
+        let near = IPAddress("11.0.0.7")!, within = EntityHistory.nearRoutedNetworks
+        var rng = SeededRandom(seed: 21)
+        for user in ["alice", "bob", "erin"] {
+            // Every login of the user is in its home row, so any is the nearest.
+            let home = IPAddress(Synthetic.address(user, &rng))!
+            let distance = try #require(table.networks.distance(near, home))
+            #expect(distance <= within && EntityHistory.sharedBits(near, home) < EntityHistory.isolatedBelow.ipv4,
+                    "a neighbour in the table, an unrelated network by shared prefix")
+            let without = try #require(plain.decide(login(user, near.description)))
+            let with = try #require(routed.decide(login(user, near.description)))
+            #expect(try #require(with.risk) < (try #require(without.risk)), "\(user): \(with.reasons) against \(without.reasons)")
+            let rank: [Decision: Int] = [.allow: 0, .challenge: 1, .alert: 2]
+            #expect(rank[with.decision]! <= rank[without.decision]!)
+            #expect(reason(with, "routed_networks_away") == "\(distance): a related network (within \(within))")
+            #expect(reason(with, "asn") == "AS\(table.networks.asn(of: near)!)")
+            #expect(reason(with, "nearest_network_asn") == "AS\(table.networks.asn(of: home)!)")
+            // Without a table nothing routed is claimed, and the other keys are the same.
+            #expect(!without.reasons.contains { ["routed_networks_away", "asn", "nearest_network_asn"].contains($0.0) })
+            let keys = Set(with.reasons.map(\.0))
+            #expect(without.reasons.map(\.0).allSatisfy { keys.contains($0) || $0 == "main reason" })
+
+            // Far in the table is still unrelated, and alerted.
+            let far = try #require(routed.decide(login(user, "203.0.113.50")))
+            #expect(far.decision == .alert, "\(user) away: \(far.reasons)")
+            let farDistance = try #require(table.networks.distance(IPAddress("203.0.113.50")!, home))
+            #expect(reason(far, "routed_networks_away") == "\(farDistance): an unrelated network (more than \(within))")
+            // The table has no IPv6 rows: said so rather than guessed.
+            let v6 = try #require(routed.decide(login(user, "2001:db8::7")))
+            #expect(reason(v6, "asn") == "unknown: the routed-network table has no IPv6 networks")
+        }
+    }
+
+    @Test func aCalibrationWithAnotherTableRebuildsTheHistoryWithIt() throws {
+        // As after a reload that named a table: the running detector gets a
+        // calibration fitted with it, and its history then counts routed networks.
+        let detector = try trained(config())
+        #expect(reason(try #require(detector.decide(login("alice", "11.0.0.7"))), "routed_networks_away") == nil)
+        let table = DetectorTests.routedTable()
+        let calibration = try #require(Calibration.fit(model: DetectorTests.model, observations: Synthetic.observations(300),
+                                                       config: config { $0.networks = table }))
+        detector.install(model: DetectorTests.model, calibration: calibration)
+        let v = try #require(detector.decide(login("alice", "11.0.0.7")))
+        #expect(reason(v, "routed_networks_away")?.hasSuffix("a related network (within \(EntityHistory.nearRoutedNetworks))") == true)
+        // And back: a calibration without a table drops the routed reasons.
+        let plain = try #require(Calibration.fit(model: DetectorTests.model, observations: Synthetic.observations(300), config: config()))
+        detector.install(model: DetectorTests.model, calibration: plain)
+        #expect(reason(try #require(detector.decide(login("alice", "11.0.0.7"))), "routed_networks_away") == nil)
+    }
+
     @Test func thresholdsDecideBetweenChallengeAndAlert() throws {
         // Nothing can reach an alert threshold of 1: the unrelated login is challenged.
         let detector = try trained(config { $0.thresholds = .init(challenge: .risk(0.5), alert: .risk(1)) })

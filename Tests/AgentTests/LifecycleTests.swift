@@ -1,4 +1,5 @@
 import Foundation
+import IPInsights
 import Testing
 @testable import Agent
 
@@ -34,6 +35,48 @@ import Testing
         dir.write("agent.conf", config(dir, follow: false).replacingOccurrences(of: "min_logins = 5", with: "min_logins = 9"))
         agent.reload()
         #expect(agent.config.coldStartMinLogins == 9)
+    }
+
+    @Test func theRoutedNetworkTableLoadsAtStartAndOnlyAGoodReloadReplacesIt() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        dir.write("auth.log", "")
+        dir.write("table.tsv", "10.0.0.0\t10.255.255.255\t64500\n172.16.0.0\t172.16.255.255\t64501\n")
+        // A model and stored logins, so that the risk is calibrated at start.
+        try ModelFile.save(Synthetic.model(), to: dir.file("model.ipsm"))
+        try ObservationStore(path: dir.file("ipsight.db")).commit(Synthetic.observations(300), positions: [:])
+        let text = config(dir, follow: false) + "\n[risk]\nnetworks = \(dir.file("table.tsv"))\n"
+        let path = dir.file("agent.conf")
+        dir.write("agent.conf", text)
+        let agent = try AgentRuntime(config: try AgentConfig.load(path: path), configPath: path,
+                                     router: CollectingRouter(), log: AgentLog(minimum: .error))
+        let first = try #require(agent.config.networks)
+        #expect(first.networks.count == 2 && agent.detector.calibration?.networks === first)
+
+        // Unchanged: not read again, not recalibrated.
+        let installedAt = agent.detector.installedModel?.installedAt
+        agent.reload()
+        #expect(agent.config.networks === first && agent.detector.installedModel?.installedAt == installedAt)
+
+        // A malformed table refuses the reload: the old config, table and calibration stay.
+        dir.write("bad.tsv", "10.0.0.0\t10.255.255.255\tAS64500\n")
+        dir.write("agent.conf", text.replacingOccurrences(of: "table.tsv", with: "bad.tsv")
+            .replacingOccurrences(of: "min_logins = 5", with: "min_logins = 7"))
+        agent.reload()
+        #expect(agent.config.networksPath == dir.file("table.tsv") && agent.config.coldStartMinLogins == 5)
+        #expect(agent.config.networks === first && agent.detector.calibration?.networks === first)
+
+        // A good new table is read and the risk refitted with it (at once: no retrainer thread runs).
+        dir.write("new.tsv", "10.0.0.0\t10.0.255.255\t64500\n10.1.0.0\t10.255.255.255\t64502\n172.16.0.0\t172.16.255.255\t64501\n")
+        dir.write("agent.conf", text.replacingOccurrences(of: "table.tsv", with: "new.tsv"))
+        agent.reload()
+        let second = try #require(agent.config.networks)
+        #expect(second !== first && second.networks.count == 3 && agent.detector.calibration?.networks === second)
+
+        // Taken out: the risk is refitted without a table.
+        dir.write("agent.conf", config(dir, follow: false))
+        agent.reload()
+        #expect(agent.config.networks == nil && agent.detector.calibration != nil && agent.detector.calibration?.networks == nil)
     }
 
     @Test func stopEndsAFollowingAgentAndKeepsWhatItRead() throws {

@@ -213,6 +213,11 @@ import Testing
         let lines = try run.out.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
         let home = lines[0]["risk"] as! Double, away = lines[1]["risk"] as! Double
         #expect(home < away, "home \(home), away \(away)")
+        // The reasons name the distance and both networks' AS numbers from the table.
+        let reasons = lines[1]["reasons"] as! [String: Any]
+        #expect(reasons["asn"] as? Int == 64_499 && reasons["nearest_network_asn"] as? Int == 64_505, "\(reasons)")
+        #expect((reasons["routed_networks_away"] as? Int ?? 0) > 0)
+        #expect((lines[0]["reasons"] as! [String: Any])["routed_networks_away"] as? Int == 0)
         try "10.0.0.0\tnot-an-address\t1\n".write(toFile: path, atomically: true, encoding: .utf8)
         let bad = try Self.ipsight(["score", "--model", Self.model, "--history", Self.work + "/train.csv", "--networks", path,
                                     "--accept", "application/jsonlines;risk=True"],
