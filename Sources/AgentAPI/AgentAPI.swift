@@ -59,14 +59,12 @@ public final class AgentAPI: @unchecked Sendable {
         self.group = group
         let failure = FailureBox()
         let finished = self.finished
-        task = Task {
+        task = Task(executorPreference: APIThreads.shared) {
             do { try await group.run() } catch { failure.set(error) }
             started.fail()
             finished.signal()
         }
-        // Generous: the listeners run on the concurrency pool, which a busy process
-        // (a test runner with two cores) may hold for a while; a failure to bind
-        // is reported at once by the error above, not by this deadline.
+        // A failure to bind is reported at once by the error above, not by this deadline.
         let deadline = Date(timeIntervalSinceNow: 60)
         while started.count < services.count {
             if let error = failure.error { throw AgentAPIError(message: "the API could not start: \(error)") }
@@ -83,7 +81,7 @@ public final class AgentAPI: @unchecked Sendable {
     /// Stops the listeners (requests in flight finish) and waits up to `seconds`.
     public func stop(seconds: Double = 2) {
         guard let group else { return }
-        Task { await group.triggerGracefulShutdown() }
+        Task(executorPreference: APIThreads.shared) { await group.triggerGracefulShutdown() }
         _ = finished.wait(timeout: .now() + seconds)
         if let path = config.apiSocket { unlink(path) }
         self.group = nil

@@ -24,6 +24,10 @@ public struct BatchScorer: Sendable {
         // Scratch for one block, no larger than the request: a request of one pair
         // must not pay for zeroing megabytes.
         let rowsPerBlock = min(BatchScorer.block, max(n, 1))
+        // Blocks are spread over the threads; fewer blocks than threads share each
+        // block's products instead.
+        let parts = max(1, min(threads, blocks))
+        let productThreads = parts < threads ? threads : 1
         let work = { (lo: Int, hi: Int) in
             let out = FloatBuffer(count: rowsPerBlock * d)
             let scratch = FloatBuffer(count: rowsPerBlock * d)
@@ -31,22 +35,13 @@ public struct BatchScorer: Sendable {
                 let start = b * BatchScorer.block, end = min(start + BatchScorer.block, n)
                 let rows = UnsafeBufferPointer(rebasing: ips[start..<end])
                 let target = ipEmbeddings.map { $0 + start * d } ?? out.pointer
-                model.encode(rows, into: target, scratch: scratch.pointer)
+                model.encode(rows, into: target, scratch: scratch.pointer, threads: productThreads)
                 for i in start..<end {
                     scores[i] = Kernels.dot(model.entityVector(row: Int(entityRows[i])), target + (i - start) * d, d)
                 }
             }
         }
-        if threads == 1 || blocks < 2 {
-            Kernels.setBLASThreads(threads)
-            work(0, blocks)
-        } else {
-            // Each thread runs its own single-threaded products.
-            Kernels.setBLASThreads(1)
-            let parts = min(threads, blocks)
-            Parallel.chunks(blocks, parts: parts) { _, lo, hi in work(lo, hi) }
-            Kernels.setBLASThreads(threads)
-        }
+        Parallel.chunks(blocks, parts: parts) { _, lo, hi in work(lo, hi) }
     }
 
     public func score(entityRows: [Int32], ips: [IPAddress]) -> [Float] {

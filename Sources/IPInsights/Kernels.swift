@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import COpenBLAS
-import Synchronization
 
 /// The numeric kernels of the model. Reductions use explicit SIMD accumulators
 /// (the compiler never vectorises a float reduction on its own); matrix products
@@ -74,22 +73,38 @@ enum Kernels {
     }
 
     /// C[m×n] = alpha·A[m×k]·B[k×n] (+ beta·C), row-major, optional transposes.
-    @inline(__always)
+    /// With `threads` > 1 the rows (or the columns, when there are more of them) of
+    /// C are split into one slice per thread, each a single-threaded product. The
+    /// split is a function of the shapes and `threads` alone, so a run is
+    /// reproducible whatever else the process is doing.
     static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                      _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
-                     beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int) {
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+                     beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int = 1) {
+        _ = singleThreadedBLAS
+        let parts = m * n * k < 1 << 18 ? 1 : min(threads, max(m, n) / 16)
+        if parts <= 1 {
+            cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                        Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+            return
+        }
+        if m >= n {
+            Parallel.chunks(m, parts: parts) { _, lo, hi in
+                gemm(transA: transA, transB: transB, m: hi - lo, n: n, k: k, alpha: alpha, transA ? a + lo : a + lo * lda,
+                     lda: lda, b, ldb: ldb, beta: beta, c + lo * ldc, ldc: ldc)
+            }
+        } else {
+            Parallel.chunks(n, parts: parts) { _, lo, hi in
+                gemm(transA: transA, transB: transB, m: m, n: hi - lo, k: k, alpha: alpha, a, lda: lda,
+                     transB ? b + lo * ldb : b + lo, ldb: ldb, beta: beta, c + lo, ldc: ldc)
+            }
+        }
     }
 
-    /// How many threads OpenBLAS may use for one product. Changing it is not free,
-    /// so it is only changed when it differs from the last value set.
-    static func setBLASThreads(_ n: Int) {
-        let wanted = max(1, n)
-        if blasThreads.exchange(wanted, ordering: .relaxed) != wanted { openblas_set_num_threads(Int32(wanted)) }
-    }
-
-    static let blasThreads = Atomic<Int>(0)
+    /// OpenBLAS runs every product on the calling thread. Its own thread count is
+    /// process-wide state: changed by one caller while another's product runs, it
+    /// can leave that product wrong, and it spreads the k-sums of one product
+    /// differently from run to run. Set once, before the first product.
+    private static let singleThreadedBLAS: Void = openblas_set_num_threads(1)
 }
 
 /// A fixed-size buffer of floats that never reallocates or copies: the model's

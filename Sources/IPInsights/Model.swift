@@ -82,22 +82,24 @@ public final class Model: @unchecked Sendable {
 
     /// Applies layer `l` to n rows: `next = x + tanh(W x + b)`, keeping `tanh(..)` in `activation`.
     func applyLayer(_ l: Int, rows n: Int, input x: UnsafePointer<Float>,
-                    activation a: UnsafeMutablePointer<Float>, output next: UnsafeMutablePointer<Float>) {
+                    activation a: UnsafeMutablePointer<Float>, output next: UnsafeMutablePointer<Float>,
+                    threads: Int = 1) {
         let d = dimension
         Kernels.gemm(transA: false, transB: true, m: n, n: d, k: d, x, lda: d, weights[l].pointer, ldb: d,
-                     beta: 0, a, ldc: d)
+                     beta: 0, a, ldc: d, threads: threads)
         let b = biases[l].pointer
         for r in 0..<n {
             Kernels.residualTanh(a + r * d, bias: b, input: x + r * d, output: next + r * d, d)
         }
     }
 
-    /// The IP embeddings of `ips` into `out` (n × d). `scratch` needs n × d floats.
+    /// The IP embeddings of `ips` into `out` (n × d). `scratch` needs n × d floats;
+    /// `threads` share the dense layers' products.
     public func encode(_ ips: UnsafeBufferPointer<IPAddress>, into out: UnsafeMutablePointer<Float>,
-                       scratch: UnsafeMutablePointer<Float>) {
+                       scratch: UnsafeMutablePointer<Float>, threads: Int = 1) {
         gatherInputs(ips, into: out)
         for l in 0..<layerCount {
-            applyLayer(l, rows: ips.count, input: out, activation: scratch, output: out)
+            applyLayer(l, rows: ips.count, input: out, activation: scratch, output: out, threads: threads)
         }
     }
 

@@ -15,6 +15,7 @@ public enum Parallel {
 
     /// Splits 0..<n into `parts` contiguous ranges and runs `body(part, lo, hi)` on each.
     public static func chunks(_ n: Int, parts: Int, _ body: (Int, Int, Int) -> Void) {
+        let parts = max(1, parts)
         run(parts) { c in body(c, n * c / parts, n * (c + 1) / parts) }
     }
 }

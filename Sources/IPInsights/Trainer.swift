@@ -121,7 +121,6 @@ public final class Trainer: @unchecked Sendable {
         entityGradBatch = FloatBuffer(count: capacityPairs * model.dimension)
         sampleGrad = [Float](repeating: 0, count: capacityPairs * (1 + hp.randomNegativeSamplingRate + hp.shuffledNegativeSamplingRate))
         shuffleShift = [Int](repeating: 1, count: hp.shuffledNegativeSamplingRate)
-        Kernels.setBLASThreads(self.threads)
     }
 
     /// Runs `hyperparameters.epochs` passes over `pairs`, reporting as it goes; with
@@ -267,7 +266,7 @@ public final class Trainer: @unchecked Sendable {
         phase(.gather)
         for l in 0..<model.layerCount {
             model.applyLayer(l, rows: nIPs, input: layerInputs[l].pointer,
-                             activation: activations[l].pointer, output: layerInputs[l + 1].pointer)
+                             activation: activations[l].pointer, output: layerInputs[l + 1].pointer, threads: threads)
         }
         let ipVec = layerInputs[model.layerCount].pointer
         phase(.layersForward)
@@ -351,13 +350,13 @@ public final class Trainer: @unchecked Sendable {
                 }
             }
             Kernels.gemm(transA: true, transB: false, m: dd, n: dd, k: nIPs, dz, lda: dd,
-                         layerInputs[l].pointer, ldb: dd, beta: 0, weightGrad[l].pointer, ldc: dd)
+                         layerInputs[l].pointer, ldb: dd, beta: 0, weightGrad[l].pointer, ldc: dd, threads: threads)
             let gb = biasGrad[l].pointer
             gb.update(repeating: 0, count: dd)
             for k in 0..<nIPs { Kernels.add(dz + k * dd, gb, dd) }
             // dX_l = dX_{l+1} + dZ · W
             Kernels.gemm(transA: false, transB: false, m: nIPs, n: dd, k: dd, dz, lda: dd,
-                         model.weights[l].pointer, ldb: dd, beta: 1, gOut, ldc: dd)
+                         model.weights[l].pointer, ldb: dd, beta: 1, gOut, ldc: dd, threads: threads)
         }
 
         phase(.layersBackward)

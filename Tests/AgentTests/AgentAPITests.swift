@@ -151,4 +151,38 @@ import Testing
         #expect(try AgentClient(endpoint: .unix(running.socket), timeout: 20).request("GET", "/ping").status == 200)
         fresh.stop()
     }
+
+    /// The API serves on threads of its own: with every thread of Swift's shared
+    /// pool blocked (as a busy process may hold them), `check` is still answered.
+    @Test func answersWhileTheSharedPoolIsBlocked() throws {
+        let running = try Running()
+        let release = DispatchSemaphore(value: 0)
+        let started = Counter()
+        let blockers = ProcessInfo.processInfo.activeProcessorCount + 1
+        for _ in 0..<blockers {
+            Task.detached { started.add(); release.wait() }
+        }
+        defer { for _ in 0..<blockers { release.signal() } }
+        // The pool is full once a probe task cannot start.
+        let probe = Counter()
+        let deadline = Date(timeIntervalSinceNow: 5)
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        while started.value < cores - 1 && Date() < deadline { usleep(10_000) }
+        Task.detached { probe.add() }
+        usleep(300_000)
+        try #require(probe.value == 0, "precondition: the shared pool is blocked (\(started.value) blockers running)")
+
+        let reply = try AgentClient(endpoint: .unix(running.socket), timeout: 5)
+            .request("POST", "/v1/decide", json: Array(#"{"user": "alice", "ip": "203.0.113.50"}"#.utf8))
+        #expect(reply.status == 200)
+        #expect(probe.value == 0, "the pool stayed blocked while the API answered")
+    }
+}
+
+/// A thread-safe count.
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    func add() { lock.withLock { count += 1 } }
+    var value: Int { lock.withLock { count } }
 }
