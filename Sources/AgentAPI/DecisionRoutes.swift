@@ -177,6 +177,7 @@ struct DecisionRoutes: Sendable {
 
 func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
     var bytes: [UInt8] = []
+    bytes.reserveCapacity(1024)
     JSONWriter.append(value, to: &bytes)
     bytes.append(0x0A)
     return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))

@@ -81,6 +81,17 @@ enum Kernels {
                      _ a: UnsafePointer<Float>, lda: Int, _ b: UnsafePointer<Float>, ldb: Int,
                      beta: Float, _ c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int = 1) {
         _ = singleThreadedBLAS
+        if m == 1 {
+            // One row (scoring a single login): a matrix-vector product, which
+            // skips the packing of B that a general product pays for.
+            let x = a, incx = transA ? lda : 1
+            if transB {
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), alpha, b, Int32(ldb), x, Int32(incx), beta, c, 1)
+            } else {
+                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k), Int32(n), alpha, b, Int32(ldb), x, Int32(incx), beta, c, 1)
+            }
+            return
+        }
         let parts = m * n * k < 1 << 18 ? 1 : min(threads, max(m, n) / 16)
         if parts <= 1 {
             cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,

@@ -291,21 +291,31 @@ struct JSONParser {
 public enum JSONWriter {
     /// Appends `s` as a JSON string literal (quotes included).
     public static func appendString(_ s: String, to out: inout [UInt8]) {
+        var s = s
+        s.withUTF8 { appendString(bytes: $0, to: &out) }
+    }
+
+    /// Appends UTF-8 `bytes` as a JSON string literal: runs that need no escape
+    /// are copied at once.
+    public static func appendString(bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
         out.append(0x22)
-        for c in s.utf8 {
+        var start = 0
+        for (i, c) in bytes.enumerated() where c == 0x22 || c == 0x5C || c < 0x20 {
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<i]))
+            start = i + 1
             switch c {
             case 0x22: out.append(0x5C); out.append(0x22)
             case 0x5C: out.append(0x5C); out.append(0x5C)
             case 0x0A: out.append(0x5C); out.append(UInt8(ascii: "n"))
             case 0x0D: out.append(0x5C); out.append(UInt8(ascii: "r"))
             case 0x09: out.append(0x5C); out.append(UInt8(ascii: "t"))
-            case 0..<0x20:
-                out.append(contentsOf: Array("\\u00".utf8))
+            default:
+                out.append(contentsOf: "\\u00".utf8)
                 out.append(hexDigit(c >> 4))
                 out.append(hexDigit(c & 15))
-            default: out.append(c)
             }
         }
+        out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...]))
         out.append(0x22)
     }
 
@@ -314,14 +324,14 @@ public enum JSONWriter {
     /// Appends a number the way Python's json module writes a float: shortest
     /// round-trip digits, always with a fraction or exponent; non-finite becomes null.
     public static func appendNumber(_ v: Float, to out: inout [UInt8]) {
-        guard v.isFinite else { out.append(contentsOf: Array("null".utf8)); return }
+        guard v.isFinite else { out.append(contentsOf: "null".utf8); return }
         var text = v.description
         if !text.contains(".") && !text.contains("e") { text += ".0" }
         out.append(contentsOf: text.utf8)
     }
 
     public static func appendNumber(_ v: Double, to out: inout [UInt8]) {
-        guard v.isFinite else { out.append(contentsOf: Array("null".utf8)); return }
+        guard v.isFinite else { out.append(contentsOf: "null".utf8); return }
         var text = v.description
         if !text.contains(".") && !text.contains("e") { text += ".0" }
         out.append(contentsOf: text.utf8)
@@ -330,11 +340,11 @@ public enum JSONWriter {
     /// Serialises a value compactly with `", "` and `": "` separators, keys in order.
     public static func append(_ value: JSONValue, to out: inout [UInt8]) {
         switch value {
-        case .null: out.append(contentsOf: Array("null".utf8))
-        case .bool(let b): out.append(contentsOf: Array((b ? "true" : "false").utf8))
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
         case .number(let n):
             if n == n.rounded(), abs(n) < 1e15 {
-                out.append(contentsOf: Array(String(Int64(n)).utf8))
+                out.append(contentsOf: String(Int64(n)).utf8)
             } else {
                 appendNumber(n, to: &out)
             }
