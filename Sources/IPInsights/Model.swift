@@ -1,3 +1,4 @@
+import CKernels
 /// A trained (or initialised) IP Insights model.
 ///
 /// score(entity, ip) = entity_embedding · ip_embedding, the log odds that the
@@ -67,17 +68,19 @@ public final class Model: @unchecked Sendable {
     // MARK: Addresses
 
     /// Sums the table rows of each address into `out` (n × d): the encoder's input.
+    /// The rows of all addresses are listed first, so the sums can fetch ahead.
     func gatherInputs(_ ips: UnsafeBufferPointer<IPAddress>, into out: UnsafeMutablePointer<Float>) {
-        let d = dimension
-        let tokens = UnsafeMutablePointer<Int32>.allocate(capacity: IPEncoderLayout.maximumTokens)
-        defer { tokens.deallocate() }
-        let table = ipTable.pointer
+        guard !ips.isEmpty else { return }
+        let rows = UnsafeMutablePointer<Int32>.allocate(capacity: ips.count * IPEncoderLayout.maximumTokens)
+        let starts = UnsafeMutablePointer<Int32>.allocate(capacity: ips.count + 1)
+        defer { rows.deallocate(); starts.deallocate() }
+        var used = 0
         for k in 0..<ips.count {
-            let row = out + k * d
-            let n = layout.tokens(of: ips[k], into: tokens)
-            row.update(from: table + Int(tokens[0]) * d, count: d)
-            for t in 1..<n { Kernels.add(table + Int(tokens[t]) * d, row, d) }
+            starts[k] = Int32(used)
+            used += layout.tokens(of: ips[k], into: rows + used)
         }
+        starts[ips.count] = Int32(used)
+        ipsight_gather_sums(ipTable.pointer, dimension, rows, starts, ips.count, out)
     }
 
     /// Applies layer `l` to n rows: `next = x + tanh(W x + b)`, keeping `tanh(..)` in `activation`.

@@ -254,12 +254,7 @@ public final class Trainer: @unchecked Sendable {
         tokenRows.withUnsafeBufferPointer { rows in
             tokenStart.withUnsafeBufferPointer { start in
                 parallel(nIPs) { lo, hi in
-                    for k in lo..<hi {
-                        let out = x0 + k * dd
-                        let a = Int(start[k]), b = Int(start[k + 1])
-                        out.update(from: table + Int(rows[a]) * dd, count: dd)
-                        for t in (a + 1)..<b { Kernels.add(table + Int(rows[t]) * dd, out, dd) }
-                    }
+                    ipsight_gather_sums(table, dd, rows.baseAddress!, start.baseAddress! + lo, hi - lo, x0 + lo * dd)
                 }
             }
         }
