@@ -20,7 +20,8 @@ final class APIThreads: TaskExecutor, @unchecked Sendable {
     }
 
     /// One executor for every API in the process: its threads are never stopped.
-    static let shared = APIThreads(count: max(2, ProcessInfo.processInfo.activeProcessorCount), name: "ipsight-api")
+    /// One per core, up to 8: a decision takes microseconds, so more would only wait.
+    static let shared = APIThreads(count: min(8, max(2, ProcessInfo.processInfo.activeProcessorCount)), name: "ipsight-api")
 
     func enqueue(_ job: consuming ExecutorJob) {
         let unowned = UnownedJob(job)
