@@ -18,6 +18,11 @@ public final class AgentAPI: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
     private let started = Started()
 
+    /// One executor for every API in the process: its threads are never stopped.
+    /// One per core, up to 8: a decision takes microseconds, so more would only wait.
+    static let threads = DedicatedThreads(count: min(8, max(2, ProcessInfo.processInfo.activeProcessorCount)),
+                                          name: "ipsight-api")
+
     public init(agent: AgentRuntime, config: AgentConfig) {
         self.agent = agent
         self.config = config
@@ -59,7 +64,7 @@ public final class AgentAPI: @unchecked Sendable {
         self.group = group
         let failure = FailureBox()
         let finished = self.finished
-        task = Task(executorPreference: APIThreads.shared) {
+        task = Task(executorPreference: AgentAPI.threads) {
             do { try await group.run() } catch { failure.set(error) }
             started.fail()
             finished.signal()
@@ -81,7 +86,7 @@ public final class AgentAPI: @unchecked Sendable {
     /// Stops the listeners (requests in flight finish) and waits up to `seconds`.
     public func stop(seconds: Double = 2) {
         guard let group else { return }
-        Task(executorPreference: APIThreads.shared) { await group.triggerGracefulShutdown() }
+        Task(executorPreference: AgentAPI.threads) { await group.triggerGracefulShutdown() }
         _ = finished.wait(timeout: .now() + seconds)
         if let path = config.apiSocket { unlink(path) }
         self.group = nil

@@ -38,6 +38,19 @@ public struct IPEncoderLayout: Sendable, Equatable {
         return b
     }
 
+    /// Lists the table rows of every address in `ips`: those of address k are
+    /// `rows[starts[k]..<starts[k + 1]]`. `rows` needs room for `maximumTokens` per
+    /// address, `starts` for one more than the addresses.
+    public func listTokens(of ips: UnsafeBufferPointer<IPAddress>, rows: UnsafeMutablePointer<Int32>,
+                           starts: UnsafeMutablePointer<Int32>) {
+        var used = 0
+        for k in 0..<ips.count {
+            starts[k] = Int32(used)
+            used += tokens(of: ips[k], into: rows + used)
+        }
+        starts[ips.count] = Int32(used)
+    }
+
     /// Writes the table rows of `ip` to `out` (room for `maximumTokens`) and returns how many.
     @inline(__always)
     public func tokens(of ip: IPAddress, into out: UnsafeMutablePointer<Int32>) -> Int {

@@ -84,11 +84,11 @@ enum Kernels {
         if m == 1 {
             // One row (scoring a single login): a matrix-vector product, which
             // skips the packing of B that a general product pays for.
-            let x = a, incx = transA ? lda : 1
+            let incx = Int32(transA ? lda : 1)
             if transB {
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), alpha, b, Int32(ldb), x, Int32(incx), beta, c, 1)
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), alpha, b, Int32(ldb), a, incx, beta, c, 1)
             } else {
-                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k), Int32(n), alpha, b, Int32(ldb), x, Int32(incx), beta, c, 1)
+                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k), Int32(n), alpha, b, Int32(ldb), a, incx, beta, c, 1)
             }
             return
         }

@@ -74,12 +74,7 @@ public final class Model: @unchecked Sendable {
         let rows = UnsafeMutablePointer<Int32>.allocate(capacity: ips.count * IPEncoderLayout.maximumTokens)
         let starts = UnsafeMutablePointer<Int32>.allocate(capacity: ips.count + 1)
         defer { rows.deallocate(); starts.deallocate() }
-        var used = 0
-        for k in 0..<ips.count {
-            starts[k] = Int32(used)
-            used += layout.tokens(of: ips[k], into: rows + used)
-        }
-        starts[ips.count] = Int32(used)
+        layout.listTokens(of: ips, rows: rows, starts: starts)
         ipsight_gather_sums(ipTable.pointer, dimension, rows, starts, ips.count, out)
     }
 

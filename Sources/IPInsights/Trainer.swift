@@ -236,15 +236,11 @@ public final class Trainer: @unchecked Sendable {
         for s in 0..<S { shuffleShift[s] = 1 + rng.below(B - 1) }
 
         // 2. Encoder forward: token rows, their sums, then the layers.
-        var tokenCount: Int32 = 0
         tokenRows.withUnsafeMutableBufferPointer { rows in
             tokenStart.withUnsafeMutableBufferPointer { start in
                 batchIPs.withUnsafeBufferPointer { ips in
-                    for k in 0..<nIPs {
-                        start[k] = tokenCount
-                        tokenCount += Int32(model.layout.tokens(of: ips[k], into: rows.baseAddress! + Int(tokenCount)))
-                    }
-                    start[nIPs] = tokenCount
+                    model.layout.listTokens(of: UnsafeBufferPointer(rebasing: ips[..<nIPs]),
+                                            rows: rows.baseAddress!, starts: start.baseAddress!)
                 }
             }
         }

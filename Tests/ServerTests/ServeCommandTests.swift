@@ -70,15 +70,18 @@ import Testing
         }
         let firstScore = expected(first), secondScore = expected(second)
         let pid = process.processIdentifier
-        try await TestClient.withClient(host: "127.0.0.1", port: bound) { client in
-            let ping = try await client.get("/ping")
-            #expect(ping.status == .ok)
-            let before = try await score(client)
-            #expect(ReloadTests.near(before, firstScore))
-            try ModelFile.save(second, to: path)
-            kill(pid, SIGHUP)
-            let switched = try await Support.eventually { ReloadTests.near(try await score(client), secondScore) }
-            #expect(switched)
+        // The client's tasks run on the tests' own threads (see `Support.threads`).
+        try await withTaskExecutorPreference(Support.threads) {
+            try await TestClient.withClient(host: "127.0.0.1", port: bound) { client in
+                let ping = try await client.get("/ping")
+                #expect(ping.status == .ok)
+                let before = try await score(client)
+                #expect(ReloadTests.near(before, firstScore))
+                try ModelFile.save(second, to: path)
+                kill(pid, SIGHUP)
+                let switched = try await Support.eventually { ReloadTests.near(try await score(client), secondScore) }
+                #expect(switched)
+            }
         }
         process.terminate()
         #expect(Self.waitForExit(process))

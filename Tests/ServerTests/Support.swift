@@ -28,15 +28,22 @@ enum Support {
         return (path, model)
     }
 
+    /// Threads for the live servers and clients of these tests. The runner's
+    /// synchronous tests (journald, processes) hold the shared pool's threads for
+    /// seconds at a time; a client waiting for one hit its 15 s read timeout.
+    static let threads = DedicatedThreads(count: 2, name: "server-tests")
+
     /// Runs `body` against a live server for the model at `path`.
-    static func withServer<Value>(
+    static func withServer<Value: Sendable>(
         modelPath: String, configuration: ServerConfiguration = ServerConfiguration(),
         _ body: @Sendable (any TestClientProtocol, ModelStore, ServerMetrics) async throws -> Value
     ) async throws -> Value {
         let store = try ModelStore(path: modelPath, log: { _ in })
         let metrics = ServerMetrics()
         let app = buildServingApplication(store: store, metrics: metrics, configuration: configuration)
-        return try await app.test(.live) { client in try await body(client, store, metrics) }
+        return try await withTaskExecutorPreference(threads) {
+            try await app.test(.live) { client in try await body(client, store, metrics) }
+        }
     }
 
     static func json(_ buffer: ByteBuffer) throws -> JSONValue {

@@ -1,17 +1,17 @@
 import Foundation
 
-/// A task executor with threads of its own, for the API's listeners and request
-/// handlers. Swift's shared concurrency pool has one thread per core; anything in
-/// the process that blocks those threads (a busy test runner, a slow disk under a
-/// synchronous call) would otherwise stop `ipsight check` from being answered.
-/// With this executor the API answers as long as its own threads are free.
-final class APIThreads: TaskExecutor, @unchecked Sendable {
+/// A task executor with threads of its own. Swift's shared concurrency pool has one
+/// thread per core; anything in the process that blocks those threads (a busy test
+/// runner, a slow disk under a synchronous call) stalls every task waiting for one.
+/// Tasks that prefer this executor (the agent's API, so `ipsight check` is always
+/// answered) run as long as its own threads are free.
+public final class DedicatedThreads: TaskExecutor, @unchecked Sendable {
     private let condition = NSCondition()
     private var queue: [UnownedJob] = []
     private var head = 0
 
     /// Starts `count` threads; they live as long as the process.
-    init(count: Int, name: String) {
+    public init(count: Int, name: String) {
         for k in 0..<max(1, count) {
             let thread = Thread { [unowned(unsafe) self] in self.work() }
             thread.name = "\(name)-\(k)"
@@ -19,11 +19,7 @@ final class APIThreads: TaskExecutor, @unchecked Sendable {
         }
     }
 
-    /// One executor for every API in the process: its threads are never stopped.
-    /// One per core, up to 8: a decision takes microseconds, so more would only wait.
-    static let shared = APIThreads(count: min(8, max(2, ProcessInfo.processInfo.activeProcessorCount)), name: "ipsight-api")
-
-    func enqueue(_ job: consuming ExecutorJob) {
+    public func enqueue(_ job: consuming ExecutorJob) {
         let unowned = UnownedJob(job)
         condition.lock()
         queue.append(unowned)
