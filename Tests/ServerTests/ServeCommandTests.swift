@@ -33,6 +33,12 @@ import Testing
         return (process, output)
     }
 
+    /// The port in Hummingbird's "listening on 127.0.0.1:PORT" line.
+    static func loggedPort(_ text: String) -> Int? {
+        guard let range = text.range(of: #"listening on 127\.0\.0\.1:(\d+)"#, options: .regularExpression) else { return nil }
+        return Int(text[range].split(separator: ":").last ?? "")
+    }
+
     /// Waits at most `seconds` for the process to end.
     static func waitForExit(_ process: Process, seconds: Double = 20) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
@@ -48,15 +54,12 @@ import Testing
         let (process, output) = try Self.start(["serve", "--model", path, "--port", "0", "--poll-interval", "3600"])
         defer { if process.isRunning { process.terminate() } }
 
-        // Hummingbird logs the port it bound; wait for it, bounded.
-        var port: Int? = nil
-        let deadline = Date().addingTimeInterval(30)
-        while port == nil, Date() < deadline, process.isRunning {
-            if let range = output.text.range(of: #"listening on 127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
-                port = Int(output.text[range].split(separator: ":").last ?? "")
-            } else {
-                try await Task.sleep(for: .milliseconds(50))
-            }
+        // Hummingbird logs the port it bound. Wait for it on the tests' own threads,
+        // and look once more after the deadline: on a busy runner a sleep can outlast
+        // the deadline while the port is already in the output.
+        let port: Int? = await withTaskExecutorPreference(Support.threads) {
+            _ = await Support.eventually(within: 60) { Self.loggedPort(output.text) != nil || !process.isRunning }
+            return Self.loggedPort(output.text)
         }
         let bound = try #require(port, "no port in: \(output.text)")
 
