@@ -22,8 +22,12 @@ import random
 import statistics
 import sys
 
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared")
+sys.path.insert(0, os.path.join(SHARED, "bench"))
+import evaluate  # noqa: E402  (the benchmark's own AUC and recall)
+
 NEAR_ROWS = 40
-TABLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "ipasn.tsv.gz")
+TABLE = os.path.join(SHARED, "data", "ipasn.tsv.gz")
 
 
 def load_rows(path):
@@ -40,26 +44,11 @@ def load_rows(path):
 
 
 def recalls_and_auc(rows, score):
-    """Recall at 1% and 0.1% FPR (attacks score low; ties count half) and AUC."""
-    scored = sorted((score(r), r["label"]) for r in rows)
-    normal = [s for s, label in scored if label == 0]
-    attacks = [s for s, label in scored if label == 1]
-    out = []
-    for fpr in (0.01, 0.001):
-        threshold = normal[int(len(normal) * fpr)]
-        below = bisect.bisect_left(attacks, threshold)
-        ties = bisect.bisect_right(attacks, threshold) - below
-        out.append((below + ties / 2) / len(attacks))
-    # Mann-Whitney with ties averaged: the chance a normal login outranks an attack.
-    rank_sum, i = 0.0, 0
-    while i < len(scored):
-        j = i
-        while j < len(scored) and scored[j][0] == scored[i][0]:
-            j += 1
-        rank_sum += (i + 1 + j) / 2 * sum(1 for k in range(i, j) if scored[k][1] == 0)
-        i = j
-    n0, n1 = len(normal), len(attacks)
-    return (rank_sum - n0 * (n0 + 1) / 2) / (n0 * n1), out[0], out[1]
+    """AUC and recall at 1% and 0.1% FPR, computed as evaluate.py computes them."""
+    labels = [r["label"] for r in rows]
+    anomaly = [-score(r) for r in rows]
+    return (evaluate.roc_auc(labels, anomaly), evaluate.recall_at_fpr(labels, anomaly, 0.01),
+            evaluate.recall_at_fpr(labels, anomaly, 0.001))
 
 
 def main():
@@ -117,8 +106,7 @@ def main():
         print(f"| {name} | {auc:.4f} | {r1:.3f} | {r01:.3f} |")
 
     if len(sys.argv) > 2:
-        with open(sys.argv[2]) as f:
-            scores = [json.loads(line)["dot_product"] for line in f]
+        scores = evaluate.read_scores(sys.argv[2], "dot_product")
         for r, s in zip(rows, scores):
             r["score"] = s
         auc, r1, r01 = recalls_and_auc(rows, lambda r: r["score"])

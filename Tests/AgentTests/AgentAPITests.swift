@@ -158,7 +158,8 @@ import Testing
         let running = try Running()
         let release = DispatchSemaphore(value: 0)
         let started = Counter()
-        let blockers = ProcessInfo.processInfo.activeProcessorCount + 1
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let blockers = cores + 1
         for _ in 0..<blockers {
             Task.detached { started.add(); release.wait() }
         }
@@ -166,7 +167,6 @@ import Testing
         // The pool is full once a probe task cannot start.
         let probe = Counter()
         let deadline = Date(timeIntervalSinceNow: 5)
-        let cores = ProcessInfo.processInfo.activeProcessorCount
         while started.value < cores - 1 && Date() < deadline { usleep(10_000) }
         Task.detached { probe.add() }
         usleep(300_000)

@@ -54,15 +54,6 @@ import Testing
         let (process, output) = try Self.start(["serve", "--model", path, "--port", "0", "--poll-interval", "3600"])
         defer { if process.isRunning { process.terminate() } }
 
-        // Hummingbird logs the port it bound. Wait for it on the tests' own threads,
-        // and look once more after the deadline: on a busy runner a sleep can outlast
-        // the deadline while the port is already in the output.
-        let port: Int? = await withTaskExecutorPreference(Support.threads) {
-            _ = await Support.eventually(within: 60) { Self.loggedPort(output.text) != nil || !process.isRunning }
-            return Self.loggedPort(output.text)
-        }
-        let bound = try #require(port, "no port in: \(output.text)")
-
         let body = "entity_id_1, 192.168.1.2\n"
         let expected = { (model: Model) in Double(model.score(entity: "entity_id_1", ip: IPAddress("192.168.1.2")!)) }
         let score = { @Sendable (client: TestClient) async throws -> Double? in
@@ -73,8 +64,12 @@ import Testing
         }
         let firstScore = expected(first), secondScore = expected(second)
         let pid = process.processIdentifier
-        // The client's tasks run on the tests' own threads (see `Support.threads`).
+        // The waits and the client's tasks run on the tests' own threads (see `Support.threads`).
         try await withTaskExecutorPreference(Support.threads) {
+            // Hummingbird logs the port it bound. Look once more after the deadline:
+            // on a busy runner a sleep can outlast it while the port is already there.
+            _ = await Support.eventually(within: 60) { Self.loggedPort(output.text) != nil || !process.isRunning }
+            let bound = try #require(Self.loggedPort(output.text), "no port in: \(output.text)")
             try await TestClient.withClient(host: "127.0.0.1", port: bound) { client in
                 let ping = try await client.get("/ping")
                 #expect(ping.status == .ok)
