@@ -51,7 +51,8 @@ public struct EpochReport: Sendable {
 /// family and S pairs of the entity with another pair's address from the same
 /// mini-batch. Cross entropy on the dot product, Adam; the embedding tables get
 /// lazy updates (only the rows a batch touches, with weight decay on those rows),
-/// the dense layers ordinary ones.
+/// the dense layers ordinary ones. The model a run ends with is the mean of its
+/// iterates after a burn-in (`averaging`).
 public final class Trainer: @unchecked Sendable {
     public let model: Model
     let hp: Hyperparameters
@@ -87,6 +88,10 @@ public final class Trainer: @unchecked Sendable {
     let entityGradBatch: FloatBuffer     // dL/dE per positive in the batch
     var sampleGrad: [Float]              // dL/dscore, (1 + R + S) per positive
     var shuffleShift: [Int]
+
+    /// How the run's iterates are averaged into the model it ends with; nil keeps
+    /// the last step's parameters, as SageMaker does. See `AveragingSchedule`.
+    public var averaging: AveragingSchedule? = .standard
 
     public init(model: Model, seed: UInt64, threads: Int = 2) {
         self.model = model
@@ -131,6 +136,9 @@ public final class Trainer: @unchecked Sendable {
         guard pairs.count > 0 else { return reports }
         var order = [Int32](0..<Int32(pairs.count))
         let batches = (pairs.count + hp.miniBatchSize - 1) / hp.miniBatchSize
+        let totalSteps = batches * hp.epochs
+        let average = averaging.map { ($0, IterateAverage(model)) }
+        var runStep = 0
         for epoch in 0..<hp.epochs {
             // Fisher–Yates with the trainer's own generator: reproducible for a seed.
             for i in stride(from: order.count - 1, to: 0, by: -1) {
@@ -144,6 +152,11 @@ public final class Trainer: @unchecked Sendable {
                 for b in 0..<batches {
                     let lo = b * hp.miniBatchSize, hi = min(lo + hp.miniBatchSize, pairs.count)
                     let result = trainBatch(pairs, UnsafeBufferPointer(rebasing: ord[lo..<hi]))
+                    runStep += 1
+                    if let (schedule, sums) = average,
+                       schedule.samples(step: runStep, totalSteps: totalSteps, stepsPerEpoch: batches) {
+                        sums.add()
+                    }
                     lossSum += result.loss; correct += result.correct; samples += result.samples
                     intervalLoss += result.loss; intervalCorrect += result.correct
                     intervalSamples += result.samples; intervalPairs += hi - lo
@@ -161,6 +174,7 @@ public final class Trainer: @unchecked Sendable {
                     }
                 }
             }
+            if runStep == totalSteps, let (_, sums) = average { sums.writeMean() }
             let seconds = max(Clock.now - started, 1e-9)
             model.trainedEpochs += 1
             model.trainedPairs += pairs.count

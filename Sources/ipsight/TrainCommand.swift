@@ -24,6 +24,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Random seed; the same seed, data and settings give the same model.") var seed: UInt64 = 1
     @Option(help: "Refuse the data if more than this share of rows is malformed.") var maxBadRows: Double = 0.01
     @Option(help: "Worker threads.") var threads: Int = 2
+    @Flag(help: "Keep the last step's parameters, as SageMaker does, instead of the mean of the iterates after the first fifth of the run.")
+    var lastIterate = false
     @Option(help: ArgumentHelp("Rows of the hashed prefix table, a power of two (default: 4 × num_entity_vectors, within 2^16...2^22).", visibility: .hidden))
     var ipBuckets: Int?
 
@@ -70,6 +72,7 @@ struct TrainCommand: ParsableCommand {
         }
         Console.error("hyperparameters: " + hp.orderedStrings.map { "\($0.0)=\($0.1)" }.joined(separator: " "))
         let trainer = Trainer(model: model, seed: seed, threads: threads)
+        if lastIterate { trainer.averaging = nil }
         _ = trainer.train(trainData.pairs, validation: validationPairs) { event in
             Report.training(event, epochs: hp.epochs)
         }
