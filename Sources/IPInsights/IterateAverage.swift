@@ -41,7 +41,7 @@ final class IterateAverage {
     private(set) var count = 0
 
     init(_ model: Model) {
-        parameters = [model.entityTable, model.ipTable] + model.weights + model.biases
+        parameters = ModelFile.tensorList(model).map(\.1)
         sums = parameters.map { FloatBuffer(count: $0.count) }
     }
 

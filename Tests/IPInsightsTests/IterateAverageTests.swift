@@ -45,7 +45,7 @@ import Testing
     }
 
     static func parameters(_ model: Model) -> [[Float]] {
-        ([model.entityTable, model.ipTable] + model.weights + model.biases).map(\.array)
+        ModelFile.tensorList(model).map(\.1.array)
     }
 
     @Test func aRunEndsWithTheMeanOfTheSampledIterates() throws {
