@@ -44,6 +44,11 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
         return IPAddress(high: high & mask, low: 0)
     }
 
+    /// The address one below this one (wrapping below zero).
+    public var predecessor: IPAddress {
+        low == 0 ? IPAddress(high: high &- 1, low: .max) : IPAddress(high: high, low: low - 1)
+    }
+
     public static func < (a: IPAddress, b: IPAddress) -> Bool {
         a.high != b.high ? a.high < b.high : a.low < b.low
     }

@@ -46,6 +46,17 @@ public struct EpochReport: Sendable {
     public var validationAUC: Double?
 }
 
+/// Where the addresses of random negatives come from.
+public enum RandomNegatives: Sendable, Equatable {
+    /// Any address of the positive's family, uniformly: the specification's random negatives.
+    case uniform
+    /// A routed network of the positive's family chosen uniformly from a table, then
+    /// an address inside it (uniform for a family the table lacks). The scores then
+    /// compare an entity's logins with the internet's networks rather than with the
+    /// whole address space, much of which never logs in anywhere.
+    case routed(RoutedNetworks)
+}
+
 /// Trains a model by discriminating real pairs from negative samples: for every
 /// positive (entity, ip), R pairs of the entity with random addresses of the same
 /// family and S pairs of the entity with another pair's address from the same
@@ -92,6 +103,9 @@ public final class Trainer: @unchecked Sendable {
     /// How the run's iterates are averaged into the model it ends with; nil keeps
     /// the last step's parameters, as SageMaker does. See `AveragingSchedule`.
     public var averaging: AveragingSchedule? = .standard
+
+    /// Where random negatives' addresses come from.
+    public var randomNegatives: RandomNegatives = .uniform
 
     public init(model: Model, seed: UInt64, threads: Int = 2) {
         self.model = model
@@ -509,10 +523,14 @@ public final class Trainer: @unchecked Sendable {
         }
     }
 
-    /// A uniformly random address of the same family as `ip`: any IPv4 address, or
-    /// any IPv6 global unicast address (2000::/3).
+    /// A random address of the same family as `ip`, from `randomNegatives`: uniformly
+    /// any IPv4 address or any IPv6 global unicast address (2000::/3), or one from
+    /// a routed network.
     @inline(__always)
     func randomAddress(like ip: IPAddress) -> IPAddress {
+        if case .routed(let table) = randomNegatives, let address = table.randomAddress(ipv4: ip.isIPv4, using: &rng) {
+            return address
+        }
         if ip.isIPv4 { return IPAddress(ipv4: UInt32(truncatingIfNeeded: rng.next())) }
         return IPAddress(high: 0x2000_0000_0000_0000 | (rng.next() >> 3), low: rng.next())
     }

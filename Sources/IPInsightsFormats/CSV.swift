@@ -163,7 +163,7 @@ public enum RoutedNetworksFile {
     /// A malformed row is an error: a table with holes would misplace addresses.
     public static func read(path: String) throws -> RoutedNetworks {
         let reader = try ByteLineReader(path: path, maximumLineLength: 4096)
-        var rows: [(first: IPAddress, asn: UInt32)] = []
+        var rows: [(first: IPAddress, last: IPAddress, asn: UInt32)] = []
         try reader.forEachLine { line in
             let bytes = line.bytes
             if bytes.first == UInt8(ascii: "#") || bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return true }
@@ -179,10 +179,10 @@ public enum RoutedNetworksFile {
                 throw InputError(path: reader.path, line: line.number,
                                  message: "expected first<TAB>last<TAB>asn, found '\(String(decoding: bytes.prefix(80), as: UTF8.self))'")
             }
-            rows.append((first, asn))
+            rows.append((first, last, asn))
             return true
         }
         guard !rows.isEmpty else { throw InputError(path: reader.path, line: nil, message: "no routed networks") }
-        return RoutedNetworks(rows: rows)
+        return RoutedNetworks(ranges: rows)
     }
 }

@@ -20,7 +20,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Training epochs to time.") var epochs: Int = 1
     @Option(help: "Worker threads.") var threads: Int = 2
     @Option(help: "Also keep the trained model here.") var model: String?
-    @Option(help: ArgumentHelp("Optional routed-network table (first<TAB>last<TAB>asn rows, gzip allowed) for the risk, as the agent's [risk] networks.", valueName: "file"))
+    @Option(help: ArgumentHelp("Optional routed-network table (first<TAB>last<TAB>asn rows, gzip allowed), as the agent's [risk] networks: training draws its random negatives from it and the risk counts distances in it.", valueName: "file"))
     var networks: String?
 
     func run() throws {
@@ -35,6 +35,10 @@ struct BenchCommand: ParsableCommand {
         let trained = Model(hyperparameters: hp)
         trained.initialise(seed: 1)
         let trainer = Trainer(model: trained, seed: 1, threads: threads)
+        if let table, let networks {
+            trainer.randomNegatives = .routed(table)
+            print(RandomNegativeOptions.describe(table, path: networks))
+        }
         let reports = trainer.train(train.pairs)
         let seconds = reports.reduce(0) { $0 + $1.seconds }
         let pairsPerSecond = Double(train.pairs.count * epochs) / seconds

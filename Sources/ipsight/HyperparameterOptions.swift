@@ -37,3 +37,21 @@ struct HyperparameterOptions: ParsableArguments {
         return result
     }
 }
+
+/// `--networks FILE`: where training draws its random negatives' addresses.
+struct RandomNegativeOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("A routed-network table (first<TAB>last<TAB>asn rows, pyasn style, gzip allowed): random negatives come from its networks, each equally likely, instead of from the whole address space.", valueName: "file"))
+    var networks: String?
+
+    /// Reads the table, if any, and says what the negatives will be.
+    func randomNegatives() throws -> RandomNegatives {
+        guard let networks else { return .uniform }
+        let table = try RoutedNetworksFile.read(path: networks)
+        Console.error(RandomNegativeOptions.describe(table, path: networks))
+        return .routed(table)
+    }
+
+    static func describe(_ table: RoutedNetworks, path: String) -> String {
+        "random negatives from \(Console.grouped(Double(table.ipv4Starts.count))) IPv4 and \(Console.grouped(Double(table.ipv6Starts.count))) IPv6 routed networks in \(path)"
+    }
+}

@@ -13,6 +13,8 @@ struct TrainCommand: ParsableCommand {
             -H mini_batch_size=1000 -H random_negative_sampling_rate=5 -H shuffled_negative_sampling_rate=1
         With --initial-model, training continues from an existing model (its
         num_entity_vectors, vector_dim and num_ip_encoder_layers are kept).
+        With --networks, random negatives are addresses of routed networks (each
+        network equally likely) rather than of the whole address space.
         """
     )
 
@@ -21,6 +23,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Where to write the model.") var output: String
     @Option(help: "A model to continue training (warm start).") var initialModel: String?
     @OptionGroup var hyperparameters: HyperparameterOptions
+    @OptionGroup var negatives: RandomNegativeOptions
     @Option(help: "Random seed; the same seed, data and settings give the same model.") var seed: UInt64 = 1
     @Option(help: "Refuse the data if more than this share of rows is malformed.") var maxBadRows: Double = 0.01
     @Option(help: "Worker threads.") var threads: Int = 2
@@ -45,6 +48,8 @@ struct TrainCommand: ParsableCommand {
             initial = model
         }
         let hp = try Hyperparameters(strings: strings)
+        // Read first: a bad table should fail before the data is read.
+        let randomNegatives = try negatives.randomNegatives()
         let started = Clock.now
         let (trainData, trainReport) = try PairFile.read(path: train, maximumBadShare: maxBadRows)
         Report.readSummary(trainReport, pairs: trainData.pairs.count)
@@ -73,6 +78,7 @@ struct TrainCommand: ParsableCommand {
         Console.error("hyperparameters: " + hp.orderedStrings.map { "\($0.0)=\($0.1)" }.joined(separator: " "))
         let trainer = Trainer(model: model, seed: seed, threads: threads)
         if lastIterate { trainer.averaging = nil }
+        trainer.randomNegatives = randomNegatives
         _ = trainer.train(trainData.pairs, validation: validationPairs) { event in
             Report.training(event, epochs: hp.epochs)
         }

@@ -23,6 +23,7 @@ struct TuneCommand: ParsableCommand {
     @Option(name: .customLong("range"), help: ArgumentHelp("A range to search, name=min:max (repeatable).", valueName: "name=min:max"))
     var ranges: [String] = []
     @OptionGroup var hyperparameters: HyperparameterOptions
+    @OptionGroup var negatives: RandomNegativeOptions
     @Option(help: "Where to write the best model.") var output: String?
     @Option(help: "Random seed of the search and of each job.") var seed: UInt64 = 1
     @Option(help: "Worker threads per job.") var threads: Int = 2
@@ -78,6 +79,7 @@ struct TuneCommand: ParsableCommand {
         for (name, _, _) in searched where fixed[name] != nil {
             throw ValidationError("\(name) is both fixed with -H and searched with --range")
         }
+        let randomNegatives = try negatives.randomNegatives()
         let (trainData, trainReport) = try PairFile.read(path: train)
         Report.readSummary(trainReport, pairs: trainData.pairs.count)
         let (validationData, validationReport) = try PairFile.read(path: validation)
@@ -98,7 +100,9 @@ struct TuneCommand: ParsableCommand {
             let started = Clock.now
             let model = Model(hyperparameters: hp)
             model.initialise(seed: seed &+ UInt64(job))
-            _ = Trainer(model: model, seed: seed &+ UInt64(job), threads: threads).train(trainData.pairs) { event in
+            let trainer = Trainer(model: model, seed: seed &+ UInt64(job), threads: threads)
+            trainer.randomNegatives = randomNegatives
+            _ = trainer.train(trainData.pairs) { event in
                 if case let .progress(epoch, batch, batches) = event, batch % 16 == 0 || batch == batches {
                     Console.progress("job \(job)/\(maxJobs) epoch \(epoch + 1)/\(hp.epochs)", done: batch, total: batches)
                 }

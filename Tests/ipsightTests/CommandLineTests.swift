@@ -65,6 +65,27 @@ import Testing
         #expect(run.err.contains("validation:discriminator_auc="))
     }
 
+    @Test func trainDrawsRandomNegativesFromARoutedTable() throws {
+        _ = Self.model       // writes train.csv
+        let table = Self.work + "/negatives.tsv", output = Self.work + "/routed.ipsight"
+        try "172.16.0.0\t172.16.255.255\t64500\n2001:db8::\t2001:db8::ffff\t64501\n203.0.113.0 203.0.113.255 64502\n"
+            .write(toFile: table, atomically: true, encoding: .utf8)
+        let arguments = ["train", "--train", Self.work + "/train.csv", "--output", output, "--networks", table,
+                         "-H", "num_entity_vectors=200", "-H", "vector_dim=16", "-H", "epochs=2"]
+        let run = try Self.ipsight(arguments)
+        #expect(run.status == 0, "\(run.err)")
+        #expect(run.err.contains("random negatives from 2 IPv4 and 1 IPv6 routed networks in \(table)"), "\(run.err)")
+        #expect(FileManager.default.fileExists(atPath: output))
+
+        // A malformed table stops the run before any training, naming the line.
+        try FileManager.default.removeItem(atPath: output)
+        try "172.16.0.0\t172.16.255.255\t64500\n172.17.0.0\n".write(toFile: table, atomically: true, encoding: .utf8)
+        let bad = try Self.ipsight(arguments)
+        #expect(bad.status != 0 && bad.err.contains("\(table):2:") && bad.err.contains("first<TAB>last<TAB>asn"), "\(bad.err)")
+        #expect(!bad.err.contains("epoch 1/2"))
+        #expect(!FileManager.default.fileExists(atPath: output))
+    }
+
     @Test func everyRequestAndResponseFormat() throws {
         let csv = "user1, 10.1.0.3\nuser2, 10.2.1.1\n"
         let json = #"{"instances": [{"data": {"features": {"values": ["user1", "10.1.0.3"]}}}, {"features": ["user2", "10.2.1.1"]}]}"#
