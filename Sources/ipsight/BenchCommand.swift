@@ -20,7 +20,7 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Training epochs to time.") var epochs: Int = 1
     @Option(help: "Worker threads.") var threads: Int = 2
     @Option(help: "Also keep the trained model here.") var model: String?
-    @Option(help: ArgumentHelp("Optional routed-network table (first<TAB>last<TAB>asn rows, gzip allowed), as the agent's [risk] networks: training draws its random negatives from it and the risk counts distances in it.", valueName: "file"))
+    @Option(help: ArgumentHelp("Optional routed-network table (first<TAB>last<TAB>asn rows, gzip allowed): training draws its random negatives from it, and the risk counts distances in it as with the agent's [risk] networks.", valueName: "file"))
     var networks: String?
 
     func run() throws {
