@@ -1,7 +1,6 @@
 #!/usr/bin/env python3
 """Which rows of the IP table make an IPv4 model's scores of unrelated addresses vary by user.
 
-  cut -d, -f1,2 /tmp/sim/test.csv | ipsight score --model model.ipsight > /dev/null   # any trained model
   python3 docs/row-ablation.py model.ipsight /tmp/sim/test.csv [ROWS ...]
 
 Reads the model file (one residual layer, the default layout: IPv4 /8 /12 /16 /20

@@ -55,6 +55,12 @@ public enum RandomNegatives: Sendable, Equatable {
     /// compare an entity's logins with the internet's networks rather than with the
     /// whole address space, much of which never logs in anywhere.
     case routed(RoutedNetworks)
+
+    /// The routed table, if the negatives come from one.
+    public var table: RoutedNetworks? {
+        if case .routed(let table) = self { return table }
+        return nil
+    }
 }
 
 /// Trains a model by discriminating real pairs from negative samples: for every
@@ -253,12 +259,13 @@ public final class Trainer: @unchecked Sendable {
         // 1. The batch's addresses: positives first, then R random ones per positive
         //    (same family as the positive), and the entity rows.
         let entityCount = UInt64(hp.numEntityVectors)
+        let routed = randomNegatives.table      // once per batch, not once per draw
         for i in 0..<B {
             let p = Int(indices[i])
             batchIPs[i] = pairs.ips[p]
             batchEntityRows[i] = Int32(pairs.entityHashes[p] % entityCount)
             for j in 0..<R {
-                batchIPs[B + i * R + j] = randomAddress(like: pairs.ips[p])
+                batchIPs[B + i * R + j] = randomAddress(like: pairs.ips[p], from: routed)
             }
         }
         for s in 0..<S { shuffleShift[s] = 1 + rng.below(B - 1) }
@@ -523,14 +530,12 @@ public final class Trainer: @unchecked Sendable {
         }
     }
 
-    /// A random address of the same family as `ip`, from `randomNegatives`: uniformly
-    /// any IPv4 address or any IPv6 global unicast address (2000::/3), or one from
-    /// a routed network.
+    /// A random address of the same family as `ip`: one from a network of `routed`
+    /// (`randomNegatives.table`), or uniformly any IPv4 address or any IPv6 global
+    /// unicast address (2000::/3).
     @inline(__always)
-    func randomAddress(like ip: IPAddress) -> IPAddress {
-        if case .routed(let table) = randomNegatives, let address = table.randomAddress(ipv4: ip.isIPv4, using: &rng) {
-            return address
-        }
+    func randomAddress(like ip: IPAddress, from routed: RoutedNetworks?) -> IPAddress {
+        if let address = routed?.randomAddress(ipv4: ip.isIPv4, using: &rng) { return address }
         if ip.isIPv4 { return IPAddress(ipv4: UInt32(truncatingIfNeeded: rng.next())) }
         return IPAddress(high: 0x2000_0000_0000_0000 | (rng.next() >> 3), low: rng.next())
     }

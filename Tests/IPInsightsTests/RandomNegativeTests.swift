@@ -90,9 +90,9 @@ import Testing
         trainer.randomNegatives = .routed(v4Only)
         var v6Prefixes = Set<UInt64>()
         for _ in 0..<1_000 {
-            let v4 = trainer.randomAddress(like: Self.ip("10.1.2.3"))
+            let v4 = trainer.randomAddress(like: Self.ip("10.1.2.3"), from: trainer.randomNegatives.table)
             #expect(v4.ipv4.map { $0 >> 8 } == Self.ip("192.0.2.0").ipv4! >> 8, "\(v4) is not in 192.0.2.0/24")
-            let v6 = trainer.randomAddress(like: Self.ip("2001:db8::1"))
+            let v6 = trainer.randomAddress(like: Self.ip("2001:db8::1"), from: trainer.randomNegatives.table)
             #expect(!v6.isIPv4 && v6.high >> 61 == 1, "\(v6) is not global unicast")
             v6Prefixes.insert(v6.high >> 32)
         }
