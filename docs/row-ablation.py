@@ -4,7 +4,8 @@
   python3 docs/row-ablation.py model.ipsight /tmp/sim/test.csv [ROWS ...]
 
 Reads the model file (one residual layer, the default layout: IPv4 /8 /12 /16 /20
-/24 prefix rows and four byte rows) and gets entity embeddings from
+/24 prefix rows, four byte rows and, in models that have it, the family row shared
+by every IPv4 address) and gets entity embeddings from
 `ipsight embed`. It then:
 1. scores 200 users × 300 attack addresses of the test file and splits the score's
    variance into user, address and user × address parts; then again with each kind
@@ -44,7 +45,8 @@ def load(path):
         tensors[name] = np.frombuffer(raw, dtype="<f4", count=int(count), offset=offset)
         offset += 4 * int(count)
     d = int(header["vector_dim"])
-    return (tensors["ip"].reshape(-1, d), tensors["w0"].reshape(d, d), tensors["b0"], int(header["ip_buckets"]))
+    family = header.get("family_rows") == "1"
+    return (tensors["ip"].reshape(-1, d), tensors["w0"].reshape(d, d), tensors["b0"], int(header["ip_buckets"]), family)
 
 
 def mix(x):  # StableHash.mix (splitmix64's finaliser)
@@ -54,10 +56,11 @@ def mix(x):  # StableHash.mix (splitmix64's finaliser)
     return z ^ (z >> 31)
 
 
-def token_rows(ip, buckets):  # IPEncoderLayout.tokens for IPv4
+def token_rows(ip, buckets, family):  # IPEncoderLayout.tokens for IPv4, the family row last here
     v = int(ipaddress.IPv4Address(ip))
     rows = [mix((v >> (32 - n)) ^ (n << 40) ^ 0x4000000000000000) & (buckets - 1) for n in (8, 12, 16, 20, 24)]
-    return rows + [buckets + (12 + k) * 256 + ((v >> (24 - 8 * k)) & 255) for k in range(4)]
+    rows += [buckets + (12 + k) * 256 + ((v >> (24 - 8 * k)) & 255) for k in range(4)]
+    return rows + ([buckets + 16 * 256] if family else [])
 
 
 def embeddings(binary, model, users):
@@ -71,10 +74,10 @@ def main():
         sys.exit(__doc__)
     model, test = sys.argv[1], sys.argv[2]
     binary = os.environ.get("IPSIGHT", os.path.join(HERE, "..", ".build", "release", "ipsight"))
-    table, w, b, buckets = load(model)
+    table, w, b, buckets, family = load(model)
     rows = [line.strip().split(",") for line in open(test)]
 
-    def encode(x_rows):  # n × 9 × d table rows → n × d IP embeddings
+    def encode(x_rows):  # n × rows × d table rows → n × d IP embeddings
         x = x_rows.sum(1)
         return x + np.tanh(x @ w.T + b)
 
@@ -83,7 +86,7 @@ def main():
     users = list(dict.fromkeys(r[0] for r in attacks))[:200]
     ips = list(dict.fromkeys(r[1] for r in attacks))[:300]
     e = embeddings(binary, model, users)
-    grid = table[np.array([token_rows(ip, buckets) for ip in ips])]
+    grid = table[np.array([token_rows(ip, buckets, family) for ip in ips])]
 
     def split(r):
         s = e @ encode(r).T
@@ -103,7 +106,7 @@ def main():
         names = list(dict.fromkeys(r[0] for r in rows))
         index = {u: i for i, u in enumerate(names)}
         e_all = embeddings(binary, model, names)[[index[r[0]] for r in rows]]
-        tokens = np.array([token_rows(r[1], buckets) for r in rows])
+        tokens = np.array([token_rows(r[1], buckets, family) for r in rows])
         labels = [int(r[2]) for r in rows]
         for spec in ["none"] + sys.argv[3:]:
             x_rows = table[tokens]

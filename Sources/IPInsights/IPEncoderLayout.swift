@@ -10,21 +10,33 @@
 ///   16 for IPv6), in an exact table of 16 × 256 rows. Any two different addresses
 ///   differ in at least one byte, so their sums differ: every address has its own
 ///   representation even where prefix rows collide.
+/// - **a family row**, one shared by every IPv4 address and one by every IPv6
+///   address (models whose header says `family_rows=1`; older ones have none). The
+///   score of a network no entity has used rests mostly on it, so how readily an
+///   entity logs in from new networks is one direction of its embedding, not a sum
+///   of its taste for the regions it happened to visit.
 /// The family is part of every prefix hash, so IPv4 and IPv6 networks never share
 /// a row by construction (only by hash collision).
 public struct IPEncoderLayout: Sendable, Equatable {
     public static let ipv4Prefixes = [8, 12, 16, 20, 24]
     public static let ipv6Prefixes = [16, 24, 32, 40, 48, 56, 64]
-    public static let maximumTokens = ipv6Prefixes.count + 16
+    public static let maximumTokens = 1 + ipv6Prefixes.count + 16
 
     /// Rows of the hashed prefix part (a power of two).
     public let buckets: Int
-    public var rows: Int { buckets + 16 * 256 }
+    /// Whether addresses also use their family row (false only in models written
+    /// before the family rows existed; they load and score as they always did).
+    public let familyRows: Bool
+    public var rows: Int { buckets + 16 * 256 + (familyRows ? 2 : 0) }
 
-    public init(buckets: Int) {
+    public init(buckets: Int, familyRows: Bool = true) {
         precondition(buckets > 0 && buckets & (buckets - 1) == 0, "buckets must be a power of two")
         self.buckets = buckets
+        self.familyRows = familyRows
     }
+
+    /// The row every address of the family shares (only with `familyRows`).
+    public func familyRow(ipv4: Bool) -> Int { buckets + 16 * 256 + (ipv4 ? 0 : 1) }
 
     /// The default size of the prefix table: about one row per entity vector
     /// (a power of two between 2^14 and 2^22), so the model's size follows
@@ -56,6 +68,10 @@ public struct IPEncoderLayout: Sendable, Equatable {
     public func tokens(of ip: IPAddress, into out: UnsafeMutablePointer<Int32>) -> Int {
         let mask = UInt64(buckets - 1)
         var n = 0
+        if familyRows {
+            out[0] = Int32(familyRow(ipv4: ip.isIPv4))
+            n = 1
+        }
         if ip.isIPv4 {
             let v4 = UInt64(ip.low & 0xFFFF_FFFF)
             for length in IPEncoderLayout.ipv4Prefixes {
