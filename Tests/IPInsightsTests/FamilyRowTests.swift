@@ -31,7 +31,8 @@ import Testing
     @Test func entitiesThatTravelScoreNewNetworksHigher() throws {
         // Ten entities stay in their own /24; ten others log in from a random
         // address one time in three. A network none of them has used should score
-        // higher for the travellers: what the family row carries.
+        // higher for the travellers. This is the behaviour the family row is for; a
+        // model without the row passes too, so it guards the behaviour, not the row.
         var rng = SeededRandom(seed: 21)
         var pairs = TrainingPairs()
         for _ in 0..<6_000 {
@@ -41,12 +42,7 @@ import Testing
                              : IPAddress(ipv4: UInt32(10 << 24 | user << 8 | rng.below(256)))
             pairs.append(entity: "user\(user)", ip: ip)
         }
-        var hp = Hyperparameters(numEntityVectors: 64, vectorDim: 16)
-        hp.epochs = 4
-        hp.miniBatchSize = 200
-        hp.randomNegativeSamplingRate = 3
-        let model = Model(hyperparameters: try hp.validated(), layout: IPEncoderLayout(buckets: 256))
-        model.initialise(seed: 8)
+        let model = try IterateAverageTests.model(epochs: 4, miniBatchSize: 200, randomNegatives: 3, seed: 8)
         _ = Trainer(model: model, seed: 4, threads: 1).train(pairs)
 
         var higher = 0

@@ -34,13 +34,15 @@ import Testing
         return pairs
     }
 
-    static func model() throws -> Model {
+    /// A small model for training tests (also used by other suites).
+    static func model(epochs: Int = 3, miniBatchSize: Int = 100, randomNegatives: Int = 2,
+                      seed: UInt64 = 2) throws -> Model {
         var hp = Hyperparameters(numEntityVectors: 64, vectorDim: 16)
-        hp.epochs = 3
-        hp.miniBatchSize = 100
-        hp.randomNegativeSamplingRate = 2
+        hp.epochs = epochs
+        hp.miniBatchSize = miniBatchSize
+        hp.randomNegativeSamplingRate = randomNegatives
         let model = Model(hyperparameters: try hp.validated(), layout: IPEncoderLayout(buckets: 256))
-        model.initialise(seed: 2)
+        model.initialise(seed: seed)
         return model
     }
 

@@ -110,10 +110,7 @@ import Testing
         let networks = RoutedNetworks(ranges: ranges)
         // Six epochs: three are not quite enough for the shared family row and the
         // networks' own rows to settle on so little data.
-        var hp = try IterateAverageTests.model().hyperparameters
-        hp.epochs = 6
-        let model = Model(hyperparameters: hp, layout: IPEncoderLayout(buckets: 256))
-        model.initialise(seed: 2)
+        let model = try IterateAverageTests.model(epochs: 6)
         let trainer = Trainer(model: model, seed: 3, threads: 1)
         trainer.randomNegatives = .routed(networks)
         _ = trainer.train(pairs)
