@@ -45,7 +45,7 @@ def load(path):
         tensors[name] = np.frombuffer(raw, dtype="<f4", count=int(count), offset=offset)
         offset += 4 * int(count)
     d = int(header["vector_dim"])
-    family = header.get("family_rows") == "1"
+    family = int(header.get("family_rows", "0"))   # how many times the family row counts
     return (tensors["ip"].reshape(-1, d), tensors["w0"].reshape(d, d), tensors["b0"], int(header["ip_buckets"]), family)
 
 
@@ -56,11 +56,11 @@ def mix(x):  # StableHash.mix (splitmix64's finaliser)
     return z ^ (z >> 31)
 
 
-def token_rows(ip, buckets, family):  # IPEncoderLayout.tokens for IPv4, the family row last here
+def token_rows(ip, buckets, family):  # IPEncoderLayout.tokens for IPv4, the family rows last here
     v = int(ipaddress.IPv4Address(ip))
     rows = [mix((v >> (32 - n)) ^ (n << 40) ^ 0x4000000000000000) & (buckets - 1) for n in (8, 12, 16, 20, 24)]
     rows += [buckets + (12 + k) * 256 + ((v >> (24 - 8 * k)) & 255) for k in range(4)]
-    return rows + ([buckets + 16 * 256] if family else [])
+    return rows + [buckets + 16 * 256] * family
 
 
 def embeddings(binary, model, users):

@@ -11,28 +11,37 @@
 ///   differ in at least one byte, so their sums differ: every address has its own
 ///   representation even where prefix rows collide.
 /// - **a family row**, one shared by every IPv4 address and one by every IPv6
-///   address (models whose header says `family_rows=1`; older ones have none). The
-///   score of a network no entity has used rests mostly on it, so how readily an
-///   entity logs in from new networks is one direction of its embedding, not a sum
-///   of its taste for the regions it happened to visit.
+///   address, counted `familyWeight` times in the sum (the header's `family_rows`;
+///   models written before it have none). The score of a network no entity has
+///   used rests mostly on it, so how readily an entity logs in from new networks is
+///   one direction of its embedding, not a sum of its taste for the regions it
+///   happened to visit. Counting it four times lets that direction move four times
+///   as far per Adam step as a region's, so the habit is learnt from the few trips
+///   a light user makes instead of staying near its starting point.
 /// The family is part of every prefix hash, so IPv4 and IPv6 networks never share
 /// a row by construction (only by hash collision).
 public struct IPEncoderLayout: Sendable, Equatable {
     public static let ipv4Prefixes = [8, 12, 16, 20, 24]
     public static let ipv6Prefixes = [16, 24, 32, 40, 48, 56, 64]
-    public static let maximumTokens = 1 + ipv6Prefixes.count + 16
+    /// How many times new models count the family row.
+    public static let defaultFamilyWeight = 4
+    public static let maximumFamilyWeight = 8
+    public static let maximumTokens = maximumFamilyWeight + ipv6Prefixes.count + 16
 
     /// Rows of the hashed prefix part (a power of two).
     public let buckets: Int
-    /// Whether addresses also use their family row (false only in models written
-    /// before the family rows existed; they load and score as they always did).
-    public let familyRows: Bool
+    /// How many times an address counts its family row: 0 in models written before
+    /// the family rows existed (they load and score as they always did), 1 in the
+    /// first models that had them.
+    public let familyWeight: Int
+    public var familyRows: Bool { familyWeight > 0 }
     public var rows: Int { buckets + 16 * 256 + (familyRows ? 2 : 0) }
 
-    public init(buckets: Int, familyRows: Bool = true) {
+    public init(buckets: Int, familyWeight: Int = IPEncoderLayout.defaultFamilyWeight) {
         precondition(buckets > 0 && buckets & (buckets - 1) == 0, "buckets must be a power of two")
+        precondition((0...IPEncoderLayout.maximumFamilyWeight).contains(familyWeight), "family weight out of range")
         self.buckets = buckets
-        self.familyRows = familyRows
+        self.familyWeight = familyWeight
     }
 
     /// The row every address of the family shares (only with `familyRows`).
@@ -67,10 +76,11 @@ public struct IPEncoderLayout: Sendable, Equatable {
     @inline(__always)
     public func tokens(of ip: IPAddress, into out: UnsafeMutablePointer<Int32>) -> Int {
         let mask = UInt64(buckets - 1)
+        let family = Int32(familyRow(ipv4: ip.isIPv4))
         var n = 0
-        if familyRows {
-            out[0] = Int32(familyRow(ipv4: ip.isIPv4))
-            n = 1
+        while n < familyWeight {   // listed once per count: the gather sums it that often
+            out[n] = family
+            n += 1
         }
         if ip.isIPv4 {
             let v4 = UInt64(ip.low & 0xFFFF_FFFF)

@@ -25,7 +25,7 @@ public enum ModelFile {
         header.append(("ip_buckets", String(model.layout.buckets)))
         header.append(("ipv4_prefixes", IPEncoderLayout.ipv4Prefixes.map(String.init).joined(separator: ",")))
         header.append(("ipv6_prefixes", IPEncoderLayout.ipv6Prefixes.map(String.init).joined(separator: ",")))
-        if model.layout.familyRows { header.append(("family_rows", "1")) }
+        if model.layout.familyRows { header.append(("family_rows", String(model.layout.familyWeight))) }
         header.append(("trained_pairs", String(model.trainedPairs)))
         header.append(("trained_epochs", String(model.trainedEpochs)))
         let tensors = tensorList(model)
@@ -90,13 +90,14 @@ public enum ModelFile {
               fields["ipv6_prefixes"] == IPEncoderLayout.ipv6Prefixes.map(String.init).joined(separator: ",") else {
             throw fail("the model uses prefix lengths this build does not know")
         }
-        let familyRows: Bool
-        switch fields["family_rows"] {
-        case nil, "0": familyRows = false
-        case "1": familyRows = true
-        case let other?: throw fail("invalid family_rows '\(other.prefix(20))' in header")
+        var familyWeight = 0
+        if let text = fields["family_rows"] {
+            guard let value = Int(text), (0...IPEncoderLayout.maximumFamilyWeight).contains(value) else {
+                throw fail("invalid family_rows '\(text.prefix(20))' in header (valid: 0 to \(IPEncoderLayout.maximumFamilyWeight))")
+            }
+            familyWeight = value
         }
-        let model = Model(hyperparameters: hp, layout: IPEncoderLayout(buckets: buckets, familyRows: familyRows))
+        let model = Model(hyperparameters: hp, layout: IPEncoderLayout(buckets: buckets, familyWeight: familyWeight))
         model.trainedPairs = Int(fields["trained_pairs"] ?? "0") ?? 0
         model.trainedEpochs = Int(fields["trained_epochs"] ?? "0") ?? 0
         let tensors = tensorList(model)

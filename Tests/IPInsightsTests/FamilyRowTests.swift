@@ -1,8 +1,8 @@
 import Testing
 @testable import IPInsights
 
-/// The family rows: one table row shared by every address of a family, learning at
-/// `IPEncoderLayout.familyRowRate` times the others' rate.
+/// The family rows: one table row shared by every address of a family, counted
+/// `IPEncoderLayout.familyWeight` times in the address's sum.
 @Suite struct FamilyRowTests {
     func tokens(_ text: String, _ layout: IPEncoderLayout) throws -> [Int32] {
         let ip = try #require(IPAddress(text))
@@ -13,19 +13,42 @@ import Testing
 
     @Test func everyAddressOfAFamilyUsesItsFamilyRow() throws {
         let layout = IPEncoderLayout(buckets: 1 << 16)
+        let w = IPEncoderLayout.defaultFamilyWeight
         let a = try tokens("198.51.100.1", layout), b = try tokens("23.1.2.3", layout)
         let v6 = try tokens("2001:db8::1", layout), other6 = try tokens("2a00:1450::5", layout)
-        #expect(a.count == 10 && v6.count == IPEncoderLayout.maximumTokens)
+        #expect(w > 1 && a.count == w + 9 && v6.count == w + 7 + 16)
         #expect(a[0] == b[0] && Int(a[0]) == layout.familyRow(ipv4: true))
         #expect(v6[0] == other6[0] && Int(v6[0]) == layout.familyRow(ipv4: false))
         #expect(a[0] != v6[0], "the families have a row each")
-        #expect(Set(a[1...]).isDisjoint(with: [a[0], v6[0]]), "no other row is a family row")
+        #expect(a.prefix(w).allSatisfy { $0 == a[0] } && v6.prefix(w).allSatisfy { $0 == v6[0] },
+                "the family row is listed once per count, so the sum holds it w times")
+        #expect(Set(a[w...]).isDisjoint(with: [a[0], v6[0]]), "no other row is a family row")
         #expect(Int(v6[0]) == layout.rows - 1, "the family rows are the table's last two")
 
-        // A model written before the family rows keeps its nine rows per IPv4 address.
-        let old = IPEncoderLayout(buckets: 1 << 16, familyRows: false)
-        #expect(try tokens("198.51.100.1", old) == Array(a[1...]))
+        // A model written before the family rows keeps its nine rows per IPv4 address;
+        // one written when the row counted once lists it once.
+        let old = IPEncoderLayout(buckets: 1 << 16, familyWeight: 0)
+        #expect(try tokens("198.51.100.1", old) == Array(a[w...]))
         #expect(old.rows == layout.rows - 2)
+        let once = IPEncoderLayout(buckets: 1 << 16, familyWeight: 1)
+        #expect(try tokens("198.51.100.1", once) == Array(a[(w - 1)...]))
+        #expect(once.rows == layout.rows)
+    }
+
+    @Test func theFamilyRowWeighsInTheEmbeddingAsOftenAsItIsCounted() throws {
+        // The same trained tables under weights 1 and 4: the IP embeddings before the
+        // layers differ by exactly three times the family row.
+        var hp = Hyperparameters(numEntityVectors: 20, vectorDim: 8)
+        hp.numIPEncoderLayers = 0
+        hp = try hp.validated()
+        let four = Model(hyperparameters: hp, layout: IPEncoderLayout(buckets: 128, familyWeight: 4))
+        four.initialise(seed: 5)
+        let one = Model(hyperparameters: hp, layout: IPEncoderLayout(buckets: 128, familyWeight: 1))
+        one.ipTable.pointer.update(from: four.ipTable.pointer, count: four.ipTable.count)
+        let ip = try #require(IPAddress("198.51.100.1"))
+        let family = four.ipTable.pointer + four.layout.familyRow(ipv4: true) * 8
+        let e4 = four.ipEmbedding(ip), e1 = one.ipEmbedding(ip)
+        for j in 0..<8 { #expect(abs(e4[j] - e1[j] - 3 * family[j]) < 1e-5) }
     }
 
     @Test func entitiesThatTravelScoreNewNetworksHigher() throws {
@@ -59,18 +82,38 @@ import Testing
 
     @Test func modelsWithoutFamilyRowsLoadAndScoreAsBefore() throws {
         let hp = try Hyperparameters(numEntityVectors: 20, vectorDim: 8).validated()
-        for familyRows in [false, true] {
-            let model = Model(hyperparameters: hp, layout: IPEncoderLayout(buckets: 128, familyRows: familyRows))
+        for weight in [0, 1, IPEncoderLayout.defaultFamilyWeight] {
+            let model = Model(hyperparameters: hp, layout: IPEncoderLayout(buckets: 128, familyWeight: weight))
             model.initialise(seed: 3)
             let bytes = ModelFile.encode(model)
             let header = String(decoding: bytes[16..<min(bytes.count, 600)], as: UTF8.self)
-            #expect(header.contains("family_rows=1") == familyRows)
+            #expect(header.contains("family_rows=") == (weight > 0))
+            #expect(header.contains("family_rows=\(weight)\n") == (weight > 0))
             let loaded = try bytes.withUnsafeBytes { buffer throws(ModelFileError) in try ModelFile.decode(buffer) }
             #expect(loaded.layout == model.layout)
             for text in ["192.0.2.7", "2001:db8::7"] {
                 let ip = try #require(IPAddress(text))
                 #expect(loaded.score(entity: "erin", ip: ip) == model.score(entity: "erin", ip: ip))
             }
+        }
+    }
+
+    @Test func aFamilyWeightOutOfRangeIsRefused() throws {
+        let hp = try Hyperparameters(numEntityVectors: 20, vectorDim: 8).validated()
+        let model = Model(hyperparameters: hp, layout: IPEncoderLayout(buckets: 128, familyWeight: 4))
+        model.initialise(seed: 3)
+        var bytes = ModelFile.encode(model)
+        let field = Array("family_rows=4".utf8)
+        let at = try #require((16..<600).first { Array(bytes[$0..<($0 + field.count)]) == field })
+        bytes[at + field.count - 1] = UInt8(ascii: "9")
+        let body = bytes.count - 8
+        let sum = bytes.withUnsafeBytes { StableHash.xxh64(UnsafeRawBufferPointer(rebasing: $0[0..<body])) }
+        for k in 0..<8 { bytes[body + k] = UInt8(truncatingIfNeeded: sum >> (8 * UInt64(k))) }
+        do {
+            _ = try bytes.withUnsafeBytes { buffer throws(ModelFileError) in try ModelFile.decode(buffer) }
+            Issue.record("a model with family_rows=9 loaded")
+        } catch {
+            #expect(String(describing: error).contains("family_rows '9'"))
         }
     }
 }
