@@ -4,7 +4,8 @@ import Testing
 /// The family rows: one table row shared by every address of a family, counted
 /// `IPEncoderLayout.familyWeight` times in the address's sum.
 @Suite struct FamilyRowTests {
-    func tokens(_ text: String, _ layout: IPEncoderLayout) throws -> [Int32] {
+    /// The table rows `layout` lists for the address `text` (also used by `IPAddressTests`).
+    static func tokens(_ text: String, _ layout: IPEncoderLayout) throws -> [Int32] {
         let ip = try #require(IPAddress(text))
         var buffer = [Int32](repeating: -1, count: IPEncoderLayout.maximumTokens)
         let n = buffer.withUnsafeMutableBufferPointer { layout.tokens(of: ip, into: $0.baseAddress!) }
@@ -14,8 +15,8 @@ import Testing
     @Test func everyAddressOfAFamilyUsesItsFamilyRow() throws {
         let layout = IPEncoderLayout(buckets: 1 << 16)
         let w = IPEncoderLayout.defaultFamilyWeight
-        let a = try tokens("198.51.100.1", layout), b = try tokens("23.1.2.3", layout)
-        let v6 = try tokens("2001:db8::1", layout), other6 = try tokens("2a00:1450::5", layout)
+        let a = try Self.tokens("198.51.100.1", layout), b = try Self.tokens("23.1.2.3", layout)
+        let v6 = try Self.tokens("2001:db8::1", layout), other6 = try Self.tokens("2a00:1450::5", layout)
         #expect(w > 1 && a.count == w + 9 && v6.count == w + 7 + 16)
         #expect(a[0] == b[0] && Int(a[0]) == layout.familyRow(ipv4: true))
         #expect(v6[0] == other6[0] && Int(v6[0]) == layout.familyRow(ipv4: false))
@@ -28,10 +29,10 @@ import Testing
         // A model written before the family rows keeps its nine rows per IPv4 address;
         // one written when the row counted once lists it once.
         let old = IPEncoderLayout(buckets: 1 << 16, familyWeight: 0)
-        #expect(try tokens("198.51.100.1", old) == Array(a[w...]))
+        #expect(try Self.tokens("198.51.100.1", old) == Array(a[w...]))
         #expect(old.rows == layout.rows - 2)
         let once = IPEncoderLayout(buckets: 1 << 16, familyWeight: 1)
-        #expect(try tokens("198.51.100.1", once) == Array(a[(w - 1)...]))
+        #expect(try Self.tokens("198.51.100.1", once) == Array(a[(w - 1)...]))
         #expect(once.rows == layout.rows)
     }
 
@@ -46,7 +47,7 @@ import Testing
         let one = Model(hyperparameters: hp, layout: IPEncoderLayout(buckets: 128, familyWeight: 1))
         one.ipTable.pointer.update(from: four.ipTable.pointer, count: four.ipTable.count)
         let ip = try #require(IPAddress("198.51.100.1"))
-        let family = four.ipTable.pointer + four.layout.familyRow(ipv4: true) * 8
+        let family = four.ipTable.pointer + four.layout.familyRow(ipv4: true) * four.dimension
         let e4 = four.ipEmbedding(ip), e1 = one.ipEmbedding(ip)
         for j in 0..<8 { #expect(abs(e4[j] - e1[j] - 3 * family[j]) < 1e-5) }
     }

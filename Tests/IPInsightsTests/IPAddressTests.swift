@@ -55,13 +55,7 @@ import Testing
     @Test func everyAddressHasItsOwnTokens() throws {
         // Neighbours share coarse prefix rows but never the full set of rows.
         let layout = IPEncoderLayout(buckets: 1 << 16)
-        let buffer = UnsafeMutablePointer<Int32>.allocate(capacity: IPEncoderLayout.maximumTokens)
-        defer { buffer.deallocate() }
-        func tokens(_ text: String) throws -> [Int32] {
-            let ip = try #require(IPAddress(text))
-            let n = layout.tokens(of: ip, into: buffer)
-            return Array(UnsafeBufferPointer(start: buffer, count: n))
-        }
+        func tokens(_ text: String) throws -> [Int32] { try FamilyRowTests.tokens(text, layout) }
         let a = try tokens("198.51.100.1"), b = try tokens("198.51.100.2"), c = try tokens("198.51.101.1")
         // The family row (counted w times), five prefix rows, four byte rows.
         let w = layout.familyWeight
