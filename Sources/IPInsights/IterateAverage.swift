@@ -41,7 +41,7 @@ final class IterateAverage {
     private(set) var count = 0
 
     init(_ model: Model) {
-        parameters = ModelFile.tensorList(model).map(\.1)
+        parameters = ModelFile.learntTensors(model).map(\.1)
         sums = parameters.map { FloatBuffer(count: $0.count) }
     }
 

@@ -1,4 +1,9 @@
 import CKernels
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 /// A trained (or initialised) IP Insights model.
 ///
 /// score(entity, ip) = entity_embedding · ip_embedding, the log odds that the
@@ -8,6 +13,15 @@ import CKernels
 ///   prefix and byte rows (see `IPEncoderLayout`); then `num_ip_encoder_layers`
 ///   fully connected layers, each residual, `x ← x + tanh(W x + b)`, so that
 ///   stacking layers never loses what the prefix rows say and deep encoders train.
+///
+/// With the activity prior (`hasActivityPrior`, the default for new models) the
+/// last dimension is not learnt: the IP embedding's is 1 and the entity
+/// embedding's is log((n + 1) / g), n the entity row's logins in training and g
+/// their geometric mean over the rows that have any. The spec's negatives pair
+/// each entity as often as it logs in, so its log odds say nothing of how active
+/// the account is; attackers, though, pick accounts regardless of activity. Adding
+/// log n turns the score into the log odds of "real" against a takeover of a
+/// uniformly chosen account, and a dot product it stays (see docs/activity-prior.md).
 public final class Model: @unchecked Sendable {
     public let hyperparameters: Hyperparameters
     public let layout: IPEncoderLayout
@@ -18,12 +32,16 @@ public final class Model: @unchecked Sendable {
     public let ipTable: FloatBuffer          // layout.rows × d
     public let weights: [FloatBuffer]        // per layer, d × d (row = output unit)
     public let biases: [FloatBuffer]         // per layer, d
+    /// Training logins per entity row over the model's whole history (warm starts
+    /// add up); present when the model has the activity prior.
+    public let logins: FloatBuffer?
+    public var hasActivityPrior: Bool { logins != nil }
 
     /// Positive pairs seen in training, over the model's whole history (warm starts add up).
     public var trainedPairs: Int = 0
     public var trainedEpochs: Int = 0
 
-    public init(hyperparameters: Hyperparameters, layout: IPEncoderLayout? = nil) {
+    public init(hyperparameters: Hyperparameters, layout: IPEncoderLayout? = nil, activityPrior: Bool = true) {
         self.hyperparameters = hyperparameters
         let d = hyperparameters.vectorDim
         self.layout = layout ?? IPEncoderLayout(buckets: IPEncoderLayout.defaultBuckets(numEntityVectors: hyperparameters.numEntityVectors))
@@ -31,6 +49,7 @@ public final class Model: @unchecked Sendable {
         ipTable = FloatBuffer(count: self.layout.rows * d)
         weights = (0..<hyperparameters.numIPEncoderLayers).map { _ in FloatBuffer(count: d * d) }
         biases = (0..<hyperparameters.numIPEncoderLayers).map { _ in FloatBuffer(count: d) }
+        logins = activityPrior ? FloatBuffer(count: hyperparameters.numEntityVectors) : nil
     }
 
     /// Random initial values: small enough that every score starts near 0
@@ -45,6 +64,48 @@ public final class Model: @unchecked Sendable {
         let weightScale = 1 / d.squareRoot()
         for w in weights { for i in 0..<w.count { w[i] = rng.gaussian() * weightScale } }
         for b in biases { b.zero() }
+        clearActivityPrior()
+    }
+
+    // MARK: Activity prior
+
+    /// Entity row r's activity prior: the last entity dimension (0 without the prior).
+    public func activityPrior(row: Int) -> Float {
+        hasActivityPrior ? entityTable[row * dimension + dimension - 1] : 0
+    }
+
+    /// Training learns the other dimensions: there the prior reads 0 on the entity
+    /// side and the encoder's last output is held at 0, so neither gets a gradient.
+    public func clearActivityPrior() {
+        guard hasActivityPrior else { return }
+        let d = dimension
+        for r in 0..<hyperparameters.numEntityVectors { entityTable[r * d + d - 1] = 0 }
+    }
+
+    /// Counts the logins of `pairs` and writes every row's prior.
+    public func recordLogins(_ pairs: TrainingPairs) {
+        guard let logins else { return }
+        let rows = UInt64(hyperparameters.numEntityVectors)
+        var counts = [Int](repeating: 0, count: hyperparameters.numEntityVectors)
+        for hash in pairs.entityHashes { counts[Int(hash % rows)] += 1 }
+        for r in counts.indices where counts[r] > 0 { logins[r] += Float(counts[r]) }
+        writeActivityPrior()
+    }
+
+    /// prior(r) = log((n_r + 1) / g), g the geometric mean of n + 1 over rows with logins:
+    /// an entity as active as a typical one scores as the spec's model does.
+    public func writeActivityPrior() {
+        guard let logins else { return }
+        var logSum = 0.0, active = 0
+        for r in 0..<logins.count where logins[r] > 0 {
+            logSum += log(Double(logins[r]) + 1)
+            active += 1
+        }
+        let logMean = active > 0 ? logSum / Double(active) : 0
+        let d = dimension
+        for r in 0..<logins.count {
+            entityTable[r * d + d - 1] = Float(log(Double(logins[r]) + 1) - logMean)
+        }
     }
 
     // MARK: Entities
@@ -99,6 +160,14 @@ public final class Model: @unchecked Sendable {
         for l in 0..<layerCount {
             applyLayer(l, rows: ips.count, input: out, activation: scratch, output: out, threads: threads)
         }
+        setPriorChannel(out, rows: ips.count, to: 1)
+    }
+
+    /// Sets the encoder's last output to `value` (1 when scoring, 0 in training).
+    func setPriorChannel(_ out: UnsafeMutablePointer<Float>, rows n: Int, to value: Float) {
+        guard hasActivityPrior else { return }
+        let d = dimension
+        for r in 0..<n { out[r * d + d - 1] = value }
     }
 
     public func ipEmbedding(_ ip: IPAddress) -> [Float] {

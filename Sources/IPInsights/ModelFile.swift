@@ -26,6 +26,7 @@ public enum ModelFile {
         header.append(("ipv4_prefixes", IPEncoderLayout.ipv4Prefixes.map(String.init).joined(separator: ",")))
         header.append(("ipv6_prefixes", IPEncoderLayout.ipv6Prefixes.map(String.init).joined(separator: ",")))
         if model.layout.familyRows { header.append(("family_rows", String(model.layout.familyWeight))) }
+        if model.hasActivityPrior { header.append(("activity_prior", "1")) }
         header.append(("trained_pairs", String(model.trainedPairs)))
         header.append(("trained_epochs", String(model.trainedEpochs)))
         let tensors = tensorList(model)
@@ -50,6 +51,13 @@ public enum ModelFile {
     }
 
     static func tensorList(_ model: Model) -> [(String, FloatBuffer)] {
+        var list = learntTensors(model)
+        if let logins = model.logins { list.append(("logins", logins)) }
+        return list
+    }
+
+    /// The tensors training changes (and iterate averaging averages).
+    static func learntTensors(_ model: Model) -> [(String, FloatBuffer)] {
         var list: [(String, FloatBuffer)] = [("entity", model.entityTable), ("ip", model.ipTable)]
         for l in 0..<model.layerCount {
             list.append(("w\(l)", model.weights[l]))
@@ -97,7 +105,15 @@ public enum ModelFile {
             }
             familyWeight = value
         }
-        let model = Model(hyperparameters: hp, layout: IPEncoderLayout(buckets: buckets, familyWeight: familyWeight))
+        // Files written before the prior existed have no field: they score as they did.
+        let activityPrior: Bool
+        switch fields["activity_prior"] {
+        case nil, "0": activityPrior = false
+        case "1": activityPrior = true
+        case let text?: throw fail("invalid activity_prior '\(text.prefix(20))' in header (valid: 0 or 1)")
+        }
+        let model = Model(hyperparameters: hp, layout: IPEncoderLayout(buckets: buckets, familyWeight: familyWeight),
+                          activityPrior: activityPrior)
         model.trainedPairs = Int(fields["trained_pairs"] ?? "0") ?? 0
         model.trainedEpochs = Int(fields["trained_epochs"] ?? "0") ?? 0
         let tensors = tensorList(model)
@@ -112,6 +128,11 @@ public enum ModelFile {
         for (_, buffer) in tensors {
             UnsafeMutableRawPointer(buffer.pointer).copyMemory(from: bytes.baseAddress! + offset, byteCount: buffer.count * 4)
             offset += buffer.count * 4
+        }
+        if let logins = model.logins {
+            for r in 0..<logins.count where !(logins[r].isFinite && logins[r] >= 0) {
+                throw fail("entity row \(r) has an invalid login count \(logins[r])")
+            }
         }
         return model
     }

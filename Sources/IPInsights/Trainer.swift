@@ -157,6 +157,7 @@ public final class Trainer: @unchecked Sendable {
         var order = [Int32](0..<Int32(pairs.count))
         let batches = (pairs.count + hp.miniBatchSize - 1) / hp.miniBatchSize
         let totalSteps = batches * hp.epochs
+        model.clearActivityPrior()
         let average = averaging.map { ($0, IterateAverage(model)) }
         var runStep = 0
         for epoch in 0..<hp.epochs {
@@ -209,6 +210,7 @@ public final class Trainer: @unchecked Sendable {
             reports.append(epochReport)
             report(.epochEnd(epochReport))
         }
+        model.recordLogins(pairs)
         return reports
     }
 
@@ -295,6 +297,7 @@ public final class Trainer: @unchecked Sendable {
                              activation: activations[l].pointer, output: layerInputs[l + 1].pointer, threads: threads)
         }
         let ipVec = layerInputs[model.layerCount].pointer
+        model.setPriorChannel(ipVec, rows: nIPs, to: 0)
         phase(.layersForward)
 
         // 3. Scores, loss and dL/dscore; dL/dE per positive.

@@ -15,6 +15,10 @@ struct TrainCommand: ParsableCommand {
         num_entity_vectors, vector_dim and num_ip_encoder_layers are kept).
         With --networks, random negatives are addresses of routed networks (each
         network equally likely) rather than of the whole address space.
+        A new model keeps each entity's training logins and adds log(logins + 1),
+        centred on a typical entity, to its scores: the log odds against a takeover
+        of an account picked regardless of its activity. --no-activity-prior gives
+        the spec's score alone; a warm start keeps the initial model's choice.
         """
     )
 
@@ -27,6 +31,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Random seed; the same seed, data and settings give the same model.") var seed: UInt64 = 1
     @Option(help: "Refuse the data if more than this share of rows is malformed.") var maxBadRows: Double = 0.01
     @Option(help: "Worker threads.") var threads: Int = 2
+    @Flag(inversion: .prefixedNo, help: "Add each entity's activity prior to its scores (new models only).")
+    var activityPrior = true
     @Flag(help: "Keep the last step's parameters, as SageMaker does, instead of the mean of the iterates after the first fifth of the run.")
     var lastIterate = false
     @Option(help: ArgumentHelp("Rows of the hashed prefix table, a power of two (default: 4 × num_entity_vectors, within 2^16...2^22).", visibility: .hidden))
@@ -65,14 +71,14 @@ struct TrainCommand: ParsableCommand {
         let model: Model
         if let initial {
             // Same shape, new training settings.
-            model = Model(hyperparameters: hp, layout: initial.layout)
+            model = Model(hyperparameters: hp, layout: initial.layout, activityPrior: initial.hasActivityPrior)
             copyParameters(from: initial, to: model)
             Console.error("warm start from \(initialModel!) (\(Console.grouped(Double(initial.trainedPairs))) pairs in \(initial.trainedEpochs) epochs so far)")
         } else {
             if let ipBuckets, ipBuckets <= 0 || ipBuckets & (ipBuckets - 1) != 0 || ipBuckets > 1 << 26 {
                 throw ValidationError("--ip-buckets must be a power of two up to 2^26")
             }
-            model = Model(hyperparameters: hp, layout: ipBuckets.map { IPEncoderLayout(buckets: $0) })
+            model = Model(hyperparameters: hp, layout: ipBuckets.map { IPEncoderLayout(buckets: $0) }, activityPrior: activityPrior)
             model.initialise(seed: seed)
         }
         Console.error("hyperparameters: " + hp.orderedStrings.map { "\($0.0)=\($0.1)" }.joined(separator: " "))
@@ -93,6 +99,7 @@ struct TrainCommand: ParsableCommand {
             target.weights[l].pointer.update(from: source.weights[l].pointer, count: source.weights[l].count)
             target.biases[l].pointer.update(from: source.biases[l].pointer, count: source.biases[l].count)
         }
+        if let from = source.logins, let to = target.logins { to.pointer.update(from: from.pointer, count: from.count) }
         target.trainedPairs = source.trainedPairs
         target.trainedEpochs = source.trainedEpochs
     }

@@ -41,14 +41,35 @@ import Glibc
         #expect(access(path + ".tmp-\(getpid())", F_OK) != 0)
     }
 
+    /// Why `data` does not load as a model, or nil when it does.
+    static func decodeError(_ data: [UInt8]) -> String? {
+        do {
+            _ = try data.withUnsafeBytes { buffer throws(ModelFileError) in try ModelFile.decode(buffer) }
+            return nil
+        } catch { return (error as? ModelFileError)?.message ?? "\(error)" }
+    }
+
+    /// Rewrites the checksum after an edit, as a hand-made or tampered file would have it.
+    static func resum(_ bytes: inout [UInt8]) {
+        let body = bytes.count - 8
+        let sum = bytes.withUnsafeBytes { StableHash.xxh64(UnsafeRawBufferPointer(rebasing: $0[0..<body])) }
+        for k in 0..<8 { bytes[body + k] = UInt8(truncatingIfNeeded: sum >> (8 * UInt64(k))) }
+    }
+
+    /// The model file with one header field's text replaced (same length), checksum renewed.
+    static func patched(_ bytes: [UInt8], replacing old: String, with new: String) throws -> [UInt8] {
+        let from = Array(old.utf8), to = Array(new.utf8)
+        precondition(from.count == to.count)
+        let at = try #require((16..<min(bytes.count, 4096)).first { bytes[$0..<min(bytes.count, $0 + from.count)].elementsEqual(from) })
+        var out = bytes
+        out.replaceSubrange(at..<(at + to.count), with: to)
+        resum(&out)
+        return out
+    }
+
     @Test func corruptionIsDetected() throws {
         let bytes = ModelFile.encode(try smallModel())
-        func decodeError(_ data: [UInt8]) -> String? {
-            do {
-                _ = try data.withUnsafeBytes { buffer throws(ModelFileError) in try ModelFile.decode(buffer) }
-                return nil
-            } catch { return (error as? ModelFileError)?.message ?? "\(error)" }
-        }
+        let decodeError = Self.decodeError
         #expect(decodeError(bytes) == nil)
         var flipped = bytes
         flipped[bytes.count / 2] ^= 0x40
