@@ -46,7 +46,9 @@ def load(path):
         offset += 4 * int(count)
     d = int(header["vector_dim"])
     family = int(header.get("family_rows", "0"))   # how many times the family row counts
-    return (tensors["ip"].reshape(-1, d), tensors["w0"].reshape(d, d), tensors["b0"], int(header["ip_buckets"]), family)
+    prior = header.get("activity_prior") == "1"    # the last dimension is the entity's activity prior
+    return (tensors["ip"].reshape(-1, d), tensors["w0"].reshape(d, d), tensors["b0"], int(header["ip_buckets"]), family,
+            prior)
 
 
 def mix(x):  # StableHash.mix (splitmix64's finaliser)
@@ -74,12 +76,15 @@ def main():
         sys.exit(__doc__)
     model, test = sys.argv[1], sys.argv[2]
     binary = os.environ.get("IPSIGHT", os.path.join(HERE, "..", ".build", "release", "ipsight"))
-    table, w, b, buckets, family = load(model)
+    table, w, b, buckets, family, prior = load(model)
     rows = [line.strip().split(",") for line in open(test)]
 
     def encode(x_rows):  # n × rows × d table rows → n × d IP embeddings
         x = x_rows.sum(1)
-        return x + np.tanh(x @ w.T + b)
+        y = x + np.tanh(x @ w.T + b)
+        if prior:
+            y[:, -1] = 1
+        return y
 
     # 1. Variance of attack scores on a users × addresses grid.
     attacks = [r for r in rows if r[2] == "1"]

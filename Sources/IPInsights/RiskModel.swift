@@ -7,13 +7,13 @@ import Darwin
 /// A calibrated risk for a login: the probability that (entity, address) is an
 /// account takeover rather than the entity's own login, at even prior odds.
 ///
-/// `dot_product` says how well the address fits the entity's learnt networks, but
-/// it cannot tell a business trip from an attack: both come from unrelated
-/// networks, and IP Insights' score, log P(ip | entity) / P_neg(ip), is the same
-/// for a busy and a rarely seen account. Attackers pick accounts regardless of how
-/// active they are, and some people never travel; so the risk also weighs how
-/// active the entity is, how often it logs in from unrelated networks, and how
-/// close the address is to its history. The weights come from logistic regression
+/// `dot_product` says how well the address fits the entity's learnt networks and,
+/// with the activity prior, how active the account is; but for an unrelated
+/// network it knows the entity's habit of travelling only as far as the embedding
+/// learnt it. Attackers pick accounts regardless of how active they are, and some
+/// people never travel; so the risk also weighs how active the entity is over the
+/// address's family, how often it logs in from unrelated networks, and how close
+/// the address is to its history. The weights come from logistic regression
 /// on held-out normal logins against synthetic takeovers (a uniformly chosen known
 /// entity with an address near some other entity's network).
 public struct RiskModel: Sendable, Equatable {
