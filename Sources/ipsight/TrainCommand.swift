@@ -74,6 +74,9 @@ struct TrainCommand: ParsableCommand {
             model = Model(hyperparameters: hp, layout: initial.layout, activityPrior: initial.hasActivityPrior)
             copyParameters(from: initial, to: model)
             Console.error("warm start from \(initialModel!) (\(Console.grouped(Double(initial.trainedPairs))) pairs in \(initial.trainedEpochs) epochs so far)")
+            if initial.hasActivityPrior != activityPrior {
+                Console.error("note: the initial model \(initial.hasActivityPrior ? "has" : "has no") activity prior, and a warm start keeps it that way")
+            }
         } else {
             if let ipBuckets, ipBuckets <= 0 || ipBuckets & (ipBuckets - 1) != 0 || ipBuckets > 1 << 26 {
                 throw ValidationError("--ip-buckets must be a power of two up to 2^26")
