@@ -26,12 +26,8 @@ public enum ModelTraining {
 
     /// The current model trained further on `pairs`, leaving the current one untouched
     /// (it keeps scoring meanwhile).
-    public static func warmStart(from current: Model, on pairs: TrainingPairs, seed: UInt64, threads: Int = 1) throws(ModelFileError) -> Model {
-        let bytes = ModelFile.encode(current)
-        let decoded: Result<Model, ModelFileError> = bytes.withUnsafeBytes { raw in
-            Result { () throws(ModelFileError) in try ModelFile.decode(raw, source: "current model") }
-        }
-        let copy = try decoded.get()
+    public static func warmStart(from current: Model, on pairs: TrainingPairs, seed: UInt64, threads: Int = 1) -> Model {
+        let copy = current.copy()
         _ = Trainer(model: copy, seed: seed, threads: threads).train(pairs)
         return copy
     }

@@ -140,20 +140,15 @@ public final class Retrainer: @unchecked Sendable {
         guard due, observations.count >= config.bootstrapMinLogins else { return }
         lastTraining = Clock.now
         let (train, validation) = split(observations, config)
-        do {
-            let candidate = try ModelTraining.warmStart(from: current, on: train, seed: UInt64(observations.count), threads: threads)
-            let verdict = ModelTraining.accept(candidate: candidate, current: current, validation: validation, threads: threads)
-            let aucs = "validation AUC \(Format.fixed(verdict.candidateAUC, 4)) against \(Format.fixed(verdict.currentAUC, 4))"
-            if verdict.accepted {
-                install(candidate, entities: Set(train.entityHashes), observations, config,
-                        note: "retrained model installed: \(aucs)")
-            } else {
-                log.warning("retrained model kept out: \(aucs)")
-                stats?.recordRetrain(.keptOut)
-            }
-        } catch {
-            log.error("retrain: \(error)")
-            stats?.recordRetrain(.failed)
+        let candidate = ModelTraining.warmStart(from: current, on: train, seed: UInt64(observations.count), threads: threads)
+        let verdict = ModelTraining.accept(candidate: candidate, current: current, validation: validation, threads: threads)
+        let aucs = "validation AUC \(Format.fixed(verdict.candidateAUC, 4)) against \(Format.fixed(verdict.currentAUC, 4))"
+        if verdict.accepted {
+            install(candidate, entities: Set(train.entityHashes), observations, config,
+                    note: "retrained model installed: \(aucs)")
+        } else {
+            log.warning("retrained model kept out: \(aucs)")
+            stats?.recordRetrain(.keptOut)
         }
     }
 

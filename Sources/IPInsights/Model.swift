@@ -67,6 +67,21 @@ public final class Model: @unchecked Sendable {
         clearActivityPrior()
     }
 
+    /// A copy to train further (a warm start), leaving this model as it is. `settings`
+    /// may change the training hyperparameters, not the shape.
+    public func copy(settings: Hyperparameters? = nil) -> Model {
+        let hp = settings ?? hyperparameters
+        precondition(hp.numEntityVectors == hyperparameters.numEntityVectors && hp.vectorDim == dimension
+                     && hp.numIPEncoderLayers == layerCount, "a copy keeps the model's shape")
+        let copy = Model(hyperparameters: hp, layout: layout, activityPrior: hasActivityPrior)
+        for (from, to) in zip(ModelFile.tensorList(self), ModelFile.tensorList(copy)) {
+            to.1.pointer.update(from: from.1.pointer, count: from.1.count)
+        }
+        copy.trainedPairs = trainedPairs
+        copy.trainedEpochs = trainedEpochs
+        return copy
+    }
+
     // MARK: Activity prior
 
     /// Entity row r's activity prior: the last entity dimension (0 without the prior).

@@ -71,8 +71,7 @@ struct TrainCommand: ParsableCommand {
         let model: Model
         if let initial {
             // Same shape, new training settings.
-            model = Model(hyperparameters: hp, layout: initial.layout, activityPrior: initial.hasActivityPrior)
-            copyParameters(from: initial, to: model)
+            model = initial.copy(settings: hp)
             Console.error("warm start from \(initialModel!) (\(Console.grouped(Double(initial.trainedPairs))) pairs in \(initial.trainedEpochs) epochs so far)")
             if initial.hasActivityPrior != activityPrior {
                 Console.error("note: the initial model \(initial.hasActivityPrior ? "has" : "has no") activity prior, and a warm start keeps it that way")
@@ -93,18 +92,6 @@ struct TrainCommand: ParsableCommand {
         }
         try ModelFile.save(model, to: output)
         Console.error("model written to \(output)")
-    }
-
-    func copyParameters(from source: Model, to target: Model) {
-        target.entityTable.pointer.update(from: source.entityTable.pointer, count: source.entityTable.count)
-        target.ipTable.pointer.update(from: source.ipTable.pointer, count: source.ipTable.count)
-        for l in 0..<source.layerCount {
-            target.weights[l].pointer.update(from: source.weights[l].pointer, count: source.weights[l].count)
-            target.biases[l].pointer.update(from: source.biases[l].pointer, count: source.biases[l].count)
-        }
-        if let from = source.logins, let to = target.logins { to.pointer.update(from: from.pointer, count: from.count) }
-        target.trainedPairs = source.trainedPairs
-        target.trainedEpochs = source.trainedEpochs
     }
 }
 

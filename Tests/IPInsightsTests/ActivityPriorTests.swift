@@ -68,7 +68,6 @@ import Glibc
         let pairs = Self.pairs(logins: [300, 60, 12])
         let trainer = Trainer(model: model, seed: 2, threads: 1)
         // During training the prior channel takes no gradient on either side.
-        model.clearActivityPrior()
         let gradients = trainer.gradients(pairs, indices: Array(0..<50))
         #expect(!gradients.entityRows.isEmpty)
         for (_, g) in gradients.entityRows { #expect(g[model.dimension - 1] == 0) }
@@ -82,6 +81,18 @@ import Glibc
         let priors = (0..<3).map { Double(model.activityPrior(row: model.entityRow("user\($0)"))) }
         let typical = (log(301.0) + log(61.0) + log(13.0)) / 3
         #expect(abs(priors[0] - (log(301) - typical)) < 1e-4 && abs(priors[2] - (log(13) - typical)) < 1e-4)
+    }
+
+    @Test func aWarmStartCopyKeepsTheLoginsAndLeavesTheOriginalAlone() throws {
+        let model = try Self.model()
+        let pairs = Self.pairs(logins: [30, 4])
+        model.recordLogins(pairs)
+        let before = ModelFile.tensorList(model).map(\.1.array)
+        let copy = model.copy()
+        #expect(ModelFile.tensorList(copy).map(\.1.array) == before)
+        _ = Trainer(model: copy, seed: 1, threads: 1).train(pairs)
+        #expect(ModelFile.tensorList(model).map(\.1.array) == before, "training the copy changed the original")
+        #expect(copy.logins![copy.entityRow("user0")] == 60, "the copy's warm start adds to the copied counts")
     }
 
     @Test func theDiscriminatorMetricLeavesThePriorOut() throws {
