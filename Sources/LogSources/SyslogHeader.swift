@@ -26,19 +26,25 @@ public enum SyslogTimeZone: Sendable, Equatable {
 /// high-precision RFC 3339 (`2018-11-14T10:00:00.000000+00:00 host sshd[1]: ...`)
 /// and RFC 5424 (`<34>1 2018-11-14T10:00:00Z host sshd 1 - - ...`) syslog lines.
 ///
-/// Traditional timestamps have no year: each is given the year that puts it
-/// closest to a reference time, which starts as "now" (or a caller's choice for
-/// replaying old files) and then follows the lines, so a file that runs from
-/// December into January moves into the next year, and December lines read in
-/// January belong to the year before.
+/// Traditional timestamps have no year: each gets the latest year that does not
+/// put it more than a day ahead of "now" (the wall clock, or a fixed reference in
+/// tests), so on 6 December a `Feb 25` line is from this February, and December
+/// lines read on 2 January are from the year before. Replaying an old file with
+/// `firstYear`, the first line gets that year and each later line the earliest
+/// year that does not put it more than a day before the line it follows.
 public struct SyslogHeaderParser: Sendable {
     public var timeZone: SyslogTimeZone
-    /// Seconds since the epoch the next traditional timestamp is placed near.
-    public var reference: Double
+    /// "Now" for placing traditional timestamps; nil reads the wall clock.
+    public var reference: Double?
     /// The year of the first traditional timestamp, for replaying an old file;
     /// later lines follow from it.
-    public var firstYear: Int?
+    public var firstYear: Int? {
+        didSet { replaying = firstYear != nil; previous = nil }
+    }
 
+    private var replaying = false
+    /// The previous traditional timestamp, which a replayed line follows.
+    private var previous: Double?
     private var zoneCacheHour = Int.min
     /// The year given to the previous line's month and day: the same date gets the same year.
     private var yearCache = (month: 0, day: 0, year: 0)
@@ -46,13 +52,7 @@ public struct SyslogHeaderParser: Sendable {
 
     public init(timeZone: SyslogTimeZone = .local, reference: Double? = nil) {
         self.timeZone = timeZone
-        if let reference {
-            self.reference = reference
-        } else {
-            var now = timespec()
-            clock_gettime(CLOCK_REALTIME, &now)
-            self.reference = Double(now.tv_sec)
-        }
+        self.reference = reference
     }
 
     /// The header of `line`, or nil when it does not start like a syslog line.
@@ -211,9 +211,8 @@ public struct SyslogHeaderParser: Sendable {
         var fraction = 0.0
         if scanner.peek() == UInt8(ascii: ".") { fraction = self.fraction(&scanner) }
         let year: Int
-        if let first = firstYear {
+        if let first = firstYear, previous == nil {
             year = first
-            firstYear = nil
         } else if yearCache.month == month && yearCache.day == day {
             year = yearCache.year
         } else {
@@ -223,23 +222,40 @@ public struct SyslogHeaderParser: Sendable {
         guard day <= CivilTime.daysInMonth(year: year, month: month) else { scanner.index = start; return nil }
         let local = CivilTime.epoch(year: year, month: month, day: day, hour: hour, minute: minute, second: second)
         let time = Double(local - zoneOffset(localEpoch: local)) + fraction
-        reference = time
+        if replaying { previous = time }
         return time
     }
 
-    /// The year that places the date nearest the reference time.
+    /// The wall clock, unless a fixed reference was given.
+    private var now: Double {
+        if let reference { return reference }
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Double(ts.tv_sec)
+    }
+
+    /// The latest year that puts the date at most a day after now; when replaying,
+    /// the earliest that puts it at most a day before the previous line.
     private func inferYear(month: Int, day: Int, hour: Int, minute: Int, second: Int) -> Int {
-        let refDay = Int((reference / 86_400).rounded(.down))
-        let refYear = CivilTime.date(days: refDay).year
-        var best = refYear
-        var bestDistance = Double.infinity
-        for year in (refYear - 1)...(refYear + 1) {
-            let d = min(day, CivilTime.daysInMonth(year: year, month: month))
-            let t = Double(CivilTime.epoch(year: year, month: month, day: d, hour: hour, minute: minute, second: second))
-            let distance = abs(t - reference)
-            if distance < bestDistance { best = year; bestDistance = distance }
+        let day1 = 86_400.0
+        func time(_ year: Int) -> Double? {
+            // 29 February exists only in leap years: such a year is skipped, not bent.
+            guard day <= CivilTime.daysInMonth(year: year, month: month) else { return nil }
+            return Double(CivilTime.epoch(year: year, month: month, day: day, hour: hour, minute: minute, second: second))
         }
-        return best
+        if replaying, let previous {
+            let year = CivilTime.date(days: Int((previous / day1).rounded(.down))).year
+            for candidate in year...(year + 8) {
+                if let t = time(candidate), t >= previous - day1 { return candidate }
+            }
+            return year
+        }
+        let limit = now + day1
+        let year = CivilTime.date(days: Int((limit / day1).rounded(.down))).year
+        for candidate in stride(from: year, through: year - 8, by: -1) {
+            if let t = time(candidate), t <= limit { return candidate }
+        }
+        return year
     }
 
     /// `2018-11-14T10:00:00[.ffffff](Z|+hh:mm|-hh:mm|+hhmm)`; a space instead of `T` is accepted.
@@ -390,5 +406,24 @@ struct ByteScanner {
         let start = index
         while index < bytes.count, bytes[index] != UInt8(ascii: " ") { index += 1 }
         return index > start ? start..<index : nil
+    }
+}
+
+extension SyslogTimeZone {
+    /// The offset from UTC, in seconds, of a civil time in this zone (given as if it
+    /// were UTC). Uncached: for timestamps read from services' own files.
+    public func offset(localEpoch: Int) -> Int {
+        switch self {
+        case .utc: return 0
+        case .offset(let seconds): return seconds
+        case .local:
+            var t = time_t(localEpoch)
+            var parts = tm()
+            localtime_r(&t, &parts)
+            // One correction step: the offset at the instant local - offset.
+            var guess = time_t(localEpoch - Int(parts.tm_gmtoff))
+            localtime_r(&guess, &parts)
+            return Int(parts.tm_gmtoff)
+        }
     }
 }

@@ -22,16 +22,13 @@ public enum ExampleCheck {
     public static let reference = 1_542_189_600.0 // 2018-11-14T10:00:00Z
 
     public static func run(_ rules: RuleSet) -> Report {
+        let rules = prepared(rules)
         var report = Report()
         var covered = Set<String>()
         for file in rules.files {
             for example in file.examples {
                 report.examples += 1
-                var decoder = LineDecoder(header: SyslogHeaderParser(timeZone: .utc, reference: reference))
-                let record: LogRecord? = {
-                    var text = example.text
-                    return text.withUTF8 { decoder.decode(UnsafeRawBufferPointer($0)) }
-                }()
+                let record = Self.record(example)
                 guard let record else {
                     report.failures.append(Failure(path: file.path, line: example.line, message: "the example is not valid text"))
                     continue
@@ -45,8 +42,7 @@ public enum ExampleCheck {
         }
         for file in rules.files {
             for rule in file.rules {
-                let lines = rule.json != nil ? [rule.line] : rule.patterns.map(\.line)
-                for line in lines {
+                for line in rule.patterns.map(\.line) {
                     report.patterns += 1
                     if covered.contains("\(file.path):\(line)") {
                         report.coveredPatterns += 1
@@ -58,6 +54,30 @@ public enum ExampleCheck {
             }
         }
         return report
+    }
+
+    /// The record an example stands for: a syslog line (or one without a header),
+    /// or, for a `file-example`, a line of the service's own file read with its identifier.
+    public static func record(_ example: Example) -> LogRecord? {
+        var text = example.text
+        if let identifier = example.identifier {
+            return text.withUTF8 { buffer in
+                LineDecoder.string(UnsafeRawBufferPointer(buffer), 0..<buffer.count).map {
+                    LogRecord(identifier: identifier, message: $0)
+                }
+            }
+        }
+        var decoder = LineDecoder(header: SyslogHeaderParser(timeZone: .utc, reference: reference))
+        return text.withUTF8 { decoder.decode(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// The rule set examples are checked with: times without a zone read as UTC,
+    /// times without a year placed before the examples' reference.
+    public static func prepared(_ rules: RuleSet) -> RuleSet {
+        var rules = rules
+        rules.timeZone = .utc
+        rules.reference = reference
+        return rules
     }
 
     /// nil when the result is what the example expects, otherwise why not.

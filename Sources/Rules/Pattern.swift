@@ -2,7 +2,15 @@ import LogSources
 
 /// The fields a pattern can capture into a login event.
 public enum CaptureField: String, Sendable {
-    case user, host, port, method, service
+    case user, host, port, method, service, text
+}
+
+/// The structured part a pattern can end with.
+public enum StructuredKind: String, Sendable {
+    /// A JSON object.
+    case json
+    /// `key=value` pairs (logfmt, or `key=value, key=value`).
+    case kv
 }
 
 /// Where each captured field lies in the message, as byte ranges.
@@ -12,7 +20,18 @@ struct Captures {
     var port: Range<Int>?
     var method: Range<Int>?
     var service: Range<Int>?
-    var time: Double?
+    /// A `<text>` slot: client text, kept only so tests can inject into it.
+    var text: Range<Int>?
+    /// The `<json>` or `<kv>` part that ends the message.
+    var structured: Range<Int>?
+    var time: ParsedTime?
+}
+
+/// How a pattern's match came out.
+enum MatchStatus: UInt8 {
+    case none, matched
+    /// More than one reading of client text fits: no reading is trusted.
+    case ambiguous
 }
 
 /// A compiled pattern: literal daemon text with typed placeholders, matched on
@@ -41,15 +60,20 @@ public struct Pattern: Sendable {
         case literal([UInt8])
         case token(field: CaptureField?, cls: UInt8, min: Int, max: Int)
         case hostPort
-        case free(field: CaptureField?, nonEmpty: Bool)
+        /// Free text. `client`: a remote party can put text in it (a user name, a
+        /// certificate's key ID), as opposed to text the daemon writes itself.
+        case free(field: CaptureField?, nonEmpty: Bool, client: Bool, maxLength: Int)
         case quoted
-        case clfTime
+        case time
+        case structured(StructuredKind)
     }
 
     public let source: String
     /// `<ip>` rather than `<host>`: a host name is not accepted.
     public let requiresAddress: Bool
     public let fields: Set<CaptureField>
+    /// The structured part the pattern ends with, if any.
+    public let structured: StructuredKind?
     /// The flat, reference-counting-free form the matcher runs.
     let program: PatternProgram
 
@@ -115,8 +139,18 @@ public struct Pattern: Sendable {
         flush()
         self.requiresAddress = requiresAddress
         self.fields = fields
+        var structured: StructuredKind?
+        for (k, element) in elements.enumerated() {
+            guard case .structured(let kind) = element else { continue }
+            guard k == elements.count - 1 else {
+                throw CompileError(message: "<\(kind.rawValue)> takes the rest of the message: it must end the pattern", column: columns[k])
+            }
+            structured = kind
+        }
+        self.structured = structured
 
-        guard elements.contains(where: { if case .literal(let l) = $0 { return l.contains { $0 != Self.space } } else { return false } })
+        let anchored = elements.contains(where: { if case .literal(let l) = $0 { return l.contains { $0 != Self.space } } else { return false } })
+        guard anchored || (elements.count == 1 && structured != nil)
         else { throw CompileError(message: "a pattern needs some literal text of the daemon's to anchor on", column: 1) }
 
         // Word-like placeholders must be followed by text that starts outside their class.
@@ -135,46 +169,83 @@ public struct Pattern: Sendable {
             }
         }
 
-        var split: Int?
-        for (k, element) in elements.enumerated() {
-            if case .free = element, k + 1 < elements.count {
-                if split != nil {
-                    throw CompileError(message: "at most one free-text placeholder (<user>, <any>) may stand before the end of a pattern", column: columns[k])
-                }
-                split = k
-            }
+        // Free text in the middle: one slot, or two in the shape
+        // PREFIX <free> MIDDLE <free> TAIL, where TAIL is bounded and ends the message.
+        var splits: [Int] = []
+        for (k, element) in elements.enumerated() where k + 1 < elements.count {
+            if case .free = element { splits.append(k) }
         }
-        // The non-space text the element after `split` starts with, searched from the right.
-        var anchor: [UInt8] = []
-        var afterSpace = false
-        if let s = split {
+        if splits.count > 2 {
+            throw CompileError(message: "at most two free-text placeholders (<user>, <text>, <any>) may stand before the end of a pattern", column: columns[splits[2]])
+        }
+        for s in splits {
             for k in (s + 1)..<elements.count {
                 if case .quoted = elements[k] {
                     throw CompileError(message: "a <quoted> string cannot follow free text: it is not bounded", column: columns[k])
                 }
             }
-            guard case .literal(let lit) = elements[s + 1] else {
+            guard case .literal = elements[s + 1] else {
                 throw CompileError(message: "free text must be followed by literal text", column: columns[s])
             }
+        }
+        if splits.count == 2 {
+            let last = elements.count - 1
+            switch elements[last] {
+            case .free, .structured:
+                throw CompileError(message: "after a second free-text placeholder the pattern must end on bounded text (a tail found at its rightmost fit)", column: columns[last])
+            default: break
+            }
+        }
+        // A client slot after the first split means client text on both sides of
+        // the daemon's text: every reading is tried, and only a unique one is taken.
+        var unique = false
+        if let first = splits.first {
+            for k in (first + 1)..<elements.count {
+                switch elements[k] {
+                case .free(_, _, let client, _) where client: unique = true
+                case .structured: unique = true
+                default: break
+                }
+            }
+        }
+        func anchorOf(_ s: Int) -> (bytes: [UInt8], afterSpace: Bool) {
+            guard case .literal(let lit) = elements[s + 1] else { return ([], false) }
+            var anchor: [UInt8] = []
             var j = 0
+            var afterSpace = false
             if lit.first == Self.space { afterSpace = true; j = 1 }
             while j < lit.count, lit[j] != Self.space { anchor.append(lit[j]); j += 1 }
+            return (anchor, afterSpace)
         }
-        program = PatternProgram(elements: elements, split: split, anchor: anchor, anchorAfterSpace: afterSpace)
+        let first: (bytes: [UInt8], afterSpace: Bool) = splits.first.map(anchorOf) ?? ([], false)
+        let second: (bytes: [UInt8], afterSpace: Bool) = splits.count == 2 ? anchorOf(splits[1]) : ([], false)
+        program = PatternProgram(elements: elements, split: splits.first, anchor: first.bytes, anchorAfterSpace: first.afterSpace,
+                                 split2: splits.count == 2 ? splits[1] : nil, anchor2: second.bytes,
+                                 anchor2AfterSpace: second.afterSpace, unique: unique)
     }
 
-    /// Parses `<name>`, `<name?>` or `<user:class>` at `i`; nil when the text is a literal `<`.
+    /// Parses `<name>`, `<name?>`, `<user:class>` or `<user:100>` at `i`; nil when
+    /// the text is a literal `<`.
     private static func placeholder(_ bytes: [UInt8], at i: Int) throws(CompileError)
         -> (Element, CaptureField?, Bool, Int)? {
+        func lowercase(_ c: UInt8) -> Bool { c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z") }
+        func digit(_ c: UInt8) -> Bool { c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") }
         var j = i + 1
         var name: [UInt8] = []
-        while j < bytes.count, bytes[j] >= UInt8(ascii: "a"), bytes[j] <= UInt8(ascii: "z") { name.append(bytes[j]); j += 1 }
+        while j < bytes.count, lowercase(bytes[j]) { name.append(bytes[j]); j += 1 }
         guard !name.isEmpty, j < bytes.count else { return nil }
         var cls: [UInt8] = []
+        var maxLength = Int.max
         if bytes[j] == UInt8(ascii: ":") {
             j += 1
-            while j < bytes.count, bytes[j] >= UInt8(ascii: "a"), bytes[j] <= UInt8(ascii: "z") { cls.append(bytes[j]); j += 1 }
-            guard !cls.isEmpty else { return nil }
+            if j < bytes.count, digit(bytes[j]) {
+                var value = 0
+                while j < bytes.count, digit(bytes[j]), value < 1_000_000 { value = value * 10 + Int(bytes[j] - 48); j += 1 }
+                maxLength = value
+            } else {
+                while j < bytes.count, lowercase(bytes[j]) { cls.append(bytes[j]); j += 1 }
+                guard !cls.isEmpty else { return nil }
+            }
         }
         var optional = false
         if j < bytes.count, bytes[j] == UInt8(ascii: "?") { optional = true; j += 1 }
@@ -186,6 +257,12 @@ public struct Pattern: Sendable {
         if !cls.isEmpty && nameText != "user" {
             throw CompileError(message: "only <user> takes a class (<user:word>, <user:alnum>, <user:name>)", column: column)
         }
+        if maxLength != Int.max {
+            guard nameText == "user" || nameText == "text" else {
+                throw CompileError(message: "only <user> and <text> take a maximum length (<user:100>)", column: column)
+            }
+            guard maxLength > 0 else { throw CompileError(message: "a maximum length is at least 1", column: column) }
+        }
         let minimum = optional ? 0 : 1
         let element: Element
         var field: CaptureField?
@@ -194,12 +271,13 @@ public struct Pattern: Sendable {
         case "user":
             field = .user
             switch clsText {
-            case "": element = .free(field: .user, nonEmpty: !optional)
+            case "": element = .free(field: .user, nonEmpty: !optional, client: true, maxLength: maxLength)
             case "word": element = .token(field: .user, cls: ByteClass.nonSpace, min: minimum, max: 256)
             case "alnum": element = .token(field: .user, cls: ByteClass.alnum, min: minimum, max: 256)
             case "name": element = .token(field: .user, cls: ByteClass.service, min: minimum, max: 256)
             default: throw CompileError(message: "unknown class '\(clsText)' for <user>", column: column)
             }
+        case "text": field = .text; element = .free(field: .text, nonEmpty: !optional, client: true, maxLength: maxLength)
         case "host": field = .host; element = .token(field: .host, cls: ByteClass.host, min: minimum, max: 255)
         case "ip": field = .host; address = true; element = .token(field: .host, cls: ByteClass.host, min: minimum, max: 64)
         case "ipport": address = true; element = .hostPort
@@ -211,9 +289,11 @@ public struct Pattern: Sendable {
         case "name": element = .token(field: nil, cls: ByteClass.host, min: minimum, max: 255)
         case "num": element = .token(field: nil, cls: ByteClass.digit, min: minimum, max: 20)
         case "opt": element = .token(field: nil, cls: ByteClass.nonSpace, min: 0, max: 1024)
-        case "any": element = .free(field: nil, nonEmpty: false)
+        case "any": element = .free(field: nil, nonEmpty: false, client: false, maxLength: Int.max)
         case "quoted": element = .quoted
-        case "clftime": element = .clfTime
+        case "time", "clftime": element = .time
+        case "json": element = .structured(.json)
+        case "kv": element = .structured(.kv)
         default:
             throw CompileError(message: "unknown placeholder <\(nameText)>; write \\< for a literal '<'", column: column)
         }
@@ -223,33 +303,7 @@ public struct Pattern: Sendable {
     // MARK: - Matching
 
     /// Matches the whole message; on success `captures` holds the fields.
-    func match(_ text: UnsafeRawBufferPointer, _ captures: inout Captures) -> Bool {
+    func match(_ text: UnsafeRawBufferPointer, _ captures: inout Captures) -> MatchStatus {
         program.match(text, &captures)
-    }
-
-    /// `14/Nov/2018:10:00:00 +0000`.
-    static func clfTime(_ t: UnsafeRawBufferPointer, _ p: Int) -> (Double, Int)? {
-        guard p + 26 <= t.count else { return nil }
-        func num(_ at: Int, _ width: Int) -> Int? {
-            var v = 0
-            for k in 0..<width {
-                let c = t[at + k]
-                guard c >= 48, c <= 57 else { return nil }
-                v = v * 10 + Int(c - 48)
-            }
-            return v
-        }
-        guard let day = num(p, 2), t[p + 2] == UInt8(ascii: "/"),
-              let month = SyslogHeaderParser.monthNumber(t[p + 3], t[p + 4], t[p + 5]), t[p + 6] == UInt8(ascii: "/"),
-              let year = num(p + 7, 4), t[p + 11] == UInt8(ascii: ":"), let hour = num(p + 12, 2),
-              t[p + 14] == UInt8(ascii: ":"), let minute = num(p + 15, 2), t[p + 17] == UInt8(ascii: ":"),
-              let second = num(p + 18, 2), t[p + 20] == Self.space,
-              t[p + 21] == UInt8(ascii: "+") || t[p + 21] == UInt8(ascii: "-"),
-              let zh = num(p + 22, 2), let zm = num(p + 24, 2),
-              day >= 1, day <= CivilTime.daysInMonth(year: year, month: month), hour < 24, minute < 60, second <= 60
-        else { return nil }
-        let offset = (zh * 3600 + zm * 60) * (t[p + 21] == UInt8(ascii: "-") ? -1 : 1)
-        let epoch = CivilTime.epoch(year: year, month: month, day: day, hour: hour, minute: minute, second: second) - offset
-        return (Double(epoch), p + 26)
     }
 }

@@ -2,7 +2,7 @@
 /// loop touches no reference counts and no enum payloads.
 final class PatternProgram: @unchecked Sendable {
     struct Op {
-        enum Kind: UInt8 { case literal, token, hostPort, free, quoted, clfTime }
+        enum Kind: UInt8 { case literal, token, hostPort, free, quoted, time, structured }
         var kind: Kind
         var cls: UInt8 = 0
         var field: UInt8 = 0
@@ -12,14 +12,24 @@ final class PatternProgram: @unchecked Sendable {
         /// Literal bytes in `bytes`.
         var start: Int32 = 0
         var count: Int32 = 0
+        /// A free slot's longest text (the daemon truncates it), or Int.max.
+        var maxLength = Int.max
     }
 
     let ops: UnsafeMutableBufferPointer<Op>
     let bytes: UnsafeMutableBufferPointer<UInt8>
+    /// The free slot whose end is searched for, or -1.
     let split: Int
     let anchorStart: Int
     let anchorCount: Int
     let anchorAfterSpace: Bool
+    /// A second free slot, followed by a bounded tail that ends the message, or -1.
+    let split2: Int
+    let anchor2Start: Int
+    let anchor2Count: Int
+    let anchor2AfterSpace: Bool
+    /// Client text after the split: every reading is tried and only a unique one is taken.
+    let unique: Bool
     /// The first byte a message must start with (after spaces), or -1 for any.
     let firstByte: Int
     let table: UnsafePointer<UInt8> = ByteClass.pointer
@@ -27,7 +37,8 @@ final class PatternProgram: @unchecked Sendable {
     static let space = UInt8(ascii: " ")
     static let maxSpaceRun = 64
 
-    init(elements: [Pattern.Element], split: Int?, anchor: [UInt8], anchorAfterSpace: Bool) {
+    init(elements: [Pattern.Element], split: Int?, anchor: [UInt8], anchorAfterSpace: Bool,
+         split2: Int? = nil, anchor2: [UInt8] = [], anchor2AfterSpace: Bool = false, unique: Bool = false) {
         var ops: [Op] = []
         var bytes: [UInt8] = []
         func code(_ f: CaptureField?) -> UInt8 {
@@ -38,6 +49,7 @@ final class PatternProgram: @unchecked Sendable {
             case .port: return 3
             case .method: return 4
             case .service: return 5
+            case .text: return 6
             }
         }
         for element in elements {
@@ -49,21 +61,31 @@ final class PatternProgram: @unchecked Sendable {
                 ops.append(Op(kind: .token, cls: cls, field: code(field), min: Int32(minimum), max: Int32(maximum)))
             case .hostPort:
                 ops.append(Op(kind: .hostPort))
-            case .free(let field, let nonEmpty):
-                ops.append(Op(kind: .free, field: code(field), nonEmpty: nonEmpty))
+            case .free(let field, let nonEmpty, _, let maxLength):
+                ops.append(Op(kind: .free, field: code(field), nonEmpty: nonEmpty, maxLength: maxLength))
             case .quoted:
                 ops.append(Op(kind: .quoted))
-            case .clfTime:
-                ops.append(Op(kind: .clfTime))
+            case .time:
+                ops.append(Op(kind: .time))
+            case .structured:
+                ops.append(Op(kind: .structured))
             }
         }
         anchorStart = bytes.count
         anchorCount = anchor.count
         bytes += anchor
+        anchor2Start = bytes.count
+        anchor2Count = anchor2.count
+        bytes += anchor2
         self.split = split ?? -1
         self.anchorAfterSpace = anchorAfterSpace
+        self.split2 = split2 ?? -1
+        self.anchor2AfterSpace = anchor2AfterSpace
+        self.unique = unique
         if case .literal(let lit)? = elements.first, let b = lit.first, b != Self.space {
             firstByte = Int(b)
+        } else if case .structured(.json)? = elements.first {
+            firstByte = Int(UInt8(ascii: "{"))
         } else {
             firstByte = -1
         }
@@ -86,24 +108,36 @@ final class PatternProgram: @unchecked Sendable {
         case 3: captures.port = range
         case 4: captures.method = range
         case 5: captures.service = range
+        case 6: captures.text = range
         default: break
         }
     }
 
-    func match(_ text: UnsafeRawBufferPointer, _ captures: inout Captures) -> Bool {
+    func match(_ text: UnsafeRawBufferPointer, _ captures: inout Captures) -> MatchStatus {
         let n = text.count
         var start = 0
         while start < n, text[start] == Self.space { start += 1 }
-        if firstByte >= 0 && (start == n || Int(text[start]) != firstByte) { return false }
+        if firstByte >= 0 && (start == n || Int(text[start]) != firstByte) { return .none }
         if split < 0 {
-            guard let end = forward(0, ops.count, from: start, text, &captures) else { return false }
-            return end == n
+            guard let end = forward(0, ops.count, from: start, text, &captures), end == n else { return .none }
+            return .matched
         }
-        guard let p = forward(0, split, from: start, text, &captures) else { return false }
+        guard let p = forward(0, split, from: start, text, &captures) else { return .none }
+        // With a second free slot, its bounded tail is found first, at its rightmost fit:
+        // the daemon writes it after the client text.
+        var middleEnd = ops.count
+        var tail = n
+        if split2 >= 0 {
+            guard let t = tailStart(text, from: p, &captures) else { return .none }
+            tail = t
+            middleEnd = split2
+        }
         let free = ops[split]
+        var found: Captures?
         var w = n - anchorCount
+        if free.maxLength != Int.max { w = min(w, p + free.maxLength + Self.maxSpaceRun + 1) }
         while w >= p {
-            if anchorMatches(text, at: w) {
+            if anchorMatches(text, at: w, anchorStart, anchorCount) {
                 var c = w
                 var ok = true
                 if anchorAfterSpace {
@@ -112,29 +146,68 @@ final class PatternProgram: @unchecked Sendable {
                     ok = k < w
                     c = k
                 }
-                if ok && (!free.nonEmpty || c > p) {
+                if ok && (!free.nonEmpty || c > p) && c - p <= free.maxLength {
                     var attempt = captures
-                    if let end = forward(split + 1, ops.count, from: c, text, &attempt), end == n {
-                        captures = attempt
-                        Self.set(free.field, p..<c, &captures)
-                        return true
+                    if let end = forward(split + 1, middleEnd, from: c, text, &attempt), fits(end, tail, &attempt) {
+                        Self.set(free.field, p..<c, &attempt)
+                        if !unique { captures = attempt; return .matched }
+                        if found != nil { return .ambiguous }
+                        found = attempt
                     }
                 }
             }
             w -= 1
         }
-        return false
+        guard let found else { return .none }
+        captures = found
+        return .matched
+    }
+
+    /// Whether the ops after the split end where they must: at the end of the
+    /// message, or (two free slots) before the tail with the second slot between.
+    @inline(__always)
+    private func fits(_ end: Int, _ tail: Int, _ captures: inout Captures) -> Bool {
+        guard split2 >= 0 else { return end == tail }
+        let free = ops[split2]
+        guard end <= tail, !free.nonEmpty || end < tail, tail - end <= free.maxLength else { return false }
+        Self.set(free.field, end..<tail, &captures)
+        return true
+    }
+
+    /// Where the tail after the second free slot starts: its rightmost fit that ends the message.
+    private func tailStart(_ text: UnsafeRawBufferPointer, from p: Int, _ captures: inout Captures) -> Int? {
+        let n = text.count
+        var w = n - anchor2Count
+        while w >= p {
+            if anchorMatches(text, at: w, anchor2Start, anchor2Count) {
+                var c = w
+                var ok = true
+                if anchor2AfterSpace {
+                    var k = w
+                    while k > p, text[k - 1] == Self.space, w - k < Self.maxSpaceRun { k -= 1 }
+                    ok = k < w
+                    c = k
+                }
+                var attempt = captures
+                if ok, let end = forward(split2 + 1, ops.count, from: c, text, &attempt), end == n {
+                    captures = attempt
+                    return c
+                }
+            }
+            w -= 1
+        }
+        return nil
     }
 
     @inline(__always)
-    private func anchorMatches(_ text: UnsafeRawBufferPointer, at w: Int) -> Bool {
-        if anchorCount == 0 {
+    private func anchorMatches(_ text: UnsafeRawBufferPointer, at w: Int, _ start: Int, _ count: Int) -> Bool {
+        if count == 0 {
             // The text after the free part is a bare space: candidates are word starts.
             return w > 0 && w < text.count && text[w - 1] == Self.space && text[w] != Self.space
         }
-        if w + anchorCount > text.count { return false }
-        if text[w] != bytes[anchorStart] { return false }
-        for k in 1..<max(1, anchorCount) where text[w + k] != bytes[anchorStart + k] { return false }
+        if w + count > text.count { return false }
+        if text[w] != bytes[start] { return false }
+        for k in 1..<max(1, count) where text[w + k] != bytes[start + k] { return false }
         return true
     }
 
@@ -184,8 +257,11 @@ final class PatternProgram: @unchecked Sendable {
                 pos = e
             case .free:
                 // Only the last op reaches here: it takes the rest of the message.
-                guard !op.nonEmpty || pos < n else { return nil }
+                guard !op.nonEmpty || pos < n, n - pos <= op.maxLength else { return nil }
                 Self.set(op.field, pos..<n, &captures)
+                pos = n
+            case .structured:
+                captures.structured = pos..<n
                 pos = n
             case .quoted:
                 guard pos < n, text[pos] == UInt8(ascii: "\"") else { return nil }
@@ -195,8 +271,8 @@ final class PatternProgram: @unchecked Sendable {
                 }
                 guard e < n else { return nil }
                 pos = e + 1
-            case .clfTime:
-                guard let (time, end) = Pattern.clfTime(text, pos) else { return nil }
+            case .time:
+                guard let (time, end) = TimeText.parse(text, at: pos) else { return nil }
                 captures.time = time
                 pos = end
             }

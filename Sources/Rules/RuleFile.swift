@@ -27,7 +27,7 @@ public struct RuleFile: Sendable {
 
         func holds(_ fields: TrustedFields) -> Bool {
             guard let value = fields[field] else { return false }
-            return values.contains(value)
+            return values.contains { FieldValue.matches($0, value) }
         }
     }
 
@@ -37,7 +37,7 @@ public struct RuleFile: Sendable {
     }
 }
 
-/// A named rule: an outcome and the patterns (or JSON fields) that yield it.
+/// A named rule: an outcome and the patterns that yield it.
 public struct Rule: Sendable {
     public var name: String
     /// `service/name`, as events report it.
@@ -52,26 +52,69 @@ public struct Rule: Sendable {
     public var userOptional = false
     /// Captured texts that mean "not given" (`-` in access logs).
     public var absent: [String] = []
-    public var json: JSONFields?
+    /// Where the fields of a `<json>` or `<kv>` part are; nil for a rule without one.
+    public var fields: FieldMap?
+    /// `when` lines: one alternative must hold entirely.
+    public var conditions: [[FieldCondition]] = []
+    /// `field-match` lines: patterns over one field's text, tried in order.
+    public var fieldMatches: [FieldMatch] = []
     public var line: Int
 }
 
-/// Where a JSON-lines rule finds each field (dotted paths into nested objects).
-public struct JSONFields: Sendable {
-    public var user = "user"
-    public var ip = "ip"
-    public var time: String? = "time"
-    public var port: String? = "port"
-    public var method: String? = "method"
+/// Where a structured rule finds each field (dotted paths into nested JSON objects).
+public struct FieldMap: Sendable {
+    public var user: String?
+    public var ip: String?
+    public var time: String?
+    public var port: String?
+    public var method: String?
     /// A field holding the outcome; nil when the rule's `outcome` is fixed.
     public var outcome: String?
     public var successValues = ["success", "ok", "true", "succeeded"]
     public var failureValues = ["failure", "fail", "failed", "false", "denied"]
+
+    public init() {}
+
+    /// The names a plain `type = json` rule has always used.
+    public static var jsonDefaults: FieldMap {
+        var map = FieldMap()
+        map.user = "user"
+        map.ip = "ip"
+        map.time = "time"
+        map.port = "port"
+        map.method = "method"
+        return map
+    }
+}
+
+/// `FIELD=value|value` in a `when` line.
+public struct FieldCondition: Sendable, Equatable {
+    public var path: String
+    public var values: [String]
+}
+
+/// `field-match = FIELD PATTERN`.
+public struct FieldMatch: Sendable {
+    public var path: String
+    public var pattern: Pattern
+    public var line: Int
+}
+
+/// Comparisons of a field's text with a configured value: exact, or a prefix
+/// when the value ends in `*` (`sshd@*` for templated units).
+enum FieldValue {
+    static func matches(_ wanted: String, _ actual: String) -> Bool {
+        if wanted.hasSuffix("*") { return actual.hasPrefix(wanted.dropLast()) }
+        return wanted == actual
+    }
 }
 
 /// An example line and what the rules must yield for it.
 public struct Example: Sendable {
     public var text: String
+    /// For a line of the service's own log file (`file-example`): the identifier
+    /// the file is read with; nil for a syslog line (or one without a header).
+    public var identifier: String?
     /// nil: the line must yield no event.
     public var expect: [String: String]?
     public var line: Int

@@ -25,7 +25,7 @@ public enum RuleFileParser {
         var file = RuleFile(path: path, service: "")
         var current: Rule?
         var inExamples = false
-        var pendingExample: (text: String, line: Int)?
+        var pendingExample: (text: String, line: Int, file: Bool)?
         var sawService = false
 
         func fail(_ line: Int, _ message: String) -> RuleFileError {
@@ -33,11 +33,15 @@ public enum RuleFileParser {
         }
         func finishRule(_ line: Int) throws(RuleFileError) {
             guard let rule = current else { return }
-            if rule.json == nil && rule.patterns.isEmpty {
+            if rule.patterns.isEmpty {
                 throw fail(rule.line, "rule [\(rule.name)] has no match line")
             }
-            if rule.outcome == nil && rule.json?.outcome == nil {
+            if rule.outcome == nil && rule.fields?.outcome == nil {
                 throw fail(rule.line, "rule [\(rule.name)] needs an outcome (success or failure)")
+            }
+            let structured = rule.patterns.contains { $0.pattern.structured != nil }
+            if !structured && (rule.fields != nil || !rule.conditions.isEmpty || !rule.fieldMatches.isEmpty) {
+                throw fail(rule.line, "rule [\(rule.name)] uses fields, when or field-match, but no pattern ends in <json> or <kv>")
             }
             file.rules.append(rule)
             current = nil
@@ -72,8 +76,8 @@ public enum RuleFileParser {
             if pendingExample != nil && key != "expect" { throw fail(number, "an example must be followed by its expect line") }
 
             switch key {
-            case "example":
-                pendingExample = (value, number)
+            case "example", "file-example":
+                pendingExample = (value, number, key == "file-example")
                 continue
             case "expect":
                 guard let pending = pendingExample else { throw fail(number, "expect without an example line before it") }
@@ -85,7 +89,14 @@ public enum RuleFileParser {
                         throw fail(number, "an expect line must state \(required) (write \(required)=- when absent)")
                     }
                 }
-                file.examples.append(Example(text: pending.text, expect: expectation, line: pending.line, path: path))
+                var example = Example(text: pending.text, expect: expectation, line: pending.line, path: path)
+                if pending.file {
+                    guard let identifier = file.identifiers.first(where: { $0 != "-" && $0 != "*" }) else {
+                        throw fail(pending.line, "a file-example needs an identifier (list one in identifiers)")
+                    }
+                    example.identifier = identifier
+                }
+                file.examples.append(example)
                 continue
             default: break
             }
@@ -137,12 +148,10 @@ public enum RuleFileParser {
                 guard let o = LoginEvent.Outcome(rawValue: value) else { throw fail(number, "outcome is success or failure") }
                 rule.outcome = o
             case "match":
-                guard rule.json == nil else { throw fail(number, "a JSON rule has no match lines") }
-                do {
-                    rule.patterns.append((try Pattern(value), number))
-                } catch {
-                    throw fail(number, "pattern \(error.description)")
-                }
+                let pattern: Pattern
+                do { pattern = try Pattern(value) } catch { throw fail(number, "pattern \(error.description)") }
+                rule.patterns.append((pattern, number))
+                if pattern.structured != nil && rule.fields == nil { rule.fields = FieldMap() }
             case "method":
                 rule.method = value
             case "user":
@@ -156,26 +165,47 @@ public enum RuleFileParser {
             case "absent":
                 rule.absent += value.split(separator: " ").map(String.init)
             case "type":
-                guard value == "json" else { throw fail(number, "the only rule type is json") }
-                guard rule.patterns.isEmpty else { throw fail(number, "a JSON rule has no match lines") }
-                rule.json = JSONFields()
+                guard let kind = StructuredKind(rawValue: value) else { throw fail(number, "type is json or kv") }
+                // The whole message is one JSON object or one list of key=value pairs.
+                let pattern: Pattern
+                do { pattern = try Pattern("<\(kind.rawValue)>") } catch { throw fail(number, "\(error)") }
+                rule.patterns.append((pattern, number))
+                if rule.fields == nil { rule.fields = kind == .json ? .jsonDefaults : FieldMap() }
             case "user-field", "ip-field", "time-field", "port-field", "method-field", "outcome-field",
                  "success-values", "failure-values":
-                guard var json = rule.json else { throw fail(number, "\(key) needs 'type = json' first") }
-                let optionalValue: String? = value == "-" ? nil : value
+                var fields = rule.fields ?? FieldMap()
+                let path: String? = value == "-" ? nil : value
                 switch key {
-                case "user-field": json.user = value
-                case "ip-field": json.ip = value
-                case "time-field": json.time = optionalValue
-                case "port-field": json.port = optionalValue
-                case "method-field": json.method = optionalValue
-                case "outcome-field": json.outcome = optionalValue
-                case "success-values": json.successValues = value.split(separator: " ").map(String.init)
-                default: json.failureValues = value.split(separator: " ").map(String.init)
+                case "user-field": fields.user = path
+                case "ip-field": fields.ip = path
+                case "time-field": fields.time = path
+                case "port-field": fields.port = path
+                case "method-field": fields.method = path
+                case "outcome-field": fields.outcome = path
+                case "success-values": fields.successValues = value.split(separator: " ").map(String.init)
+                default: fields.failureValues = value.split(separator: " ").map(String.init)
                 }
-                rule.json = json
+                rule.fields = fields
+            case "when":
+                var alternative: [FieldCondition] = []
+                for term in value.split(separator: " ") {
+                    guard let e = term.firstIndex(of: "="), e != term.startIndex else {
+                        throw fail(number, "a condition is FIELD=value|value")
+                    }
+                    let values = term[term.index(after: e)...].split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+                    alternative.append(FieldCondition(path: String(term[..<e]), values: values))
+                }
+                guard !alternative.isEmpty else { throw fail(number, "empty when condition") }
+                rule.conditions.append(alternative)
+            case "field-match":
+                guard let space = value.firstIndex(of: " ") else { throw fail(number, "field-match is FIELD PATTERN") }
+                let text = String(value[value.index(after: space)...]).trimmingSpaces()
+                let pattern: Pattern
+                do { pattern = try Pattern(text) } catch { throw fail(number, "pattern \(error.description)") }
+                guard pattern.structured == nil else { throw fail(number, "a field-match pattern cannot hold <json> or <kv>") }
+                rule.fieldMatches.append(FieldMatch(path: String(value[..<space]), pattern: pattern, line: number))
             default:
-                throw fail(number, "unknown key '\(key)' in a rule (outcome, match, method, user, optional, absent, type, example, expect)")
+                throw fail(number, "unknown key '\(key)' in a rule (outcome, match, method, user, optional, absent, type, *-field, success-values, failure-values, when, field-match, example, file-example, expect)")
             }
             current = rule
         }

@@ -17,6 +17,9 @@ public enum MatchResult: Sendable, Equatable {
     case untrusted(service: String)
     /// No rule file claims the record's identifier.
     case noRule
+    /// A rule's pattern fits, but client text in the line can be read two ways
+    /// (it imitates the daemon's own text): no reading is trusted.
+    case ambiguous(service: String)
 }
 
 /// All loaded rule files, indexed by syslog identifier and by the first byte
@@ -24,6 +27,10 @@ public enum MatchResult: Sendable, Equatable {
 /// apply to it.
 public struct RuleSet: Sendable {
     public let files: [RuleFile]
+    /// How times without a zone (`<time>` in a service's own log) are read.
+    public var timeZone: SyslogTimeZone = .local
+    /// "Now" for placing times written without a year; nil reads the wall clock.
+    public var reference: Double?
     private var byIdentifier: [String: Dispatch] = [:]
     private let anyIdentifier: Dispatch
     private let headerless: Dispatch
@@ -36,9 +43,6 @@ public struct RuleSet: Sendable {
         for (index, file) in files.enumerated() {
             var entries: [Entry] = []
             for rule in file.rules {
-                if rule.json != nil {
-                    entries.append(Entry(fileIndex: index, file: file, rule: rule, pattern: nil, line: rule.line))
-                }
                 for (pattern, line) in rule.patterns {
                     entries.append(Entry(fileIndex: index, file: file, rule: rule, pattern: pattern, line: line))
                 }
@@ -115,6 +119,7 @@ public struct RuleSet: Sendable {
         if dispatch.isEmpty { return Explanation(result: .noRule) }
         var untrustedService: String?
         var message = record.message
+        let context = EventContext(timeZone: timeZone, reference: reference)
         let found: Explanation? = message.withUTF8 { buffer in
             let bytes = UnsafeRawBufferPointer(buffer)
             var first = 0
@@ -122,14 +127,22 @@ public struct RuleSet: Sendable {
             let entries = dispatch.entries(first < bytes.count ? Int(bytes[first]) : 256)
             var skipFile = -1
             for entry in entries where entry.fileIndex != skipFile {
-                guard let event = entry.apply(record, bytes) else { continue }
+                let outcome = entry.apply(record, bytes, context)
+                if case .none = outcome { continue }
                 if let trusted = record.trusted, !entry.file.trusts(trusted) {
                     // Remember, but let another file (say, a service's own unit) claim it.
                     untrustedService = untrustedService ?? entry.file.service
                     skipFile = entry.fileIndex
                     continue
                 }
-                return Explanation(result: .event(event), path: entry.file.path, line: entry.line)
+                switch outcome {
+                case .event(let event):
+                    return Explanation(result: .event(event), path: entry.file.path, line: entry.line)
+                case .ambiguous:
+                    return Explanation(result: .ambiguous(service: entry.file.service), path: entry.file.path, line: entry.line)
+                case .none:
+                    continue
+                }
             }
             return nil
         }
@@ -138,15 +151,22 @@ public struct RuleSet: Sendable {
         return Explanation(result: .unmatched)
     }
 
-    /// One pattern (or JSON rule) with what it needs to build an event.
+    /// What one pattern made of a message.
+    enum EntryOutcome {
+        case none
+        case event(LoginEvent)
+        case ambiguous
+    }
+
+    /// One pattern with what it needs to build an event.
     final class Entry: Sendable {
         let fileIndex: Int
         let file: RuleFile
         let rule: Rule
-        let pattern: Pattern?
+        let pattern: Pattern
         let line: Int
 
-        init(fileIndex: Int, file: RuleFile, rule: Rule, pattern: Pattern?, line: Int) {
+        init(fileIndex: Int, file: RuleFile, rule: Rule, pattern: Pattern, line: Int) {
             self.fileIndex = fileIndex
             self.file = file
             self.rule = rule
@@ -155,18 +175,22 @@ public struct RuleSet: Sendable {
         }
 
         /// The first byte a message must start with, or -1 for any.
-        var firstByte: Int {
-            if let pattern { return pattern.program.firstByte }
-            return Int(UInt8(ascii: "{"))
-        }
+        var firstByte: Int { pattern.program.firstByte }
 
-        func apply(_ record: LogRecord, _ bytes: UnsafeRawBufferPointer) -> LoginEvent? {
-            guard let pattern else {
-                return rule.json.flatMap { JSONRuleMatcher.apply(rule, $0, file: file, record: record, bytes) }
-            }
+        func apply(_ record: LogRecord, _ bytes: UnsafeRawBufferPointer, _ context: EventContext) -> EntryOutcome {
             var captures = Captures()
-            guard pattern.program.match(bytes, &captures) else { return nil }
-            return RuleSet.makeEvent(rule, pattern: pattern, file: file, record: record, bytes, captures)
+            switch pattern.program.match(bytes, &captures) {
+            case .none: return .none
+            case .ambiguous: return .ambiguous
+            case .matched: break
+            }
+            if let range = captures.structured, let kind = pattern.structured {
+                return StructuredRule.apply(rule, kind, file: file, record: record, bytes, range, captures,
+                                            requiresAddress: pattern.requiresAddress, context)
+            }
+            guard let event = RuleSet.makeEvent(rule, pattern: pattern, file: file, record: record, bytes, captures, context)
+            else { return .none }
+            return .event(event)
         }
     }
 
@@ -185,7 +209,7 @@ public struct RuleSet: Sendable {
     }
 
     static func makeEvent(_ rule: Rule, pattern: Pattern, file: RuleFile, record: LogRecord,
-                          _ bytes: UnsafeRawBufferPointer, _ captures: Captures) -> LoginEvent? {
+                          _ bytes: UnsafeRawBufferPointer, _ captures: Captures, _ context: EventContext) -> LoginEvent? {
         func text(_ range: Range<Int>?) -> String? {
             guard let range, !range.isEmpty else { return nil }
             let s = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
@@ -196,14 +220,10 @@ public struct RuleSet: Sendable {
         var ip: String?
         var remoteHost: String?
         if let range = captures.host, !range.isEmpty {
-            let raw = UnsafeRawBufferPointer(rebasing: bytes[range])
-            if let address = IPAddress(bytes: raw) {
-                ip = IPAddress.canonicalText(address, raw: raw)
-            } else if pattern.requiresAddress || !looksLikeHostName(raw) {
-                return nil
-            } else {
-                remoteHost = String(decoding: raw, as: UTF8.self)
-            }
+            guard let (address, name) = resolveHost(UnsafeRawBufferPointer(rebasing: bytes[range]),
+                                                   requiresAddress: pattern.requiresAddress) else { return nil }
+            ip = address
+            remoteHost = name
         }
         var port: Int?
         if let range = captures.port, !range.isEmpty {
@@ -212,9 +232,20 @@ public struct RuleSet: Sendable {
             guard value <= 65_535 else { return nil }
             port = value
         }
-        return LoginEvent(time: captures.time ?? record.time, host: record.host, service: text(captures.service) ?? file.service,
+        return LoginEvent(time: captures.time.map { context.seconds($0, record: record) } ?? record.time, host: record.host,
+                          service: text(captures.service) ?? file.service,
                           outcome: rule.outcome ?? .failure, user: user, ip: ip, port: port,
                           method: text(captures.method) ?? rule.method, rule: rule.qualifiedName, remoteHost: remoteHost)
+    }
+
+    /// An address in canonical form, or a host name as `UseDNS` logs it; nil
+    /// (no event) for anything else, or for a name where an address is required.
+    static func resolveHost(_ raw: UnsafeRawBufferPointer, requiresAddress: Bool) -> (ip: String?, name: String?)? {
+        if let address = IPAddress(bytes: raw) {
+            return (IPAddress.canonicalText(address, raw: raw), nil)
+        }
+        guard !requiresAddress, looksLikeHostName(raw) else { return nil }
+        return (nil, String(decoding: raw, as: UTF8.self))
     }
 
     /// A DNS name as sshd's `UseDNS` logs it: labels of letters, digits and `-`,

@@ -64,7 +64,7 @@ struct ParseCommand: ParsableCommand {
     @Option(name: .customLong("show-unmatched"), help: "Print up to this many lines that matched no rule to standard error.")
     var showUnmatched = 0
 
-    @Option(help: "The syslog identifier of lines without a syslog header (e.g. sshd for `journalctl -o cat` output).")
+    @Option(help: "Read the files as this service's own log, not syslog: each whole line is a message of this identifier (keycloak, vaultwarden, sshd for `journalctl -o cat` output).")
     var identifier: String?
 
     @Flag(name: .customLong("line-numbers"), help: "Add each event's input line number (\"line\") to its JSON.")
@@ -86,10 +86,11 @@ struct ParseCommand: ParsableCommand {
         guard let directory = rules ?? RuleSet.defaultDirectory() else {
             throw ValidationError("no rules directory found; pass --rules DIR")
         }
-        let ruleSet: RuleSet
+        var ruleSet: RuleSet
         do { ruleSet = try RuleSet.load(directory: directory) } catch {
             throw IngestCommandFailure("\(error)")
         }
+        ruleSet.timeZone = utc ? .utc : .local
         let session = ParseSession(rules: ruleSet, showUnmatched: showUnmatched, flushEachBatch: follow)
         session.lineNumbers = lineNumbers
         if let path = state {
@@ -147,7 +148,7 @@ struct ParseCommand: ParsableCommand {
         for path in inputs {
             let follower = path == "-" ? FileFollower(fileDescriptor: 0)
                 : FileFollower(path: path, follow: follow, from: session.state.files[path])
-            followers.append((follower, LineDecoder(header: header)))
+            followers.append((follower, LineDecoder(header: header, identifier: identifier)))
         }
         if follow && fromEnd {
             // Skip what the files hold now by reading it without handing it out.
@@ -166,8 +167,7 @@ struct ParseCommand: ParsableCommand {
                     if keepPositions { last = position }
                     session.lines += 1
                     session.lineNumber = follower.lineNumber
-                    if var record = followers[index].1.decode(line, position: .file(position)) {
-                        if record.identifier == nil, let identifier { record.identifier = identifier }
+                    if let record = followers[index].1.decode(line, position: .file(position)) {
                         session.handle(record)
                     } else {
                         session.skips.binaryLines += 1
@@ -211,6 +211,7 @@ final class ParseSession {
     var unmatched = 0
     var noRule = 0
     var untrusted = 0
+    var ambiguous = 0
     var shown = 0
     var skips = SkipCounts()
     var lineNumbers = false
@@ -241,6 +242,9 @@ final class ParseSession {
             show(record)
         case .untrusted:
             untrusted += 1
+        case .ambiguous:
+            ambiguous += 1
+            show(record)
         }
     }
 
@@ -280,7 +284,7 @@ final class ParseSession {
     func report(elapsed: Double, cpu: Double, stats: Bool, cursor: String?) {
         let inputCount = max(lines, records)
         printError("ipsight parse: \(inputCount) lines, \(successes + failures) events (\(successes) success, \(failures) failure), "
-            + "\(unmatched) unmatched, \(noRule) without a rule, \(untrusted) untrusted, "
+            + "\(unmatched) unmatched, \(noRule) without a rule, \(untrusted) untrusted, \(ambiguous) ambiguous, "
             + "\(skips.longLines) too long, \(skips.binaryLines) binary")
         guard stats else { return }
         let seconds = max(elapsed, 1e-9)

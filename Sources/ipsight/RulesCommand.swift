@@ -29,26 +29,33 @@ struct RulesTestCommand: ParsableCommand {
     @Argument(help: "Directory of *.rules files (default: $IPSIGHT_RULES, /etc/ipsight/rules, ./rules).")
     var directory: String?
 
+    @Option(name: .customLong("rules"), help: "Directory of *.rules files (the same as the argument).")
+    var rulesDirectory: String?
+
     @Option(help: "Test one log line and show the rule and pattern that match it.")
     var line: String?
 
-    @Option(help: "Test every line of a file and count the matches of each rule.")
+    @Option(help: "Test every line of a file: lines by identifier, matched and unmatched, and the commonest unmatched shapes.")
     var file: String?
 
-    @Option(name: .customLong("show-unmatched"), help: "With --file, print up to this many lines no rule matched.")
+    @Option(help: "Read --line or --file as this service's own log (not syslog): the whole line is the message.")
+    var identifier: String?
+
+    @Option(name: .customLong("show-unmatched"), help: "With --file, print up to this many unmatched shapes (and lines).")
     var showUnmatched = 10
 
-    @Flag(help: "Read traditional syslog timestamps as UTC.")
+    @Flag(help: "Read timestamps without a zone as UTC.")
     var utc = false
 
     func run() throws {
-        guard let dir = directory ?? RuleSet.defaultDirectory() else {
+        guard let dir = rulesDirectory ?? directory ?? RuleSet.defaultDirectory() else {
             throw ValidationError("no rules directory found; pass one")
         }
-        let rules: RuleSet
+        var rules: RuleSet
         do { rules = try RuleSet.load(directory: dir) } catch {
             throw IngestCommandFailure("\(error)")
         }
+        rules.timeZone = utc ? .utc : .local
         if let line {
             try testLine(line, rules)
         } else if let file {
@@ -69,8 +76,12 @@ struct RulesTestCommand: ParsableCommand {
         if !report.failures.isEmpty { throw ExitCode(1) }
     }
 
+    private func decoder() -> LineDecoder {
+        LineDecoder(header: SyslogHeaderParser(timeZone: utc ? .utc : .local), identifier: identifier)
+    }
+
     private func testLine(_ text: String, _ rules: RuleSet) throws {
-        var decoder = LineDecoder(header: SyslogHeaderParser(timeZone: utc ? .utc : .local))
+        var decoder = decoder()
         var copy = text
         guard let record = copy.withUTF8({ decoder.decode(UnsafeRawBufferPointer($0)) }) else {
             throw ValidationError("the line is not UTF-8 text")
@@ -91,35 +102,22 @@ struct RulesTestCommand: ParsableCommand {
         case .untrusted(let service):
             print("untrusted:  \(service) would match, but the sender fails its trusted conditions")
             throw ExitCode(1)
+        case .ambiguous(let service):
+            print("ambiguous:  \(service) (\(explanation.path ?? "?"):\(explanation.line ?? 0)) fits, but client text in the line reads two ways; refused")
+            throw ExitCode(1)
         }
     }
 
     private func testFile(_ path: String, _ rules: RuleSet) throws {
         let follower = FileFollower(path: path)
-        var decoder = LineDecoder(header: SyslogHeaderParser(timeZone: utc ? .utc : .local))
-        var perRule: [String: Int] = [:]
-        var lines = 0
-        var unmatched = 0
-        var matched = 0
-        var shown = 0
+        var decoder = decoder()
+        var coverage = Coverage()
         try follower.run { line, _ in
-            lines += 1
+            coverage.lines += 1
             guard let record = decoder.decode(line) else { return }
-            let explanation = rules.explain(record)
-            if case .event = explanation.result {
-                matched += 1
-                perRule["\(explanation.path ?? "?"):\(explanation.line ?? 0)", default: 0] += 1
-            } else {
-                unmatched += 1
-                if shown < showUnmatched {
-                    shown += 1
-                    print("unmatched: \(String(decoding: line, as: UTF8.self))")
-                }
-            }
+            coverage.add(record, rules.explain(record))
         }
-        print("Lines: \(lines), matched: \(matched), unmatched: \(unmatched), skipped: \(follower.skips.longLines + follower.skips.binaryLines + lines - matched - unmatched)")
-        for (key, count) in perRule.sorted(by: { $0.value > $1.value }) {
-            print("  \(count)\t\(key)")
-        }
+        coverage.skipped += follower.skips.longLines + follower.skips.binaryLines
+        print(coverage.report(top: showUnmatched), terminator: "")
     }
 }
