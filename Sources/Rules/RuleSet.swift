@@ -106,6 +106,8 @@ public struct RuleSet: Sendable {
         /// The rule file and the line of the pattern (or JSON rule) that matched.
         public var path: String?
         public var line: Int?
+        /// The pattern that matched.
+        var pattern: Pattern?
     }
 
     /// Applies the rules to one record and tells which pattern matched.
@@ -137,9 +139,10 @@ public struct RuleSet: Sendable {
                 }
                 switch outcome {
                 case .event(let event):
-                    return Explanation(result: .event(event), path: entry.file.path, line: entry.line)
+                    return Explanation(result: .event(event), path: entry.file.path, line: entry.line, pattern: entry.pattern)
                 case .ambiguous:
-                    return Explanation(result: .ambiguous(service: entry.file.service), path: entry.file.path, line: entry.line)
+                    return Explanation(result: .ambiguous(service: entry.file.service), path: entry.file.path, line: entry.line,
+                                       pattern: entry.pattern)
                 case .none:
                     continue
                 }

@@ -44,6 +44,9 @@ struct RulesTestCommand: ParsableCommand {
     @Option(name: .customLong("show-unmatched"), help: "With --file, print up to this many unmatched shapes (and lines).")
     var showUnmatched = 10
 
+    @Flag(help: "Also put every rule's wording into every client-controlled slot of every example: the events must not change.")
+    var inject = false
+
     @Flag(help: "Read timestamps without a zone as UTC.")
     var utc = false
 
@@ -73,7 +76,14 @@ struct RulesTestCommand: ParsableCommand {
             for failure in failures { print("     \(failure)") }
         }
         print("\(report.examples) examples, \(report.coveredPatterns) of \(report.patterns) patterns exercised, \(report.failures.count) failures")
-        if !report.failures.isEmpty { throw ExitCode(1) }
+        var failed = !report.failures.isEmpty
+        if inject {
+            let injection = InjectionCheck.run(rules)
+            for failure in injection.failures { print("INJECTION \(failure)") }
+            print("\(injection.injections) injections of client text, \(injection.refused) refused as ambiguous, \(injection.failures.count) failures")
+            failed = failed || !injection.failures.isEmpty
+        }
+        if failed { throw ExitCode(1) }
     }
 
     private func decoder() -> LineDecoder {
