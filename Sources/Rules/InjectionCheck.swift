@@ -38,7 +38,7 @@ public enum InjectionCheck {
                 guard case .event(let original) = explanation.result, let pattern = explanation.pattern else { continue }
                 for slot in slots(pattern, rules: rules, record: record) {
                     for wording in wordings {
-                        let (message, injected) = slot.inject(wording, into: record.message)
+                        guard let (message, injected) = slot.inject(wording, into: record.message) else { break }
                         var altered = record
                         altered.message = message
                         report.injections += 1
@@ -119,9 +119,9 @@ public enum InjectionCheck {
     struct Slot {
         var name: String
         var isUser: Bool
-        var make: (String, String) -> (message: String, injected: String)
+        var make: (String, String) -> (message: String, injected: String)?
 
-        func inject(_ wording: String, into message: String) -> (message: String, injected: String) {
+        func inject(_ wording: String, into message: String) -> (message: String, injected: String)? {
             make(wording, message)
         }
     }
@@ -150,10 +150,9 @@ public enum InjectionCheck {
                 let part = Array(bytes[range])
                 switch kind {
                 case .json:
-                    guard case .object(var members)? = try? JSONValue.parse(part),
-                          let index = members.firstIndex(where: { $0.0 == path }) else { return (message, wording) }
-                    members[index].1 = .string(wording)
-                    return (prefix + JSONWriter.string(.object(members)), wording)
+                    guard let document = try? JSONValue.parse(part),
+                          let changed = replacing(path[...], in: document, with: wording) else { return nil }
+                    return (prefix + JSONWriter.string(changed), wording)
                 case .kv:
                     // Written as a quoting writer writes it.
                     var escaped = ""
@@ -161,13 +160,28 @@ public enum InjectionCheck {
                         if c == "\"" || c == "\\" { escaped.append("\\") }
                         escaped.append(c)
                     }
-                    guard let value = valueRange(of: path, in: part) else { return (message, wording) }
+                    guard let value = valueRange(of: path, in: part) else { return nil }
                     return (prefix + String(decoding: part[..<value.lowerBound], as: UTF8.self) + "\"" + escaped + "\""
                         + String(decoding: part[value.upperBound...], as: UTF8.self), wording)
                 }
             })
         }
         return result
+    }
+
+    /// A JSON document with the string at `path` (dotted, as rules write it) replaced.
+    static func replacing(_ path: Substring, in value: JSONValue, with text: String) -> JSONValue? {
+        guard case .object(var members) = value else { return nil }
+        if let index = members.firstIndex(where: { $0.0 == path }) {
+            guard case .string = members[index].1 else { return nil }
+            members[index].1 = .string(text)
+            return .object(members)
+        }
+        guard let dot = path.firstIndex(of: "."),
+              let index = members.firstIndex(where: { $0.0 == path[..<dot] }),
+              let inner = replacing(path[path.index(after: dot)...], in: members[index].1, with: text) else { return nil }
+        members[index].1 = inner
+        return .object(members)
     }
 
     /// The rule a pattern belongs to.
@@ -214,6 +228,7 @@ public enum InjectionCheck {
             var cut = op.maxLength
             while cut > 0, bytes[cut] & 0xC0 == 0x80 { cut -= 1 }
             bytes = Array(bytes[..<cut])
+            while bytes.last == UInt8(ascii: " ") { bytes.removeLast() }
         }
         return String(decoding: bytes, as: UTF8.self)
     }

@@ -59,7 +59,8 @@ public struct Pattern: Sendable {
     enum Element: Sendable {
         case literal([UInt8])
         case token(field: CaptureField?, cls: UInt8, min: Int, max: Int)
-        case hostPort
+        /// `address:port`; `colonAfter`: the daemon writes a `:` right after the port.
+        case hostPort(colonAfter: Bool)
         /// Free text. `client`: a remote party can put text in it (a user name, a
         /// certificate's key ID), as opposed to text the daemon writes itself.
         case free(field: CaptureField?, nonEmpty: Bool, client: Bool, maxLength: Int)
@@ -121,7 +122,7 @@ public struct Pattern: Sendable {
                 if let last = elements.last, case .literal = last {} else if !elements.isEmpty {
                     throw CompileError(message: "two placeholders need literal text between them", column: i + 1)
                 }
-                if let field {
+                if let field, field != .text {
                     if fields.contains(field) { throw CompileError(message: "\(field.rawValue) is captured twice", column: i + 1) }
                     fields.insert(field)
                 }
@@ -162,7 +163,10 @@ public struct Pattern: Sendable {
                     throw CompileError(message: "the text after this placeholder starts with '\(Character(UnicodeScalar(next[0])))', which the placeholder itself can contain; use a narrower placeholder", column: columns[k])
                 }
             case .hostPort:
-                if ByteClass.contains(ByteClass.host, next[0]) {
+                if next[0] == UInt8(ascii: ":") {
+                    // `A:P: text` (Gitea): the port ends at the colon the daemon writes after it.
+                    elements[k] = .hostPort(colonAfter: true)
+                } else if ByteClass.contains(ByteClass.host, next[0]) {
                     throw CompileError(message: "the text after <ipport> starts with a character an address can contain", column: columns[k])
                 }
             default: break
@@ -280,7 +284,7 @@ public struct Pattern: Sendable {
         case "text": field = .text; element = .free(field: .text, nonEmpty: !optional, client: true, maxLength: maxLength)
         case "host": field = .host; element = .token(field: .host, cls: ByteClass.host, min: minimum, max: 255)
         case "ip": field = .host; address = true; element = .token(field: .host, cls: ByteClass.host, min: minimum, max: 64)
-        case "ipport": address = true; element = .hostPort
+        case "ipport": address = true; element = .hostPort(colonAfter: false)
         case "port": field = .port; element = .token(field: .port, cls: ByteClass.digit, min: minimum, max: 5)
         case "method": field = .method; element = .token(field: .method, cls: ByteClass.method, min: minimum, max: 64)
         case "service": field = .service; element = .token(field: .service, cls: ByteClass.service, min: minimum, max: 64)

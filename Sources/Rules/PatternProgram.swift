@@ -59,8 +59,8 @@ final class PatternProgram: @unchecked Sendable {
                 bytes += lit
             case .token(let field, let cls, let minimum, let maximum):
                 ops.append(Op(kind: .token, cls: cls, field: code(field), min: Int32(minimum), max: Int32(maximum)))
-            case .hostPort:
-                ops.append(Op(kind: .hostPort))
+            case .hostPort(let colonAfter):
+                ops.append(Op(kind: .hostPort, nonEmpty: colonAfter))
             case .free(let field, let nonEmpty, _, let maxLength):
                 ops.append(Op(kind: .free, field: code(field), nonEmpty: nonEmpty, maxLength: maxLength))
             case .quoted:
@@ -113,7 +113,11 @@ final class PatternProgram: @unchecked Sendable {
         }
     }
 
-    func match(_ text: UnsafeRawBufferPointer, _ captures: inout Captures) -> MatchStatus {
+    func match(_ whole: UnsafeRawBufferPointer, _ captures: inout Captures) -> MatchStatus {
+        // Spaces that end a message are the daemon's padding (pam_unix ends `rhost=H `), not text.
+        var end = whole.count
+        while end > 0, whole[end - 1] == Self.space { end -= 1 }
+        let text = UnsafeRawBufferPointer(rebasing: whole[0..<end])
         let n = text.count
         var start = 0
         while start < n, text[start] == Self.space { start += 1 }
@@ -135,7 +139,10 @@ final class PatternProgram: @unchecked Sendable {
         let free = ops[split]
         var found: Captures?
         var w = n - anchorCount
-        if free.maxLength != Int.max { w = min(w, p + free.maxLength + Self.maxSpaceRun + 1) }
+        // With client text after the split, readings longer than the daemon writes are
+        // impossible and not tried. Otherwise the rightmost reading is the daemon's, and
+        // one that breaks the bound means the line is not what the daemon writes: refused.
+        if unique && free.maxLength != Int.max { w = min(w, p + free.maxLength + Self.maxSpaceRun + 1) }
         while w >= p {
             if anchorMatches(text, at: w, anchorStart, anchorCount) {
                 var c = w
@@ -146,11 +153,15 @@ final class PatternProgram: @unchecked Sendable {
                     ok = k < w
                     c = k
                 }
-                if ok && (!free.nonEmpty || c > p) && c - p <= free.maxLength {
+                if ok && (!free.nonEmpty || c > p) && (!unique || c - p <= free.maxLength) {
                     var attempt = captures
                     if let end = forward(split + 1, middleEnd, from: c, text, &attempt), fits(end, tail, &attempt) {
                         Self.set(free.field, p..<c, &attempt)
-                        if !unique { captures = attempt; return .matched }
+                        if !unique {
+                            guard c - p <= free.maxLength else { return .ambiguous }
+                            captures = attempt
+                            return .matched
+                        }
                         if found != nil { return .ambiguous }
                         found = attempt
                     }
@@ -247,10 +258,14 @@ final class PatternProgram: @unchecked Sendable {
                 var e = pos
                 var lastColon = -1
                 while e < limit, table[Int(text[e])] & ByteClass.host != 0 {
-                    if text[e] == UInt8(ascii: ":") { lastColon = e }
+                    if text[e] == UInt8(ascii: ":") {
+                        // A colon right after the port's digits is the daemon's, not the address's.
+                        if op.nonEmpty, lastColon > pos, e > lastColon + 1 { break }
+                        lastColon = e
+                    }
                     e += 1
                 }
-                guard e < limit || e == n, lastColon > pos, e - lastColon - 1 >= 1, e - lastColon - 1 <= 5 else { return nil }
+                guard e < limit || e == n || (op.nonEmpty && text[e] == UInt8(ascii: ":")), lastColon > pos, e - lastColon - 1 >= 1, e - lastColon - 1 <= 5 else { return nil }
                 for d in (lastColon + 1)..<e where table[Int(text[d])] & ByteClass.digit == 0 { return nil }
                 captures.host = pos..<lastColon
                 captures.port = (lastColon + 1)..<e

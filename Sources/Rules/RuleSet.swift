@@ -128,7 +128,7 @@ public struct RuleSet: Sendable {
             while first < bytes.count, bytes[first] == UInt8(ascii: " ") { first += 1 }
             let entries = dispatch.entries(first < bytes.count ? Int(bytes[first]) : 256)
             var skipFile = -1
-            for entry in entries where entry.fileIndex != skipFile {
+            for (index, entry) in entries.enumerated() where entry.fileIndex != skipFile {
                 let outcome = entry.apply(record, bytes, context)
                 if case .none = outcome { continue }
                 if let trusted = record.trusted, !entry.file.trusts(trusted) {
@@ -139,6 +139,11 @@ public struct RuleSet: Sendable {
                 }
                 switch outcome {
                 case .event(let event):
+                    if entry.clientTextInRule,
+                       Self.readsAnotherWay(event, winner: entry, later: entries[(index + 1)...], record, bytes, context) {
+                        return Explanation(result: .ambiguous(service: entry.file.service), path: entry.file.path,
+                                           line: entry.line, pattern: entry.pattern)
+                    }
                     return Explanation(result: .event(event), path: entry.file.path, line: entry.line, pattern: entry.pattern)
                 case .ambiguous:
                     return Explanation(result: .ambiguous(service: entry.file.service), path: entry.file.path, line: entry.line,
@@ -152,6 +157,29 @@ public struct RuleSet: Sendable {
         if let found { return found }
         if let service = untrustedService { return Explanation(result: .untrusted(service: service)) }
         return Explanation(result: .unmatched)
+    }
+
+    /// Whether another pattern of the winner's rule reads the line differently. A
+    /// pattern with client text after the address can make a line fit two forms of
+    /// one wording (a certificate's key ID that imitates another form's tail), so
+    /// when the rule has such patterns the later ones that could disagree are tried
+    /// too: all of them after a winner with client text on both sides, only those
+    /// with it otherwise. A reading that names no user is a fallback, not a rival.
+    static func readsAnotherWay(_ event: LoginEvent, winner: Entry, later: ArraySlice<Entry>, _ record: LogRecord,
+                                _ bytes: UnsafeRawBufferPointer, _ context: EventContext) -> Bool {
+        let all = winner.pattern.program.unique
+        for entry in later where entry.rule.line == winner.rule.line && entry.fileIndex == winner.fileIndex
+            && (all || entry.pattern.program.unique) {
+            switch entry.apply(record, bytes, context) {
+            case .none: continue
+            case .ambiguous: return true
+            case .event(let other):
+                let users = other.user != nil && event.user != nil && other.user != event.user
+                if other.ip != event.ip || other.port != event.port || users
+                    || other.outcome != event.outcome || other.remoteHost != event.remoteHost { return true }
+            }
+        }
+        return false
     }
 
     /// What one pattern made of a message.
@@ -168,6 +196,8 @@ public struct RuleSet: Sendable {
         let rule: Rule
         let pattern: Pattern
         let line: Int
+        /// Some pattern of this rule has client text after its address.
+        let clientTextInRule: Bool
 
         init(fileIndex: Int, file: RuleFile, rule: Rule, pattern: Pattern, line: Int) {
             self.fileIndex = fileIndex
@@ -175,6 +205,7 @@ public struct RuleSet: Sendable {
             self.rule = rule
             self.pattern = pattern
             self.line = line
+            clientTextInRule = rule.patterns.contains { $0.pattern.program.unique }
         }
 
         /// The first byte a message must start with, or -1 for any.

@@ -116,13 +116,18 @@ enum StructuredRecord {
         return value.numberValue
     }
 
+    /// `a.b.c`: at each level the rest of the path is tried as one key first, so keys
+    /// that hold dots themselves (`addr.remote` inside `fields`) are reached too.
     static func lookup(_ value: JSONValue, _ path: String) -> JSONValue? {
         if let direct = value[path] { return direct }
+        var rest = Substring(path)
         var current = value
-        for part in path.split(separator: ".") {
-            guard let next = current[String(part)] else { return nil }
+        while let dot = rest.firstIndex(of: ".") {
+            guard let next = current[String(rest[..<dot])] else { return nil }
             current = next
+            rest = rest[rest.index(after: dot)...]
+            if let direct = current[String(rest)] { return direct }
         }
-        return current
+        return nil
     }
 }

@@ -112,7 +112,14 @@ enum StructuredRule {
     /// `[2001:db8::1]:443`, Samba's `ipv4:192.0.2.1:5678`, or a host name. nil for anything else.
     static func endpoint(_ text: String) -> (ip: String?, name: String?, port: Int?)? {
         var body = Substring(text)
-        if body.hasPrefix("ipv4:") || body.hasPrefix("ipv6:") { body = body.dropFirst(5) }
+        if body.hasPrefix("ipv6:"), let colon = body.lastIndex(of: ":"), colon > body.index(body.startIndex, offsetBy: 5) {
+            // Samba writes `ipv6:ADDRESS:PORT` without brackets: the port follows the last colon.
+            let address = body[body.index(body.startIndex, offsetBy: 5)..<colon]
+            guard let parsed = IPAddress(String(address)), let port = Int(body[body.index(after: colon)...]),
+                  (0...65_535).contains(port) else { return nil }
+            return (parsed.description, nil, port)
+        }
+        if body.hasPrefix("ipv4:") { body = body.dropFirst(5) }
         if let address = IPAddress(String(body)) { return (address.description, nil, nil) }
         var host = body
         var port: Int?

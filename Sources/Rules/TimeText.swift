@@ -111,6 +111,12 @@ enum TimeText {
             if let mm = number(t, p + 3, 2), mm < 60 { return (sign * (hh * 3600 + mm * 60), p + 5) }
             return (sign * hh * 3600, p + 3)
         }
+        if c == UInt8(ascii: " "), p + 6 <= n, t[p + 1] == UInt8(ascii: "+") || t[p + 1] == UInt8(ascii: "-"),
+           let hh = number(t, p + 2, 2), let mm = number(t, p + 4, 2), hh < 24, mm < 60,
+           p + 6 == n || t[p + 6] == UInt8(ascii: " ") {
+            // ` +0100` after the seconds (Exim's log_timezone).
+            return ((t[p + 1] == UInt8(ascii: "-") ? -1 : 1) * (hh * 3600 + mm * 60), p + 6)
+        }
         if c == UInt8(ascii: " "), p + 4 <= n {
             let a = t[p + 1], b = t[p + 2], d = t[p + 3]
             let named = (a == UInt8(ascii: "U") && b == UInt8(ascii: "T") && d == UInt8(ascii: "C"))
@@ -204,9 +210,18 @@ enum TimeText {
         return (month, day, i + 1)
     }
 
+    /// `Mon` … `Sun`.
+    private static func isWeekday(_ a: UInt8, _ b: UInt8, _ c: UInt8) -> Bool {
+        switch (a | 0x20, b | 0x20, c | 0x20) {
+        case (0x6D, 0x6F, 0x6E), (0x74, 0x75, 0x65), (0x77, 0x65, 0x64), (0x74, 0x68, 0x75),
+             (0x66, 0x72, 0x69), (0x73, 0x61, 0x74), (0x73, 0x75, 0x6E): return true
+        default: return false
+        }
+    }
+
     /// `Tue Jan  2 03:04:05[.123456] 2024`.
     private static func ctime(_ t: UnsafeRawBufferPointer, _ p: Int) -> (ParsedTime, Int)? {
-        guard let (month, day, clockStart) = monthDay(t, p + 4),
+        guard isWeekday(t[p], t[p + 1], t[p + 2]), let (month, day, clockStart) = monthDay(t, p + 4),
               let (seconds, afterClock) = clock(t, clockStart) else { return nil }
         let (frac, afterFraction) = fraction(t, afterClock)
         guard afterFraction + 5 <= t.count, t[afterFraction] == UInt8(ascii: " "),

@@ -67,6 +67,26 @@ import Testing
         #expect(decode("Jan  1 00:00:01 h x: y", reference: january5)?.time == epoch(2019, 1, 1, 0, 0, 1))
     }
 
+    @Test func aDateIsNeverPlacedMoreThanADayAhead() throws {
+        let december6 = epoch(2026, 12, 6, 12, 0, 0)
+        // Read on 6 December, February is this year's, not next year's.
+        #expect(decode("Feb 25 08:00:00 h x: y", reference: december6)?.time == epoch(2026, 2, 25, 8, 0, 0))
+        #expect(decode("Dec  7 11:59:59 h x: y", reference: december6)?.time == epoch(2026, 12, 7, 11, 59, 59))
+        // Two days ahead is impossible this year: it is last year's.
+        #expect(decode("Dec  8 12:00:01 h x: y", reference: december6)?.time == epoch(2025, 12, 8, 12, 0, 1))
+    }
+
+    @Test func newYearCrossedBothWays() throws {
+        // A line stamped just after midnight by a clock a little ahead of ours: next year.
+        let lateDecember31 = epoch(2026, 12, 31, 23, 59, 0)
+        #expect(decode("Jan  1 00:00:30 h x: y", reference: lateDecember31)?.time == epoch(2027, 1, 1, 0, 0, 30))
+        #expect(decode("Dec 31 23:58:00 h x: y", reference: lateDecember31)?.time == epoch(2026, 12, 31, 23, 58, 0))
+        // After midnight, December's last lines are last year's.
+        let january1 = epoch(2027, 1, 1, 0, 1, 0)
+        #expect(decode("Dec 31 23:59:59 h x: y", reference: january1)?.time == epoch(2026, 12, 31, 23, 59, 59))
+        #expect(decode("Jan  1 00:00:59 h x: y", reference: january1)?.time == epoch(2027, 1, 1, 0, 0, 59))
+    }
+
     @Test func newYearAFileRunsIntoTheNextYear() throws {
         var decoder = LineDecoder(header: SyslogHeaderParser(timeZone: .utc, reference: epoch(2026, 6, 1)))
         decoder.header.firstYear = 2018
@@ -77,9 +97,9 @@ import Testing
         }
         #expect(times[0] == epoch(2018, 12, 31, 23, 59, 58))
         #expect(times[2] == epoch(2019, 1, 1))
-        // 2019 has no 29 February: the line is not taken as a syslog header.
-        #expect(times[3] == nil)
-        #expect(times[4] == epoch(2019, 3, 1))
+        // 2019 has no 29 February: the first year after that has one, and the file follows it.
+        #expect(times[3] == epoch(2020, 2, 29))
+        #expect(times[4] == epoch(2020, 3, 1))
     }
 
     @Test func localTimeUsesTheZoneOffset() throws {
