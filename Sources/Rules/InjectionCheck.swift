@@ -1,4 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
 import IPInsights
+import Synchronization
 import IPInsightsFormats
 import LogSources
 
@@ -29,41 +34,61 @@ public enum InjectionCheck {
 
     public static func run(_ rules: RuleSet, maxFailures: Int = 50) -> Report {
         let rules = ExampleCheck.prepared(rules)
-        var report = Report()
         let wordings = self.wordings(rules)
-        for file in rules.files {
-            for example in file.examples where example.expect != nil {
-                guard let record = ExampleCheck.record(example) else { continue }
-                let explanation = rules.explain(record)
-                guard case .event(let original) = explanation.result, let pattern = explanation.pattern else { continue }
-                for slot in slots(pattern, rules: rules, record: record) {
-                    for wording in wordings {
-                        guard let (message, injected) = slot.inject(wording, into: record.message) else { break }
-                        var altered = record
-                        altered.message = message
-                        report.injections += 1
-                        let result = rules.match(altered)
-                        var expected = original
-                        if slot.isUser { expected.user = injected }
-                        switch result {
-                        case .event(let event) where event == expected:
-                            continue
-                        case .ambiguous where pattern.program.unique:
-                            report.refused += 1
-                            continue
-                        default:
-                            guard report.failures.count < maxFailures else { continue }
-                            let got: String
-                            if case .event(let event) = result { got = EventJSON.line(event) } else { got = "\(result)" }
-                            report.failures.append(ExampleCheck.Failure(
-                                path: file.path, line: example.line,
-                                message: "\(slot.name) ← \"\(injected)\": expected \(EventJSON.line(expected)), got \(got) from: \(message)"))
-                        }
-                    }
+        let cases = rules.files.flatMap { file in
+            file.examples.filter { $0.expect != nil }.map { (file: file, example: $0) }
+        }
+        // Millions of matches: the examples are shared out over the cores.
+        let workers = max(1, min(8, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
+        let reports = Mutex([Report](repeating: Report(), count: workers))
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            var report = Report()
+            for index in stride(from: worker, to: cases.count, by: workers) {
+                check(cases[index].example, of: cases[index].file, rules, wordings, maxFailures, &report)
+            }
+            reports.withLock { $0[worker] = report }
+        }
+        return reports.withLock { parts in
+            var total = Report()
+            for part in parts {
+                total.injections += part.injections
+                total.refused += part.refused
+                total.failures += part.failures.prefix(max(0, maxFailures - total.failures.count))
+            }
+            return total
+        }
+    }
+
+    private static func check(_ example: Example, of file: RuleFile, _ rules: RuleSet, _ wordings: [String],
+                              _ maxFailures: Int, _ report: inout Report) {
+        guard let record = ExampleCheck.record(example) else { return }
+        let explanation = rules.explain(record)
+        guard case .event(let original) = explanation.result, let pattern = explanation.pattern else { return }
+        for slot in slots(pattern, rules: rules, record: record) {
+            for wording in wordings {
+                guard let (message, injected) = slot.inject(wording, into: record.message) else { break }
+                var altered = record
+                altered.message = message
+                report.injections += 1
+                let result = rules.match(altered)
+                var expected = original
+                if slot.isUser { expected.user = injected }
+                switch result {
+                case .event(let event) where event == expected:
+                    continue
+                case .ambiguous where pattern.program.unique:
+                    report.refused += 1
+                    continue
+                default:
+                    guard report.failures.count < maxFailures else { continue }
+                    let got: String
+                    if case .event(let event) = result { got = EventJSON.line(event) } else { got = "\(result)" }
+                    report.failures.append(ExampleCheck.Failure(
+                        path: file.path, line: example.line,
+                        message: "\(slot.name) ← \"\(injected)\": expected \(EventJSON.line(expected)), got \(got) from: \(message)"))
                 }
             }
         }
-        return report
     }
 
     /// Each example's message as written, and with its addresses replaced by forged ones.

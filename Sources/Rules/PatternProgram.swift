@@ -32,6 +32,10 @@ final class PatternProgram: @unchecked Sendable {
     let unique: Bool
     /// The first byte a message must start with (after spaces), or -1 for any.
     let firstByte: Int
+    /// The daemon's last word when a pattern ends on literal text: a message that does
+    /// not end with it is refused before any scanning (most of a file's patterns).
+    let lastWordStart: Int
+    let lastWordCount: Int
     let table: UnsafePointer<UInt8> = ByteClass.pointer
 
     static let space = UInt8(ascii: " ")
@@ -77,6 +81,17 @@ final class PatternProgram: @unchecked Sendable {
         anchor2Start = bytes.count
         anchor2Count = anchor2.count
         bytes += anchor2
+        var lastWord: [UInt8] = []
+        if case .literal(let lit)? = elements.last {
+            var end = lit.count
+            while end > 0, lit[end - 1] == Self.space { end -= 1 }
+            var start = end
+            while start > 0, lit[start - 1] != Self.space { start -= 1 }
+            lastWord = Array(lit[start..<end])
+        }
+        lastWordStart = bytes.count
+        lastWordCount = lastWord.count
+        bytes += lastWord
         self.split = split ?? -1
         self.anchorAfterSpace = anchorAfterSpace
         self.split2 = split2 ?? -1
@@ -119,6 +134,14 @@ final class PatternProgram: @unchecked Sendable {
         while end > 0, whole[end - 1] == Self.space { end -= 1 }
         let text = UnsafeRawBufferPointer(rebasing: whole[0..<end])
         let n = text.count
+        if lastWordCount > 0 {
+            guard n >= lastWordCount else { return .none }
+            var k = 0
+            while k < lastWordCount {
+                if text[n - lastWordCount + k] != bytes[lastWordStart + k] { return .none }
+                k += 1
+            }
+        }
         var start = 0
         while start < n, text[start] == Self.space { start += 1 }
         if firstByte >= 0 && (start == n || Int(text[start]) != firstByte) { return .none }
@@ -137,13 +160,19 @@ final class PatternProgram: @unchecked Sendable {
             middleEnd = split2
         }
         let free = ops[split]
-        var found: Captures?
+        // The reading found so far (unique mode); kept out of the scanning loop's
+        // state as a plain value so the loop does not copy it at every byte.
+        var found = false
+        var reading = Captures()
         var w = n - anchorCount
         // With client text after the split, readings longer than the daemon writes are
         // impossible and not tried. Otherwise the rightmost reading is the daemon's, and
         // one that breaks the bound means the line is not what the daemon writes: refused.
         if unique && free.maxLength != Int.max { w = min(w, p + free.maxLength + Self.maxSpaceRun + 1) }
         while w >= p {
+            // Jump to the anchor's first byte with memrchr: lines are scanned by several patterns.
+            guard let next = previous(bytes[anchorStart], in: text, from: p, through: w, count: anchorCount) else { break }
+            w = next
             if anchorMatches(text, at: w, anchorStart, anchorCount) {
                 var c = w
                 var ok = true
@@ -162,15 +191,16 @@ final class PatternProgram: @unchecked Sendable {
                             captures = attempt
                             return .matched
                         }
-                        if found != nil { return .ambiguous }
-                        found = attempt
+                        if found { return .ambiguous }
+                        found = true
+                        reading = attempt
                     }
                 }
             }
             w -= 1
         }
-        guard let found else { return .none }
-        captures = found
+        guard found else { return .none }
+        captures = reading
         return .matched
     }
 
@@ -190,6 +220,8 @@ final class PatternProgram: @unchecked Sendable {
         let n = text.count
         var w = n - anchor2Count
         while w >= p {
+            guard let next = previous(bytes[anchor2Start], in: text, from: p, through: w, count: anchor2Count) else { break }
+            w = next
             if anchorMatches(text, at: w, anchor2Start, anchor2Count) {
                 var c = w
                 var ok = true
@@ -206,6 +238,28 @@ final class PatternProgram: @unchecked Sendable {
                 }
             }
             w -= 1
+        }
+        return nil
+    }
+
+    /// The last position in `from...through` holding `byte`; any position when the
+    /// anchor is empty (word starts are tested one by one). Eight bytes at a time:
+    /// several patterns scan each line from its end, and most bytes are not the anchor.
+    @inline(__always)
+    private func previous(_ byte: UInt8, in text: UnsafeRawBufferPointer, from p: Int, through w: Int, count: Int) -> Int? {
+        guard count > 0 else { return w }
+        var i = w
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        let pattern = ones &* UInt64(byte)
+        while i >= p {
+            if i - 7 >= p {
+                let word = text.loadUnaligned(fromByteOffset: i - 7, as: UInt64.self) ^ pattern
+                // A zero byte in `word` is a match (the classic has-zero-byte test).
+                if (word &- ones) & ~word & highs == 0 { i -= 8; continue }
+            }
+            if text[i] == byte { return i }
+            i -= 1
         }
         return nil
     }
