@@ -42,6 +42,8 @@ public struct AgentConfig: Sendable, Equatable {
     // [sources]
     public var journal = true
     public var files: [String] = []
+    /// Files a service writes in its own format (`PATH:IDENT`): read with that identifier, not as syslog.
+    public var fileIdentifiers: [String: String] = [:]
     public var follow = true
     /// Where a source without a saved position starts: its beginning, or new records only.
     public var startAtEnd = false
@@ -193,9 +195,22 @@ public struct AgentConfig: Sendable, Equatable {
             entity = key
         case ("agent", "score_failures"): scoreFailures = try r.bool(e)
         case ("sources", "journal"): journal = try r.bool(e)
-        case ("sources", "files"): files = try r.list(e).map { (path: String) throws(ConfigError) -> String in
+        case ("sources", "files"):
+            files = []
+            fileIdentifiers = [:]
+            for item in try r.list(e) {
+                // `/var/log/keycloak/keycloak.log:keycloak`: the service that writes the file.
+                var path = item
+                if let colon = item.lastIndex(of: ":") {
+                    let name = String(item[item.index(after: colon)...])
+                    guard !name.isEmpty, !name.contains("/"), name.allSatisfy({ !$0.isWhitespace }) else {
+                        throw r.error(e, "'\(item)': after the path, ':NAME' names the service that writes the file (keycloak, vaultwarden)")
+                    }
+                    path = String(item[..<colon])
+                    fileIdentifiers[path] = name
+                }
                 guard path.hasPrefix("/") else { throw r.error(e, "'\(path)' is not an absolute path") }
-                return path
+                files.append(path)
             }
         case ("sources", "follow"): follow = try r.bool(e)
         case ("sources", "start"):

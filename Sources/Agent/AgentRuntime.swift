@@ -86,7 +86,9 @@ public final class AgentRuntime: @unchecked Sendable {
         guard let directory = config.rulesDirectory ?? RuleSet.defaultDirectory() else {
             throw ConfigError(file: configPath ?? "(built-in)", line: nil, key: "agent.rules", message: "no rules directory found")
         }
-        return try RuleSet.load(directory: directory)
+        var rules = try RuleSet.load(directory: directory)
+        rules.timeZone = config.utc ? .utc : .local
+        return rules
     }
 
     /// The remote sinks' delivery counters; nil without remote sinks.
@@ -231,7 +233,8 @@ public final class AgentRuntime: @unchecked Sendable {
                 saved = end
             }
             let header = SyslogHeaderParser(timeZone: config.utc ? .utc : .local)
-            let source = FileSource(path: path, follow: config.follow, from: saved, decoder: LineDecoder(header: header))
+            let decoder = LineDecoder(header: header, identifier: config.fileIdentifiers[path])
+            let source = FileSource(path: path, follow: config.follow, from: saved, decoder: decoder)
             sources.append((SourcePositions.fileKey(path), source))
         }
         return sources
@@ -257,7 +260,7 @@ public final class AgentRuntime: @unchecked Sendable {
                 new.entity = config.entity
             }
             let rules = try AgentRuntime.loadRules(new, configPath: path)
-            if new.journal != config.journal || new.files != config.files || new.stateDirectory != config.stateDirectory
+            if new.journal != config.journal || new.files != config.files || new.fileIdentifiers != config.fileIdentifiers || new.stateDirectory != config.stateDirectory
                 || new.alertOutputs != config.alertOutputs || new.modelPath != config.modelPath {
                 log.warning("reload: sources, state_dir, model and alert output change only on restart")
             }

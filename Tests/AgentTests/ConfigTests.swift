@@ -1,5 +1,6 @@
 import Testing
 @testable import Agent
+import IPInsights
 
 @Suite struct ConfigTests {
     @Test func shippedExampleParses() throws {
@@ -197,6 +198,15 @@ import Testing
         #expect(Network("10.0.0.1")!.length == 32)
         #expect(Network("10.0.0.0/x") == nil && Network("nonsense") == nil)
     }
-}
 
-import IPInsights
+    @Test func aFileCanNameTheServiceThatWritesIt() throws {
+        let c = try AgentConfig.parse("""
+            [sources]
+            files = /var/log/auth.log, /var/log/keycloak/keycloak.log:keycloak
+            """, path: "t.conf")
+        #expect(c.files == ["/var/log/auth.log", "/var/log/keycloak/keycloak.log"])
+        #expect(c.fileIdentifiers == ["/var/log/keycloak/keycloak.log": "keycloak"])
+        #expect(throws: ConfigError.self) { try AgentConfig.parse("[sources]\nfiles = /var/log/x.log:", path: "t.conf") }
+        #expect(throws: ConfigError.self) { try AgentConfig.parse("[sources]\nfiles = keycloak.log:keycloak", path: "t.conf") }
+    }
+}

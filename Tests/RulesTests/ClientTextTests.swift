@@ -185,3 +185,17 @@ import LogSources
         #expect(second.refused > 0)
     }
 }
+
+/// A service's own log file, read with its identifier: not syslog, and its rules read the line's time.
+@Suite struct OwnFileTests {
+    @Test func aLineOfAServicesOwnFileIsReadWholeWithItsIdentifierAndTime() throws {
+        let rules = ExampleCheck.prepared(try loadRules())
+        var decoder = LineDecoder(header: SyslogHeaderParser(timeZone: .utc, reference: ExampleCheck.reference), identifier: "vsftpd")
+        var line = #"Sun Nov  4 10:00:00 2018 [pid 1234] [alice] OK LOGIN: Client "192.0.2.1""#
+        let record = try #require(line.withUTF8 { decoder.decode(UnsafeRawBufferPointer($0)) })
+        #expect(record.identifier == "vsftpd" && record.message == line && record.time == nil)
+        let e = try #require(event(rules.match(record)))
+        #expect(e.user == "alice" && e.ip == "192.0.2.1" && e.outcome == .success)
+        #expect(e.time == Double(CivilTime.epoch(year: 2018, month: 11, day: 4, hour: 10, minute: 0, second: 0)))
+    }
+}
