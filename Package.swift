@@ -19,6 +19,9 @@ let package = Package(
         // listeners in one service group and quietens the server's own logging.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // Under Hummingbird too; named for the connection guard's channel handler.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
     ],
     targets: [
         // System libraries: zlib for gzip training files, OpenBLAS for the dense
@@ -60,6 +63,9 @@ let package = Package(
         .target(name: "Server", dependencies: [
             "IPInsights", "IPInsightsFormats",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
         ]),
 
         // The running agent's HTTP API (decide, feedback, status, metrics) on a Unix
@@ -69,6 +75,7 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
         ]),
 
         .executableTarget(name: "ipsight", dependencies: [

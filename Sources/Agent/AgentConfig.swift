@@ -258,12 +258,12 @@ public struct AgentConfig: Sendable, Equatable {
         case ("api", "token_file"): apiTokenFile = e.value.isEmpty ? nil : try r.path(e)
         case ("api", "invocations"): apiInvocations = try r.bool(e)
         case ("credential_stuffing", "min_users"): stuffingMinUsers = try r.integer(e, 0...1_000_000)
-        case ("credential_stuffing", "window"): stuffingWindow = try r.duration(e)
+        case ("credential_stuffing", "window"): stuffingWindow = try r.duration(e, 1...30 * 86_400)
         case ("risk", "networks"):
             networksPath = e.value.isEmpty || e.value == "off" ? nil : try r.path(e)
             networksLine = e.line
-        case ("retrain", "interval"): retrainInterval = try r.duration(e)
-        case ("retrain", "retention"): retention = try r.duration(e)
+        case ("retrain", "interval"): retrainInterval = try r.duration(e, 60...365 * 86_400)
+        case ("retrain", "retention"): retention = try r.duration(e, 3600...3650 * 86_400)
         case ("retrain", "bootstrap_min_logins"): bootstrapMinLogins = try r.integer(e, 10...100_000_000)
         case ("retrain", "validation_share"): validationShare = try r.number(e, 0.01...0.5)
         case ("thresholds", _):
@@ -304,9 +304,11 @@ public struct AgentConfig: Sendable, Equatable {
                 throw ConfigError(file: path, line: sinkLines[name], key: "sink.\(name)", message: error.reason)
             }
         }
-        if let listen = apiListen, apiTokenFile == nil, !AgentConfig.isLoopback(listen.host) {
+        // Loopback is shared by every local user: only the Unix socket, guarded by its
+        // file mode, may go without a token.
+        if apiListen != nil, apiTokenFile == nil {
             throw ConfigError(file: path, line: reader.lines["api.listen"], key: "api.listen",
-                              message: "\(listen.host) is not loopback: set api.token_file so callers must authenticate")
+                              message: "a TCP listener needs api.token_file (any local user can reach loopback); the socket needs none")
         }
         if retention < retrainInterval {
             throw ConfigError(file: path, line: reader.lines["retrain.retention"], key: "retrain.retention",
@@ -336,10 +338,12 @@ extension AgentConfig {
         }
     }
 
-    /// Whether `host` only accepts connections from this machine.
+    /// Whether `host` only accepts connections from this machine: `localhost`, or a
+    /// literal address in 127.0.0.0/8 or ::1 (`127.evil.example` is a name, not loopback).
     public static func isLoopback(_ host: String) -> Bool {
-        let h = host.lowercased()
-        return h == "localhost" || h == "::1" || h.hasPrefix("127.")
+        if host.lowercased() == "localhost" { return true }
+        guard let address = IPAddress(host) else { return false }
+        return address == IPAddress("::1") || address.ipv4.map { $0 >> 24 == 127 } == true
     }
 }
 
@@ -389,8 +393,9 @@ struct ConfigReader {
         return items
     }
 
-    /// `90` (seconds), `30s`, `15m`, `24h`, `90d`.
-    func duration(_ e: ConfigFile.Entry) throws(ConfigError) -> Double {
+    /// `90` (seconds), `30s`, `15m`, `24h`, `90d`, within `range` (seconds): every
+    /// duration has bounds, so no later arithmetic or formatting meets an absurd one.
+    func duration(_ e: ConfigFile.Entry, _ range: ClosedRange<Double>) throws(ConfigError) -> Double {
         let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
         var text = e.value
         var unit = 1.0
@@ -399,6 +404,9 @@ struct ConfigReader {
             text.removeLast()
         }
         guard let v = Double(text), v > 0, v.isFinite else { throw error(e, "expected a duration such as 30m, 24h or 90d") }
+        guard range.contains(v * unit) else {
+            throw error(e, "expected a duration from \(Format.duration(range.lowerBound)) to \(Format.duration(range.upperBound))")
+        }
         return v * unit
     }
 

@@ -43,7 +43,8 @@ struct ConfigFile {
         var section = ""
         var seen: [String: Int] = [:]
         var number = 0
-        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        // Any newline, CRLF included: `"\r\n"` is one Character, not a "\n".
+        for raw in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
             number += 1
             let line = ConfigFile.stripComment(raw).trimmedBlanks()
             if line.isEmpty { continue }

@@ -214,7 +214,8 @@ public final class Detector: @unchecked Sendable {
 public enum Format {
     /// `93784` → `1d 2h 3m`: at most two units below the largest, for elapsed times.
     public static func elapsed(_ seconds: Double) -> String {
-        var s = Int(max(0, seconds))
+        // Clamped to a thousand years: text for any Double, never a trap on conversion.
+        var s = Int(min(max(0, seconds.isNaN ? 0 : seconds), 3.2e10))
         var parts: [String] = []
         for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] where s >= size {
             parts.append("\(s / size)\(unit)")
@@ -226,6 +227,7 @@ public enum Format {
 
     /// `3600` → `1h`, `90` → `90s`: the largest unit that divides the value.
     public static func duration(_ seconds: Double) -> String {
+        guard seconds.isFinite, abs(seconds) < 3.2e10 else { return seconds.isNaN ? "nan" : "forever" }
         for (unit, size) in [("d", 86_400.0), ("h", 3600.0), ("m", 60.0)] where seconds >= size && seconds.truncatingRemainder(dividingBy: size) == 0 {
             return "\(Int(seconds / size))\(unit)"
         }
@@ -238,6 +240,7 @@ public enum Format {
         var scale = 1.0
         for _ in 0..<digits { scale *= 10 }
         let rounded = (abs(value) * scale).rounded()
+        guard rounded < 9e15 else { return "\(value)" }
         let whole = Int(rounded / scale)
         var fraction = String(Int(rounded - Double(whole) * scale))
         while fraction.count < digits { fraction = "0" + fraction }

@@ -2,6 +2,7 @@ import Agent
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 import Server
 import ServiceLifecycle
 
@@ -13,6 +14,9 @@ public final class AgentAPI: @unchecked Sendable {
     private let agent: AgentRuntime
     private let config: AgentConfig
     private let metrics = ServerMetrics()
+    /// One guard per listener: a flood on TCP leaves the socket's slots to PAM.
+    public let socketGuard: ConnectionGuard
+    public let tcpGuard: ConnectionGuard
     private var group: ServiceGroup?
     private var task: Task<Void, Never>?
     private let finished = DispatchSemaphore(value: 0)
@@ -23,9 +27,14 @@ public final class AgentAPI: @unchecked Sendable {
     static let threads = DedicatedThreads(count: min(8, max(2, ProcessInfo.processInfo.activeProcessorCount)),
                                           name: "ipsight-api")
 
-    public init(agent: AgentRuntime, config: AgentConfig) {
+    /// - Parameters:
+    ///   - connectionLimit: connections each listener holds at once.
+    ///   - headTimeout: how long a connection may wait before its request head arrives.
+    public init(agent: AgentRuntime, config: AgentConfig, connectionLimit: Int = 256, headTimeout: Double = 10) {
         self.agent = agent
         self.config = config
+        socketGuard = ConnectionGuard(limit: connectionLimit, headTimeout: .milliseconds(Int64(headTimeout * 1000)))
+        tcpGuard = ConnectionGuard(limit: connectionLimit, headTimeout: .milliseconds(Int64(headTimeout * 1000)))
     }
 
     /// Whether the config asks for any listener.
@@ -46,16 +55,20 @@ public final class AgentAPI: @unchecked Sendable {
             let mode = config.apiSocketMode
             let router = makeRouter(token: nil)
             services.append(Application(
-                router: router, configuration: .init(address: .unixDomainSocket(path: path), serverName: "ipsight"),
+                router: router, server: socketGuard.server(),
+                configuration: .init(address: .unixDomainSocket(path: path), serverName: "ipsight"),
                 onServerRunning: { _ in
                     chmod(path, mode_t(mode))
                     started.signal("unix:\(path)")
                 }, logger: logger))
         }
         if let listen = config.apiListen {
+            // Loopback is every local user's: TCP is never served without a token.
+            guard let token else { throw AgentAPIError(message: "the TCP listener needs api.token_file") }
             let router = makeRouter(token: token)
             services.append(Application(
-                router: router, configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "ipsight"),
+                router: router, server: tcpGuard.server(),
+                configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "ipsight"),
                 onServerRunning: { channel in started.signal("http://\(listen.host):\(channel.localAddress?.port ?? listen.port)") },
                 logger: logger))
         }

@@ -26,9 +26,22 @@ public enum SinkConfiguration {
             }
             return text
         }
+        // A misspelt key (`secrte`) would otherwise leave a sink quietly unsigned.
+        let known: [String: Set<String>] = [
+            "webhook": ["url", "secret"], "slack": ["url"], "teams": ["url"], "pagerduty": ["routing_key", "url"],
+            "splunk": ["url", "token", "sourcetype", "index"], "ecs": ["path"],
+        ]
+        if let type = settings["type"], let keys = known[type] {
+            let allowed = keys.union(["type"]).union(type == "ecs" ? [] : ["timeout"])
+            if let unknown = settings.keys.sorted().first(where: { !allowed.contains($0) }) {
+                throw SinkConfigurationError(sink: name, reason: "unknown key \"\(unknown)\" for type \(type) (\(allowed.sorted().joined(separator: ", ")))")
+            }
+        }
         var poster = HTTPPoster()
         if let timeout = settings["timeout"] {
-            guard let seconds = Double(timeout), seconds > 0 else { throw SinkConfigurationError(sink: name, reason: "timeout must be a positive number of seconds") }
+            guard let seconds = Double(timeout), seconds >= 0.1, seconds <= 300 else {
+                throw SinkConfigurationError(sink: name, reason: "timeout must be from 0.1 to 300 seconds")
+            }
             poster.timeoutSeconds = seconds
             poster.connectTimeoutSeconds = min(poster.connectTimeoutSeconds, seconds)
         }

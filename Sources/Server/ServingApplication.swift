@@ -11,7 +11,7 @@ public func buildServingApplication(store: ModelStore, metrics: ServerMetrics,
     }
     ServingRoutes(store: store, metrics: metrics, configuration: configuration).add(to: router)
     return Application(
-        router: router,
+        router: router, server: ConnectionGuard().server(),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "ipsight")
     )
 }

@@ -16,7 +16,7 @@ import Testing
         let api: AgentAPI
         var socket: String { dir.file("api.sock") }
 
-        init(token: String? = nil) throws {
+        init(token: String? = nil, connectionLimit: Int = 256, headTimeout: Double = 10) throws {
             var config = AgentConfig()
             config.stateDirectory = dir.path
             config.rulesDirectory = Paths.rules
@@ -24,8 +24,9 @@ import Testing
             config.files = [dir.file("auth.log")]
             config.retention = 3650 * 86_400
             config.apiSocket = dir.file("api.sock")
-            config.apiListen = .init(host: "127.0.0.1", port: 0)
             if let token {
+                // TCP is only ever served with a token.
+                config.apiListen = .init(host: "127.0.0.1", port: 0)
                 dir.write("token", token + "\n")
                 config.apiTokenFile = dir.file("token")
             }
@@ -36,7 +37,7 @@ import Testing
             }
             try ObservationStore(path: config.databasePath).commit(observations, positions: [:])
             agent = try AgentRuntime(config: config, configPath: nil, router: CollectingRouter())
-            api = AgentAPI(agent: agent, config: config)
+            api = AgentAPI(agent: agent, config: config, connectionLimit: connectionLimit, headTimeout: headTimeout)
             try api.start()
         }
 
@@ -62,13 +63,13 @@ import Testing
     }
 
     @Test func decisionsComeWithReasonsAndAreCounted() throws {
-        let running = try Running()
+        let running = try Running(token: "s3cret")
         var rng = SeededRandom(seed: 11)
         let home = Synthetic.address("alice", &rng)
         let (okStatus, ok) = try running.request("POST", "/v1/decide", #"{"user": "alice", "ip": "\#(home)", "service": "sshd"}"#)
         #expect(okStatus == 200)
         #expect(ok?["decision"]?.stringValue == "allow", "\(String(describing: ok))")
-        let (_, away) = try running.request("POST", "/v1/decide", #"{"user": "alice", "ip": "203.0.113.50"}"#, tcp: true)
+        let (_, away) = try running.request("POST", "/v1/decide", #"{"user": "alice", "ip": "203.0.113.50"}"#, tcp: true, token: "s3cret")
         #expect(away?["decision"]?.stringValue == "alert")
         #expect(away?["reason"]?.stringValue == "risk")
         let reasons = away?["reasons"]?.arrayValue?.compactMap { $0.arrayValue?.first?.stringValue } ?? []
@@ -176,6 +177,63 @@ import Testing
             .request("POST", "/v1/decide", json: Array(#"{"user": "alice", "ip": "203.0.113.50"}"#.utf8))
         #expect(reply.status == 200)
         #expect(probe.value == 0, "the pool stayed blocked while the API answered")
+    }
+
+    @Test func aTCPListenerIsNeverServedWithoutAToken() throws {
+        let running = try Running()
+        var config = running.agent.config
+        config.apiSocket = nil
+        config.apiListen = .init(host: "127.0.0.1", port: 0)
+        config.apiTokenFile = nil
+        #expect(throws: AgentAPIError.self) { try AgentAPI(agent: running.agent, config: config).start() }
+        #expect(throws: ConfigError.self) { try AgentConfig.parse("[api]\nlisten = 127.0.0.1:8081", path: "t.conf") }
+        #expect(!AgentConfig.isLoopback("127.evil.example") && AgentConfig.isLoopback("127.0.0.2") && AgentConfig.isLoopback("::1"))
+    }
+
+    /// A flood of half-sent connections on TCP: beyond the limit they are closed on
+    /// arrival, the rest when their head does not come in time, and the socket
+    /// answers throughout.
+    @Test func idleConnectionsAreCappedAndTimedOutWhileTheSocketAnswers() throws {
+        let running = try Running(token: "s3cret", connectionLimit: 20, headTimeout: 1.5)
+        let body = #"{"user": "alice", "ip": "192.0.2.1"}"#
+        var flood: [Int32] = []
+        defer { for fd in flood { close(fd) } }
+        for _ in 0..<60 {
+            let fd = try Self.connect(port: running.tcpPort)
+            let partial = "POST /v1/decide HTTP/1.1\r\nHost: x\r\n"
+            _ = partial.withCString { send(fd, $0, strlen($0), 0) }
+            flood.append(fd)
+        }
+        // The socket has its own slots: PAM's check is answered at once.
+        #expect(try running.request("POST", "/v1/decide", body).0 == 200)
+        let early = flood.filter { Self.closedByPeer($0, waiting: 1.0) }.count
+        #expect(early >= 40, "connections past the limit are closed on arrival (\(early) of 60)")
+        #expect(running.api.tcpGuard.refusedConnections >= 40)
+        // The half-sent ones are dropped when their head does not arrive.
+        let late = flood.filter { Self.closedByPeer($0, waiting: 10) }.count
+        #expect(late == 60)
+        #expect(try running.request("POST", "/v1/decide", body, tcp: true, token: "s3cret").0 == 200)
+    }
+
+    static func connect(port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Foundation.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else { close(fd); throw POSIXError(.ECONNREFUSED) }
+        return fd
+    }
+
+    /// Whether the server closed the connection within `waiting` seconds (a read returns 0).
+    static func closedByPeer(_ fd: Int32, waiting: Double) -> Bool {
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&poller, 1, Int32(waiting * 1000)) > 0 else { return false }
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, Int32(MSG_PEEK)) <= 0
     }
 }
 

@@ -71,8 +71,10 @@ import Testing
             [api]
             socket = \(socket)
             listen = 127.0.0.1:0
+            token_file = \(dir)/api.token
             """
         }
+        try AgentCommandTests.write("s3cret\n", to: dir + "/api.token")
         try AgentCommandTests.write(config(follow: false), to: dir + "/learn.conf")
         try AgentCommandTests.write(config(follow: true), to: dir + "/agent.conf")
         var usual = ""
@@ -105,7 +107,7 @@ import Testing
         #expect((state["decisions"] as? [String: Any])?["api/allow"] as? Int == 1, "\(state)")
         let address = try #require(agent.log.range(of: "http://127.0.0.1:"), "\(agent.log)")
         let port = try #require(Int(agent.log[address.upperBound...].prefix(while: \.isNumber)))
-        let tcp = try CommandLineTests.ipsight(["check", "--url", "127.0.0.1:\(port)", "--user", "user4", "--ip", "203.0.113.9"])
+        let tcp = try CommandLineTests.ipsight(["check", "--url", "127.0.0.1:\(port)", "--token-file", dir + "/api.token", "--user", "user4", "--ip", "203.0.113.9"])
         #expect(tcp.status == 20, "\(tcp.out)\(tcp.err)")
 
         // Garbage and a 1 MB line in the followed file: the agent keeps going.
