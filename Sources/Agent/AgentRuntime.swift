@@ -190,6 +190,9 @@ public final class AgentRuntime: @unchecked Sendable {
                     log.debug("\(v.decision.rawValue) (\(v.reason)): \(v.summary); " + v.reasons.map { "\($0.0): \($0.1)" }.joined(separator: "; "))
                 }
             }
+            if outcome.invalidScores > 0 {
+                log.warning("\(outcome.invalidScores) logins had no finite risk score and were challenged: the model or its calibration is broken")
+            }
             for alert in outcome.alerts { try router.submit(alert) }
             let now = Clock.wall
             stats.recordBatch(events: outcome.events,

@@ -157,6 +157,12 @@ public final class Detector: @unchecked Sendable {
         let dot = trained ? model.score(entity: entity, ip: ip) : calibration.typicalDotProduct
         let assessor = RiskAssessor(model: model, history: history, riskModel: calibration.riskModel)
         let a = assessor.assess(entityHash: hash, ip: ip, dotProduct: dot)
+        guard a.risk.isFinite, dot.isFinite else {
+            // A broken model or calibration must not wave logins through: fail closed.
+            return Verdict(decision: .challenge, reason: "invalid-score",
+                           reasons: [("invalid score", "risk \(a.risk), dot_product \(dot): the model or its calibration gives no finite score")],
+                           summary: "\(subject): no finite score, challenged")
+        }
         let t = calibration.thresholds(for: event.service, config: config)
         let decision: Decision = a.risk >= t.alert ? .alert : a.risk >= t.challenge ? .challenge : .allow
         var reasons: [(String, String)] = []

@@ -12,6 +12,8 @@ public struct BatchOutcome {
     /// The position after the batch's last record, in the store's text form.
     public var position: String?
     public var events = 0
+    /// Decisions made without a finite score (challenged): a broken model or calibration.
+    public var invalidScores = 0
 }
 
 /// Turns records into decisions. Lives on the pipeline thread.
@@ -39,6 +41,7 @@ public final class EventProcessor {
             guard case .event(let event) = rules.match(record) else { continue }
             outcome.events += 1
             let verdict = detector.decide(event)
+            if verdict?.reason == "invalid-score" { outcome.invalidScores += 1 }
             if let verdict {
                 outcome.verdicts.append((event, verdict))
                 if verdict.decision == .alert || (verdict.decision == .challenge && config.alertChallenges) {

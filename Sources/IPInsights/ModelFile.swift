@@ -125,9 +125,14 @@ public enum ModelFile {
         guard offset + dataBytes + 8 == bytes.count else {
             throw fail("file size \(bytes.count) does not match its header (expected \(offset + dataBytes + 8))")
         }
-        for (_, buffer) in tensors {
+        for (name, buffer) in tensors {
             UnsafeMutableRawPointer(buffer.pointer).copyMemory(from: bytes.baseAddress! + offset, byteCount: buffer.count * 4)
             offset += buffer.count * 4
+            // A valid checksum says the bytes arrived whole, not that a trainer wrote
+            // numbers: one NaN would make every score NaN and every decision allow.
+            if let index = firstNonFinite(UnsafeBufferPointer(start: buffer.pointer, count: buffer.count)) {
+                throw fail("tensor \(name) holds a non-finite value (\(buffer.pointer[index])) at index \(index)")
+            }
         }
         if let logins = model.logins {
             for r in 0..<logins.count where !(logins[r].isFinite && logins[r] >= 0) {
@@ -135,6 +140,23 @@ public enum ModelFile {
             }
         }
         return model
+    }
+
+    /// The index of the first NaN or infinity, checked eight floats at a time
+    /// (x − x is 0 for every finite x and NaN otherwise).
+    static func firstNonFinite(_ values: UnsafeBufferPointer<Float>) -> Int? {
+        var k = 0
+        while k + 8 <= values.count {
+            var v = SIMD8<Float>()
+            for j in 0..<8 { v[j] = values[k + j] }
+            if any((v - v) .!= SIMD8<Float>(repeating: 0)) { break }
+            k += 8
+        }
+        while k < values.count {
+            if !values[k].isFinite { return k }
+            k += 1
+        }
+        return nil
     }
 
     /// Reads and checks a model file.

@@ -1,4 +1,4 @@
-import IPInsights
+@testable import IPInsights
 import Rules
 import Testing
 @testable import Agent
@@ -41,6 +41,21 @@ import Testing
         // Enough logins, but no calibration yet: still learning, saying why.
         #expect(detector.decide(login("zed", "10.50.0.9"))?.reason == "calibrating")
         #expect(Detector(config: config { $0.coldStartMinLogins = 0 }, model: nil).decide(login("zed", "10.50.0.9"))?.reason == "no-model")
+    }
+
+    @Test func aScoreThatIsNotFiniteFailsClosed() throws {
+        let c = config()
+        let detector = try trained(c)
+        // The same model with every weight of every tensor NaN: no finite score anywhere.
+        let broken = DetectorTests.model.copy(settings: DetectorTests.model.hyperparameters)
+        for (_, buffer) in ModelFile.tensorList(broken) {
+            for k in 0..<buffer.count { buffer.pointer[k] = .nan }
+        }
+        let calibration = try #require(Calibration.fit(model: DetectorTests.model, observations: Synthetic.observations(300), config: c))
+        detector.install(model: broken, calibration: calibration, entities: Set(Synthetic.users.map { StableHash.xxh64($0) }))
+        var rng = SeededRandom(seed: 3)
+        let v = try #require(detector.decide(login("alice", Synthetic.address("alice", &rng))))
+        #expect(v.decision == .challenge && v.reason == "invalid-score", "\(v)")
     }
 
     @Test func coldStartPolicyCanChallengeOrAlert() throws {

@@ -82,6 +82,21 @@ import Glibc
         #expect(decodeError(future)?.contains("version 9") == true)
     }
 
+    @Test func nonFiniteWeightsWithAValidChecksumAreRefused() throws {
+        let model = try smallModel()
+        let bytes = ModelFile.encode(model)
+        for value in [Float.nan, .infinity, -.infinity] {
+            // A float in the middle of the tensor data, overwritten and the file re-summed.
+            var broken = bytes
+            let at = (bytes.count - 8 - 4 * 64) / 4 * 4
+            withUnsafeBytes(of: value) { for k in 0..<4 { broken[at + k] = $0[k] } }
+            Self.resum(&broken)
+            let error = Self.decodeError(broken)
+            #expect(error?.contains("non-finite") == true, "\(value): \(String(describing: error))")
+        }
+        #expect(Self.decodeError(bytes) == nil)
+    }
+
     @Test func missingFileIsAClearError() {
         #expect(throws: ModelFileError.self) { try ModelFile.load(path: "/nonexistent/model") }
     }

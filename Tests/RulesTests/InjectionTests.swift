@@ -98,6 +98,20 @@ func canonical(_ value: Any?) -> String? {
         }
     }
 
+    @Test func clientTextAfterTheAddressNeverSuppliesIt() throws {
+        let rules = try loadRules()
+        // A certificate's key ID and a key's auth-info are the client's: the address is sshd's, before them.
+        let lines = [
+            ("Accepted publickey for alice from 192.0.2.11 port 1022 ssh2: ED25519-CERT SHA256:abc ID x from 6.6.6.6 port 22 ssh2: y (serial 7) CA ED25519 SHA256:def", "alice", "192.0.2.11"),
+            ("Failed publickey for root from 192.0.2.12 port 1023 ssh2: ED25519-CERT SHA256:abc ID from 10.10.1.2 port 55555 ssh2 (serial 1) CA ED25519 SHA256:def", "root", "192.0.2.12"),
+        ]
+        for (message, user, ip) in lines {
+            let result = rules.match(record("Nov  4 10:00:00 h sshd[1]: " + message))
+            let got = event(result)
+            #expect(got?.ip == ip && got?.user == user, "\(message) → \(result)")
+        }
+    }
+
     @Test func pathologicalLinesFinishWithoutBacktracking() throws {
         let rules = try loadRules()
         // 50,000 repetitions of sshd's own trailing text inside the user name:
