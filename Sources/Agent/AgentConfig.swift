@@ -28,7 +28,11 @@ public struct AgentConfig: Sendable, Equatable {
         }
     }
 
-    public enum ColdStartPolicy: String, Sendable { case learn, challenge, alert }
+    /// What an entity with fewer than `coldStartMinLogins` logins gets: `learn` (no
+    /// step-up), `challenge` or `alert` for every such login, or `unfamiliar` (the
+    /// default): learn when the address is near its own earlier logins or on a
+    /// network other accounts use, else `coldStartUnfamiliar`.
+    public enum ColdStartPolicy: String, Sendable { case learn, challenge, alert, unfamiliar }
 
     // [agent]
     public var stateDirectory = AgentConfig.defaultStateDirectory()
@@ -55,8 +59,13 @@ public struct AgentConfig: Sendable, Equatable {
     public var serviceThresholds: [String: Thresholds] = [:]
 
     // [cold_start]
-    public var coldStartPolicy = ColdStartPolicy.learn
+    public var coldStartPolicy = ColdStartPolicy.unfamiliar
     public var coldStartMinLogins = 5
+    /// The decision for a cold entity's login from an unfamiliar network: challenge or alert.
+    public var coldStartUnfamiliar = Decision.challenge
+    /// Accounts (besides the entity) that must have used the address's /24 (/48) for
+    /// it to count as the organisation's; its /16 (/32) needs `coldStartOrgAccounts * 3`.
+    public var coldStartOrgAccounts = 2
 
     // [allowlist]
     public var allowedNetworks: [Network] = []
@@ -159,7 +168,7 @@ public struct AgentConfig: Sendable, Equatable {
         alert = 0.99
 
         [cold_start]
-        policy = learn
+        policy = unfamiliar
         min_logins = 5
         """
 
@@ -221,8 +230,15 @@ public struct AgentConfig: Sendable, Equatable {
             }
         case ("sources", "utc"): utc = try r.bool(e)
         case ("cold_start", "policy"):
-            guard let policy = ColdStartPolicy(rawValue: e.value) else { throw r.error(e, "expected learn, challenge or alert") }
+            guard let policy = ColdStartPolicy(rawValue: e.value) else { throw r.error(e, "expected unfamiliar, learn, challenge or alert") }
             coldStartPolicy = policy
+        case ("cold_start", "unfamiliar"):
+            switch e.value {
+            case "challenge": coldStartUnfamiliar = .challenge
+            case "alert": coldStartUnfamiliar = .alert
+            default: throw r.error(e, "expected challenge or alert")
+            }
+        case ("cold_start", "org_accounts"): coldStartOrgAccounts = try r.integer(e, 1...100_000)
         case ("cold_start", "min_logins"): coldStartMinLogins = try r.integer(e, 0...1_000_000)
         case ("allowlist", "networks"):
             allowedNetworks = try r.list(e).map { (text: String) throws(ConfigError) -> Network in

@@ -131,15 +131,7 @@ public final class Detector: @unchecked Sendable {
         }
         let logins = memory.logins(hash)
         if logins < config.coldStartMinLogins {
-            let decision: Decision = switch config.coldStartPolicy {
-            case .learn: .learn
-            case .challenge: .challenge
-            case .alert: .alert
-            }
-            return Verdict(decision: decision, reason: "new-entity",
-                           reasons: [("new entity", "\(logins) of \(config.coldStartMinLogins) logins needed before scoring"),
-                                     ("first seen", memory.hasSeen(hash, ip) ? "address seen before" : "address new for this entity")],
-                           summary: "\(subject): new entity, \(logins) earlier logins")
+            return coldStart(hash: hash, ip: ip, logins: logins, subject: subject)
         }
         let (model, calibration, modelEntities) = scoring.withLock { ($0.model, $0.calibration, $0.entities) }
         guard let model else {
@@ -198,6 +190,69 @@ public final class Detector: @unchecked Sendable {
             : memory.hasSeen(hash, ip) ? "\(subject): a known address" : "\(subject): risk \(Format.fixed(a.risk, 3)) below the challenge threshold"
         return Verdict(decision: decision, reason: decision == .allow ? "usual" : "risk", risk: a.risk,
                        dotProduct: trained ? Double(dot) : nil, reasons: reasons, summary: summary)
+    }
+
+    /// An entity too new to score. Dormant and rarely used accounts are what
+    /// attackers take over, so by default only a familiar network waves it through:
+    /// one near its own earlier logins (the same /16 or /32, or AS with a
+    /// routed-network table), or one other accounts of the organisation use.
+    private func coldStart(hash: UInt64, ip: IPAddress, logins: Int, subject: String) -> Verdict {
+        var reasons = [("new entity", "\(logins) of \(config.coldStartMinLogins) logins needed before scoring"),
+                       ("first seen", memory.hasSeen(hash, ip) ? "address seen before" : "address new for this entity")]
+        let fixed: Decision? = switch config.coldStartPolicy {
+        case .learn: .learn
+        case .challenge: .challenge
+        case .alert: .alert
+        case .unfamiliar: nil
+        }
+        if let fixed {
+            return Verdict(decision: fixed, reason: "new-entity", reasons: reasons, summary: "\(subject): new entity, \(logins) earlier logins")
+        }
+        // Until the organisation's own history says anything, nothing is familiar or
+        // unfamiliar: the first logins of a new installation are learnt.
+        refreshHistoryIfStale()
+        guard memory.pairs.count >= config.bootstrapMinLogins else {
+            reasons.append(("organisation", "\(memory.pairs.count) logins known: too few to tell familiar networks yet"))
+            return Verdict(decision: .learn, reason: "new-entity", reasons: reasons, summary: "\(subject): new entity, \(logins) earlier logins")
+        }
+        let v4 = ip.isIPv4
+        let table = historyNetworks
+        let own = memory.firstAddresses(hash).first { earlier in
+            if EntityHistory.sharedBits(earlier, ip) >= (v4 ? 16 : 32) { return true }
+            if let table, let a = table.networks.asn(of: ip), a == table.networks.asn(of: earlier) { return true }
+            return false
+        }
+        if let own {
+            reasons.append(("familiar network", "near its own earlier login from \(own)"))
+            return Verdict(decision: .learn, reason: "new-entity", reasons: reasons,
+                           summary: "\(subject): new entity, near its own earlier logins")
+        }
+        // Accounts of the organisation in the address's networks, the entity's own logins not counted.
+        let mine = (narrow: memory.firstAddresses(hash).contains { EntityHistory.networkKey($0, wide: false) == EntityHistory.networkKey(ip, wide: false) } ? 1 : 0,
+                    wide: memory.firstAddresses(hash).contains { EntityHistory.networkKey($0, wide: true) == EntityHistory.networkKey(ip, wide: true) } ? 1 : 0)
+        let narrow = max(0, history.entities(inNetworkOf: ip, wide: false) - mine.narrow)
+        let wide = max(0, history.entities(inNetworkOf: ip, wide: true) - mine.wide)
+        let (narrowName, wideName) = v4 ? ("/24", "/16") : ("/48", "/32")
+        if narrow >= config.coldStartOrgAccounts || wide >= config.coldStartOrgAccounts * 3 {
+            let text = narrow >= config.coldStartOrgAccounts ? "a network \(narrow) of your accounts use (its \(narrowName))"
+                : "a network \(wide) of your accounts use (its \(wideName))"
+            reasons.append(("familiar network", text))
+            return Verdict(decision: .learn, reason: "new-entity", reasons: reasons, summary: "\(subject): new entity, \(text)")
+        }
+        reasons.append(("unfamiliar network", "not near its own \(logins) logins; \(narrow) other accounts use its \(narrowName), \(wide) its \(wideName)"))
+        return Verdict(decision: config.coldStartUnfamiliar, reason: "new-entity-unfamiliar", reasons: reasons,
+                       summary: "\(subject): new entity, \(logins) earlier logins, from a network neither it nor the organisation uses")
+    }
+
+    /// Rebuilds the history when it lags the memory by a twentieth: never for one
+    /// entity's sake, so a stream of new user names cannot force rebuilds.
+    private func refreshHistoryIfStale() {
+        let pending = memory.pairs.count - historyPairs
+        if pending > 0 && pending * 20 >= max(historyPairs, 400) {
+            history = EntityHistory(memory.pairs, networks: historyNetworks?.networks ?? config.networks?.networks)
+            historyPairs = memory.pairs.count
+            if historyNetworks == nil { historyNetworks = config.networks }
+        }
     }
 
     /// Rebuilds the entities' history when the entity being scored is missing from

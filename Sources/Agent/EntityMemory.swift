@@ -12,6 +12,10 @@ struct EntityMemory {
     private(set) var pairs = TrainingPairs()
     private var counts: [UInt64: Int] = [:]
     private var seen: Set<Seen> = []
+    /// Each entity's first distinct addresses (at most `firstKept`): what a cold
+    /// entity's next login is compared with, without rebuilding the history.
+    private var first: [UInt64: [IPAddress]] = [:]
+    static let firstKept = 8
 
     var entityCount: Int { counts.count }
 
@@ -19,9 +23,14 @@ struct EntityMemory {
 
     func hasSeen(_ entity: UInt64, _ ip: IPAddress) -> Bool { seen.contains(Seen(entity: entity, ip: ip)) }
 
+    /// The entity's first distinct addresses.
+    func firstAddresses(_ entity: UInt64) -> [IPAddress] { first[entity] ?? [] }
+
     mutating func add(_ entity: UInt64, _ ip: IPAddress) {
         pairs.append(entityHash: entity, ip: ip)
         counts[entity, default: 0] += 1
-        seen.insert(Seen(entity: entity, ip: ip))
+        if seen.insert(Seen(entity: entity, ip: ip)).inserted, first[entity, default: []].count < Self.firstKept {
+            first[entity, default: []].append(ip)
+        }
     }
 }

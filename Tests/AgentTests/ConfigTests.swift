@@ -16,7 +16,7 @@ import IPInsights
     @Test func embeddedDefaultParses() throws {
         let config = try AgentConfig.parse(AgentConfig.embeddedDefault, path: "(built-in)")
         #expect(config.journal && config.follow)
-        #expect(config.coldStartPolicy == .learn)
+        #expect(config.coldStartPolicy == .unfamiliar)
     }
 
     @Test func everyKeyIsRead() throws {

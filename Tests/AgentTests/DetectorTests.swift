@@ -58,6 +58,42 @@ import Testing
         #expect(v.decision == .challenge && v.reason == "invalid-score", "\(v)")
     }
 
+    /// 300 usual logins, plus alice, bob and carol through one VPN egress /24.
+    func organisation(_ edit: (inout AgentConfig) -> Void = { _ in }) -> Detector {
+        let detector = Detector(config: config(edit), model: nil)
+        var observations = Synthetic.observations(300)
+        for (k, user) in ["alice", "bob", "carol"].enumerated() {
+            observations.append(Observation(time: 1_700_100_000, user: user, ip: "198.51.100.\(10 + k)", service: "sshd"))
+        }
+        detector.preload(observations)
+        return detector
+    }
+
+    @Test func aDormantAccountFromAnUnfamiliarNetworkIsChallenged() throws {
+        let detector = organisation()
+        for k in 0..<4 { detector.remember(user: "svc-backup", service: "sshd", ip: "10.77.\(k).5") }
+        let away = try #require(detector.decide(login("svc-backup", "203.0.113.9")))
+        #expect(away.decision == .challenge && away.reason == "new-entity-unfamiliar", "\(away)")
+        // Near its own few logins, or on a network other accounts use: learnt, as before.
+        #expect(detector.decide(login("svc-backup", "10.77.200.1"))?.decision == .learn)
+        let vpn = try #require(detector.decide(login("svc-backup", "198.51.100.77")))
+        #expect(vpn.decision == .learn, "\(vpn)")
+        #expect(vpn.reasons.contains { $0.0 == "familiar network" && $0.1.hasPrefix("a network 3 of your accounts use") }, "\(vpn.reasons)")
+        // A brand-new account gets the same treatment.
+        #expect(detector.decide(login("newcomer", "203.0.113.10"))?.decision == .challenge)
+        #expect(detector.decide(login("newcomer", "198.51.100.78"))?.decision == .learn)
+    }
+
+    @Test func coldStartCanAlertOnUnfamiliarNetworksOrLearnAsBefore() throws {
+        let alerting = organisation { $0.coldStartUnfamiliar = .alert }
+        #expect(alerting.decide(login("svc-backup", "203.0.113.9"))?.decision == .alert)
+        let learning = organisation { $0.coldStartPolicy = .learn }
+        #expect(learning.decide(login("svc-backup", "203.0.113.9"))?.decision == .learn)
+        // With too little history to know the organisation's networks, a new installation learns.
+        let fresh = Detector(config: config(), model: nil)
+        #expect(fresh.decide(login("svc-backup", "203.0.113.9"))?.decision == .learn)
+    }
+
     @Test func coldStartPolicyCanChallengeOrAlert() throws {
         let alerting = Detector(config: config { $0.coldStartPolicy = .alert }, model: nil)
         #expect(alerting.decide(login("new", "192.0.2.1"))?.decision == .alert)
