@@ -106,8 +106,8 @@ public final class AgentRuntime: @unchecked Sendable {
         let positions = try store.positions()
         let sources = try makeSources(positions)
         let inbox = BatchInbox()
-        let threads = SourceThreads(sources: sources, inbox: inbox)
-        threads.start()
+        var threads = [SourceThreads(sources: sources, inbox: inbox)]
+        threads[0].start()
         if retrain { retrainer.start() }
         SystemdNotifier.ready()
         log.notice("ipsight agent running: " + sources.map(\.key).joined(separator: ", "))
@@ -129,6 +129,7 @@ public final class AgentRuntime: @unchecked Sendable {
                 lastPrune = Clock.now
                 pruneWindow()
             }
+            restartDueSources(inbox, &threads)
             guard let item = inbox.take(timeout: 0.5) else { continue }
             do {
                 try handle(item, &active)
@@ -144,7 +145,7 @@ public final class AgentRuntime: @unchecked Sendable {
         log.notice("stopping")
         let finished = failure == nil && active.isEmpty && !config.follow
         if !finished { retrainer.stop() }
-        threads.stop()
+        for group in threads { group.stop() }
         inbox.close()
         if failure == nil {
             let deadline = Clock.now + 2
@@ -152,7 +153,7 @@ public final class AgentRuntime: @unchecked Sendable {
                 do { try handle(item, &active) } catch { failure = error; break }
             }
         }
-        threads.join(timeout: 1)
+        for group in threads { group.join(timeout: 1) }
         // Remote sinks get two seconds to empty the spool; what is left is
         // delivered by the next start.
         router.drain(seconds: 2)
@@ -184,6 +185,7 @@ public final class AgentRuntime: @unchecked Sendable {
     private func handle(_ item: BatchInbox.Item, _ active: inout Set<String>) throws {
         switch item {
         case .batch(let key, let records):
+            failedRestarts[key] = nil
             let outcome = processor.process(records, source: key, now: Clock.wall)
             if log.minimum == .debug {
                 for (_, v) in outcome.verdicts {
@@ -206,15 +208,49 @@ public final class AgentRuntime: @unchecked Sendable {
         case .finished(let key):
             active.remove(key)
         case .failed(let key, let error):
+            if config.follow && !stopRequested.load(ordering: .relaxed) {
+                // A following agent keeps every source: an I/O error (a file made
+                // unreadable, descriptors exhausted) is retried from the saved
+                // position with growing pauses, never a crash loop.
+                let attempt = (pendingRestarts[key]?.attempt ?? failedRestarts[key] ?? 0) + 1
+                let pause = min(60, Double(1 << min(attempt - 1, 6)))
+                pendingRestarts[key] = (attempt, Clock.now + pause)
+                log.error("\(key): \(error); reading it again in \(Format.duration(pause))")
+                return
+            }
             log.error("\(key): \(error)")
             if sourceFailure == nil { sourceFailure = "\(key): \(error)" }
             active.remove(key)
         }
     }
 
-    private func makeSources(_ positions: [String: String]) throws -> [(key: String, source: any LogSource)] {
+    /// Failed sources waiting to be opened again, with their attempt count.
+    private var pendingRestarts: [String: (attempt: Int, at: Double)] = [:]
+    /// Attempts of sources restarted since their last failure.
+    private var failedRestarts: [String: Int] = [:]
+
+    private func restartDueSources(_ inbox: BatchInbox, _ threads: inout [SourceThreads]) {
+        for (key, restart) in pendingRestarts where restart.at <= Clock.now {
+            pendingRestarts[key] = nil
+            do {
+                let reopened = try makeSources(try store.positions(), only: key)
+                let group = SourceThreads(sources: reopened, inbox: inbox)
+                group.start()
+                threads.append(group)
+                failedRestarts[key] = restart.attempt
+                log.notice("\(key): reading again (attempt \(restart.attempt))")
+            } catch {
+                let pause = min(60, Double(1 << min(restart.attempt, 6)))
+                pendingRestarts[key] = (restart.attempt + 1, Clock.now + pause)
+                log.error("\(key): \(error); reading it again in \(Format.duration(pause))")
+            }
+        }
+    }
+
+    /// The sources of the config, or only the one named `only` (a restart after a failure).
+    private func makeSources(_ positions: [String: String], only: String? = nil) throws -> [(key: String, source: any LogSource)] {
         var sources: [(key: String, source: any LogSource)] = []
-        if config.journal {
+        if config.journal && (only == nil || only == SourcePositions.journalKey) {
             let rules = try AgentRuntime.loadRules(config, configPath: configPath)
             var settings = JournalReader.Configuration(
                 source: .local, matches: rules.journalMatches.map { $0.map(\.text) }, follow: config.follow,
@@ -228,7 +264,7 @@ public final class AgentRuntime: @unchecked Sendable {
             try reader.start()
             sources.append((SourcePositions.journalKey, reader))
         }
-        for path in config.files {
+        for path in config.files where only == nil || only == SourcePositions.fileKey(path) {
             var saved = positions[SourcePositions.fileKey(path)].flatMap { FilePosition(serialized: $0) }
             if saved == nil && config.startAtEnd, let end = endPosition(of: path) {
                 // Saved at once: a restart before the first new line must not skip it.

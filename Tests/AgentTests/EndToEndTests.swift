@@ -1,4 +1,6 @@
+import Foundation
 import IPInsights
+import TestSupport
 import Testing
 @testable import Agent
 
@@ -132,6 +134,32 @@ import Testing
         try second.run(retrain: false)
         #expect(second.events == 1)
         #expect(try second.store.observations().map(\.user) == ["bob"])
+    }
+
+    /// A followed source that fails (here a directory where the file should be) is
+    /// read again from its saved position once it can be: the agent neither exits
+    /// nor crash-loops, and the other sources go on.
+    @Test func aFailingSourceIsReopenedWhileFollowing() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        try ModelFile.save(Synthetic.model(), to: dir.file("model.ipsm"))
+        var c = config(dir)
+        c.follow = true
+        c.files = [dir.file("auth.log"), dir.file("broken.log")]
+        dir.write("auth.log", Synthetic.sshdLine(minute: 0, user: "alice", ip: "10.1.0.5"))
+        mkdir(dir.file("broken.log"), 0o755)
+        let agent = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), log: AgentLog(minimum: .error))
+        let running = Thread { try? agent.run(retrain: false) }
+        running.start()
+        defer { agent.stop() }
+        #expect(waitUntil(seconds: 30) { agent.events == 1 })
+        // The directory makes that source fail; it is replaced by the real file.
+        usleep(1_500_000)
+        rmdir(dir.file("broken.log"))
+        dir.write("broken.log", Synthetic.sshdLine(minute: 1, user: "bob", ip: "10.2.0.5"))
+        #expect(waitUntil(seconds: 30) { agent.events == 2 }, "the failed source was read again")
+        dir.write("auth.log", Synthetic.sshdLine(minute: 2, user: "alice", ip: "10.1.0.6"), append: true)
+        #expect(waitUntil(seconds: 30) { agent.events == 3 })
     }
 }
 

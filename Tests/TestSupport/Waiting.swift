@@ -1,0 +1,13 @@
+import Foundation
+
+/// Polls `condition` every 20 ms for at most `seconds`: every wait in the tests is
+/// bounded, and none sleeps longer than the condition needs.
+@discardableResult
+public func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if condition() { return true }
+        usleep(20_000)
+    }
+    return condition()
+}
