@@ -1,4 +1,5 @@
 import ArgumentParser
+import Agent
 import IPInsights
 import IPInsightsFormats
 #if canImport(Glibc)
@@ -16,14 +17,29 @@ struct BenchCommand: ParsableCommand {
         """
     )
 
-    @Option(help: "Directory with train.csv and test.csv from simulate.py.") var data: String
+    @Option(help: "Directory with train.csv and test.csv from simulate.py.") var data: String?
+    @Option(help: ArgumentHelp("Instead: the agent's decisions on the scenarios benchmarks/scenarios.py wrote (history.csv, scenarios.csv); ./bench-scenarios runs it.", valueName: "dir"))
+    var scenarios: String?
     @Option(help: "Training epochs to time.") var epochs: Int = 1
     @Option(help: "Worker threads.") var threads: Int = 2
     @Option(help: "Also keep the trained model here.") var model: String?
     @Option(help: ArgumentHelp("Optional routed-network table (first<TAB>last<TAB>asn rows, gzip allowed): training draws its random negatives from it, and the risk counts distances in it as with the agent's [risk] networks.", valueName: "file"))
     var networks: String?
 
+    func validate() throws {
+        if (data == nil) == (scenarios == nil) { throw ValidationError("give --data or --scenarios") }
+    }
+
     func run() throws {
+        if let scenarios {
+            let table = try networks.map { path in try RoutedNetworksTable.read(path: path) }
+            // --model: used when it exists, else trained on the history and kept there.
+            let loaded = try model.flatMap { path in access(path, F_OK) == 0 ? try ModelFile.load(path: path) : nil }
+            try ScenarioBench(directory: scenarios, model: loaded, keep: loaded == nil ? model : nil, epochs: max(epochs, 1),
+                              threads: threads, networks: table).run()
+            return
+        }
+        guard let data else { return }
         // Read first: a bad table should fail before minutes of training.
         let table = try networks.map { try RoutedNetworksFile.read(path: $0) }
         let (train, _) = try PairFile.read(path: "\(data)/train.csv")
