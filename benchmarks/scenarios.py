@@ -200,12 +200,17 @@ def main():
 
     # Near the victim: 16 to 4,096 routed networks from its home or work (the same
     # region of the table, log-uniformly), and as near as its own drift (2 to 16).
+    bands = {"near-victim-16-64": (16, 64), "near-victim-64-512": (64, 512), "near-victim-512-4096": (512, 4096)}
     for name, low, high in (("near-victim", 16, 4096), ("adjacent-victim", 2, 16)):
         for _ in range(2000):
             user = rng.choice(simulated)
             centre = truth[user]["nets"]["4"][rng.randrange(2)]
             offset = int(round(math.exp(rng.uniform(math.log(low), math.log(high)))))
             add(name, 1, user, in_row(centre + offset * rng.choice((-1, 1))))
+            if name == "near-victim":
+                # The same login again, named by its distance, to show where recall is lost.
+                band = next(b for b, (lo, hi) in bands.items() if lo <= offset <= hi)
+                rows.append((band,) + rows[-1][1:])
     same_as = []
     for user in simulated:
         home = truth[user]["nets"]["4"][0]

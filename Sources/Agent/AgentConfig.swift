@@ -64,7 +64,7 @@ public struct AgentConfig: Sendable, Equatable {
     /// The decision for a cold entity's login from an unfamiliar network: challenge or alert.
     public var coldStartUnfamiliar = Decision.challenge
     /// Accounts (besides the entity) that must have used the address's /24 (/48) for
-    /// it to count as the organisation's; its /16 (/32) needs `coldStartOrgAccounts * 3`.
+    /// it to count as the organisation's network.
     public var coldStartOrgAccounts = 2
 
     // [allowlist]

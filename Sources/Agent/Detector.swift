@@ -84,6 +84,24 @@ public final class Detector: @unchecked Sendable {
         lock.withLock { rememberLocked(user: user, service: service, ip: ip) }
     }
 
+    /// A login an analyst confirmed as the entity's own: remembered `times` times
+    /// and in the risk's history at once, so the next login from that network is
+    /// judged with it (a user who moved house is challenged once, not until the
+    /// history is next rebuilt).
+    public func confirm(user: String, service: String, ip: String, times: Int = 1) {
+        lock.withLock {
+            guard let address = IPAddress(ip) else { return }
+            let hash = StableHash.xxh64(EntityKeys.entity(user: user, service: service, config: config))
+            for _ in 0..<max(times, 1) {
+                memory.add(hash, address)
+                if historyPairs > 0 {
+                    history.add(entityHash: hash, ip: address)
+                    historyPairs += 1
+                }
+            }
+        }
+    }
+
     private func rememberLocked(user: String, service: String, ip: String) {
         guard let address = IPAddress(ip) else { return }
         memory.add(StableHash.xxh64(EntityKeys.entity(user: user, service: service, config: config)), address)
@@ -180,6 +198,13 @@ public final class Detector: @unchecked Sendable {
             reasons.append(("asn", a.asn.map { "AS\($0)" } ?? unknown))
             reasons.append(("nearest_network_asn", a.nearestASN.map { "AS\($0)" } ?? unknown))
         }
+        let accounts = a.facts.networkEntities.narrow
+        if a.facts.sharedBits < (ip.isIPv4 ? 24 : 48), accounts > 0 {
+            // What the organisation knows weighs in the risk: say so, with the count.
+            let name = ip.isIPv4 ? "/24" : "/48"
+            reasons.append(("familiar network", "a network \(accounts) of your accounts use (its \(name))"
+                + (a.routed && a.facts.asEntities > 0 ? "; \(a.facts.asEntities) use its AS" : "")))
+        }
         reasons.append(("logins in history", "\(a.facts.logins)"))
         if !memory.hasSeen(hash, ip) {
             let v4 = ip.isIPv4
@@ -227,19 +252,17 @@ public final class Detector: @unchecked Sendable {
             return Verdict(decision: .learn, reason: "new-entity", reasons: reasons,
                            summary: "\(subject): new entity, near its own earlier logins")
         }
-        // Accounts of the organisation in the address's networks, the entity's own logins not counted.
-        let mine = (narrow: memory.firstAddresses(hash).contains { EntityHistory.networkKey($0, wide: false) == EntityHistory.networkKey(ip, wide: false) } ? 1 : 0,
-                    wide: memory.firstAddresses(hash).contains { EntityHistory.networkKey($0, wide: true) == EntityHistory.networkKey(ip, wide: true) } ? 1 : 0)
-        let narrow = max(0, history.entities(inNetworkOf: ip, wide: false) - mine.narrow)
-        let wide = max(0, history.entities(inNetworkOf: ip, wide: true) - mine.wide)
-        let (narrowName, wideName) = v4 ? ("/24", "/16") : ("/48", "/32")
-        if narrow >= config.coldStartOrgAccounts || wide >= config.coldStartOrgAccounts * 3 {
-            let text = narrow >= config.coldStartOrgAccounts ? "a network \(narrow) of your accounts use (its \(narrowName))"
-                : "a network \(wide) of your accounts use (its \(wideName))"
+        // Accounts of the organisation in the address's /24 (/48), the entity itself not
+        // counted: a VPN egress or an office, not a provider whose customers travel.
+        let mine = memory.firstAddresses(hash).contains { EntityHistory.networkKey($0, wide: false) == EntityHistory.networkKey(ip, wide: false) }
+        let narrow = max(0, history.entities(inNetworkOf: ip, wide: false) - (mine ? 1 : 0))
+        let narrowName = v4 ? "/24" : "/48"
+        if narrow >= config.coldStartOrgAccounts {
+            let text = "a network \(narrow) of your accounts use (its \(narrowName))"
             reasons.append(("familiar network", text))
             return Verdict(decision: .learn, reason: "new-entity", reasons: reasons, summary: "\(subject): new entity, \(text)")
         }
-        reasons.append(("unfamiliar network", "not near its own \(logins) logins; \(narrow) other accounts use its \(narrowName), \(wide) its \(wideName)"))
+        reasons.append(("unfamiliar network", "not near its own \(logins) logins; \(narrow) other accounts use its \(narrowName)"))
         return Verdict(decision: config.coldStartUnfamiliar, reason: "new-entity-unfamiliar", reasons: reasons,
                        summary: "\(subject): new entity, \(logins) earlier logins, from a network neither it nor the organisation uses")
     }

@@ -78,7 +78,7 @@ struct DecisionRoutes: Sendable {
                     if changed == 0 {
                         try store.commit([Observation(time: Clock.wall, user: user, ip: ip, service: service)], positions: [:])
                     }
-                    for _ in 0..<min(max(changed, 1), 1000) { agent.detector.remember(user: user, service: service, ip: ip) }
+                    agent.detector.confirm(user: user, service: service, ip: ip, times: min(max(changed, 1), 1000))
                     return (changed, changed == 0)
                 }
                 let changed = try store.markUnlearned(user: user, ip: ip)

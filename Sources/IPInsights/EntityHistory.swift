@@ -60,6 +60,10 @@ public struct EntityHistory: Sendable {
     public private(set) var narrowEntities: [Int32] = []
     public private(set) var wideNetworks: [UInt64] = []
     public private(set) var wideEntities: [Int32] = []
+    /// With a routed-network table: every AS some entity logged in from, sorted,
+    /// with the number of distinct entities (keys are the AS number, IPv6 above 2^32).
+    public private(set) var asNetworks: [UInt64] = []
+    public private(set) var asEntities: [Int32] = []
     /// The routed-network table, when one is given: then "unrelated" means more than
     /// `nearRoutedNetworks` routed networks away rather than fewer shared bits.
     public private(set) var networks: RoutedNetworks?
@@ -81,7 +85,7 @@ public struct EntityHistory: Sendable {
         }
         addresses.reserveCapacity(pairs.count)
         var totalIsolated = 0
-        var narrowKeys: [UInt64] = [], wideKeys: [UInt64] = []
+        var narrowKeys: [UInt64] = [], wideKeys: [UInt64] = [], asKeys: [UInt64] = []
         var counts: [(isolated: Int, logins: Int)] = []
         var k = 0
         while k < order.count {
@@ -94,6 +98,7 @@ public struct EntityHistory: Sendable {
             let count = addresses.count - start
             var isolated = 0, ipv4 = 0
             var lastNarrow: UInt64? = nil, lastWide: UInt64? = nil
+            var seenAS = Set<UInt64>()
             for i in start..<(start + count) {
                 let ip = addresses[i]
                 if ip.isIPv4 { ipv4 += 1 }
@@ -103,6 +108,8 @@ public struct EntityHistory: Sendable {
                 if !related { isolated += 1 }
                 // Sorted addresses: an entity's networks come in runs, one key each.
                 let narrow = EntityHistory.networkKey(ip, wide: false), wide = EntityHistory.networkKey(ip, wide: true)
+                // One AS lookup per network run, not per login.
+                if narrow != lastNarrow, let key = asKey(ip), seenAS.insert(key).inserted { asKeys.append(key) }
                 if narrow != lastNarrow { narrowKeys.append(narrow); lastNarrow = narrow }
                 if wide != lastWide { wideKeys.append(wide); lastWide = wide }
             }
@@ -112,6 +119,7 @@ public struct EntityHistory: Sendable {
         }
         (narrowNetworks, narrowEntities) = EntityHistory.tally(&narrowKeys)
         (wideNetworks, wideEntities) = EntityHistory.tally(&wideKeys)
+        (asNetworks, asEntities) = EntityHistory.tally(&asKeys)
         if totalPairs > 0 { pooledTravelRate = max(Double(totalIsolated) / Double(totalPairs), 1e-4) }
         travelPrior = EntityHistory.fitTravelPrior(counts, pooled: pooledTravelRate)
     }
@@ -261,6 +269,110 @@ public struct EntityHistory: Sendable {
             if keys[mid] < key { lo = mid + 1 } else { hi = mid }
         }
         return lo
+    }
+
+    /// The AS of `ip` as a tally key (IPv6 above 2^32); nil without a table.
+    func asKey(_ ip: IPAddress) -> UInt64? {
+        guard let a = networks?.asn(of: ip) else { return nil }
+        return UInt64(a) | (ip.isIPv4 ? 0 : 1 << 32)
+    }
+
+    /// How many distinct entities logged in from the AS of `ip` (with a table; 0 without).
+    public func entities(inASOf ip: IPAddress) -> Int {
+        guard let key = asKey(ip) else { return 0 }
+        return asNetworks.withUnsafeBufferPointer { k in
+            let i = EntityHistory.lowerBound(k, key)
+            return i < k.count && k[i] == key ? Int(asEntities[i]) : 0
+        }
+    }
+
+    /// Whether the entity has a login in the AS of `ip`.
+    public func usesAS(entityHash: UInt64, of ip: IPAddress) -> Bool {
+        guard let networks, let p = profiles[entityHash], let a = networks.asn(of: ip) else { return false }
+        for i in p.start..<(p.start + p.count) where addresses[i].isIPv4 == ip.isIPv4 && networks.asn(of: addresses[i]) == a {
+            return true
+        }
+        return false
+    }
+
+    /// The widths (in routed networks with a table, else in /24 or /48 blocks) over
+    /// which `density` counts the entity's logins around an address.
+    public static let densityWidths = [0, 8, 64]
+
+    /// The shares of the entity's logins (of the address's family) within each of
+    /// `densityWidths` networks of `ip`: how dense its own logins are around the
+    /// address, which tells a neighbour of its home (its logins spread there) from
+    /// a network beside a home it never leaves. Binary searches, not a scan: the
+    /// addresses are sorted, and so are the networks they fall in.
+    public func density(entityHash: UInt64, ip: IPAddress) -> [Double] {
+        guard let p = profiles[entityHash] else { return EntityHistory.densityWidths.map { _ in 0 } }
+        let family = Double(max(p.logins(family: ip), 1))
+        return EntityHistory.densityWidths.map { width in
+            guard let (low, high) = span(around: ip, width: width) else { return 0 }
+            let n = lowerBound(p, high) - lowerBound(p, low)
+            return Double(n) / family
+        }
+    }
+
+    /// The addresses [low, high) of the networks within `width` of the one holding `ip`.
+    func span(around ip: IPAddress, width: Int) -> (IPAddress, IPAddress)? {
+        // Just past the last IPv4 address (IPv4 lives in ::ffff:0:0/96), and the IPv6 end.
+        let pastIPv4 = IPAddress(high: 1, low: 0), lastIPv6 = IPAddress(high: .max, low: .max)
+        if let networks, let row = networks.row(of: ip) {
+            if ip.isIPv4 {
+                let starts = networks.ipv4Starts
+                let high = row + width + 1 < starts.count ? IPAddress(ipv4: starts[row + width + 1]) : pastIPv4
+                return (IPAddress(ipv4: starts[max(0, row - width)]), high)
+            }
+            let starts = networks.ipv6Starts
+            let high = row + width + 1 < starts.count ? starts[row + width + 1] : lastIPv6
+            return (starts[max(0, row - width)], high)
+        }
+        if let v4 = ip.ipv4 {
+            let block = Int64(v4 >> 8)
+            let top = block + Int64(width) + 1
+            let high = top >= 1 << 24 ? pastIPv4 : IPAddress(ipv4: UInt32(top << 8))
+            return (IPAddress(ipv4: UInt32(max(0, block - Int64(width)) << 8)), high)
+        }
+        let block = ip.high >> 16
+        let low = block >= UInt64(width) ? (block - UInt64(width)) << 16 : 0
+        let top = block + UInt64(width) + 1
+        let high = top >= 1 << 48 ? lastIPv6 : IPAddress(high: top << 16, low: 0)
+        return (IPAddress(high: low, low: 0), high)
+    }
+
+    /// Adds one login of an entity (an analyst confirmed it) without rebuilding:
+    /// the entity's addresses move to the end of the array with the new one in
+    /// order (the old slots are left until the next rebuild), and the network
+    /// tallies count the entity in a network it had not used.
+    public mutating func add(entityHash: UInt64, ip: IPAddress) {
+        let old = profiles[entityHash]
+        let narrowNew = !(old.map { _ in uses(entityHash: entityHash, network: ip, length: ip.isIPv4 ? EntityHistory.networkLengths.ipv4.narrow : EntityHistory.networkLengths.ipv6.narrow) } ?? false)
+        let wideNew = !(old.map { _ in uses(entityHash: entityHash, network: ip, length: ip.isIPv4 ? EntityHistory.networkLengths.ipv4.wide : EntityHistory.networkLengths.ipv6.wide) } ?? false)
+        let asNew = !usesAS(entityHash: entityHash, of: ip)
+        var mine = old.map { Array(addresses[$0.start..<($0.start + $0.count)]) } ?? []
+        let at = mine.firstIndex { ip < $0 } ?? mine.count
+        let related = (at > 0 && self.related(ip, mine[at - 1])) || (at < mine.count && self.related(ip, mine[at]))
+        mine.insert(ip, at: at)
+        let start = addresses.count
+        addresses += mine
+        profiles[entityHash] = Profile(start: start, count: mine.count, isolated: (old?.isolated ?? 0) + (related ? 0 : 1),
+                                       ipv4: (old?.ipv4 ?? 0) + (ip.isIPv4 ? 1 : 0))
+        totalPairs += 1
+        if narrowNew { EntityHistory.count(EntityHistory.networkKey(ip, wide: false), in: &narrowNetworks, &narrowEntities) }
+        if wideNew { EntityHistory.count(EntityHistory.networkKey(ip, wide: true), in: &wideNetworks, &wideEntities) }
+        if asNew, let key = asKey(ip) { EntityHistory.count(key, in: &asNetworks, &asEntities) }
+    }
+
+    /// One more entity in the tally of `key`.
+    static func count(_ key: UInt64, in keys: inout [UInt64], _ entities: inout [Int32]) {
+        let i = keys.withUnsafeBufferPointer { lowerBound($0, key) }
+        if i < keys.count && keys[i] == key {
+            entities[i] += 1
+        } else {
+            keys.insert(key, at: i)
+            entities.insert(1, at: i)
+        }
     }
 
     /// How many distinct entities logged in from the network of `ip` (narrow: /24

@@ -65,6 +65,13 @@ public struct RiskAssessor: Sendable {
                 return "a \(v4 ? "/16" : "/32") network the entity has not used"
             case "same /24 (/48) as history":
                 return "a \(v4 ? "/24" : "/48") network the entity has not used"
+            case "new network × accounts in its /24 (/48)", "new network × accounts in its AS (/16, /32)":
+                let narrow = facts.networkEntities.narrow
+                return narrow == 0 ? "a network no other account of the organisation uses (its \(v4 ? "/24" : "/48"))"
+                    : "a network only \(narrow) other accounts use (its \(v4 ? "/24" : "/48"))"
+            case "own logins in the same network", "own logins within 8 networks", "own logins within 64 networks":
+                let share = facts.density.last ?? 0
+                return "few of the entity's logins are near the address (\((share * 1000).rounded() / 10)% within 64 networks)"
             default:
                 return "an unrelated network for an entity with \(facts.logins) logins"
             }
@@ -75,7 +82,8 @@ public struct RiskAssessor: Sendable {
         let facts = RiskModel.facts(dotProduct: dotProduct, history: history, entityHash: entityHash, ip: ip)
         let features = RiskModel.features(facts, history: history)
         let z = riskModel.logOdds(features)
-        let main = riskModel.contributions(features).max { $0.logOdds < $1.logOdds }!
+        var main = riskModel.contributions(features).max { $0.logOdds < $1.logOdds }!
+        main.name = RiskModel.baseName(main.name)
         var network: String? = nil
         var share = 0.0
         if let nearest = facts.nearest {

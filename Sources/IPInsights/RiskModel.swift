@@ -17,12 +17,52 @@ import Darwin
 /// on held-out normal logins against synthetic takeovers (a uniformly chosen known
 /// entity with an address near some other entity's network).
 public struct RiskModel: Sendable, Equatable {
-    public static let featureNames = [
+    /// What a login is measured by; each counts separately for a login from a
+    /// network unrelated to the entity's and for one near it (`featureNames`).
+    public static let baseFeatureNames = [
         "dot_product", "negative dot_product", "shared prefix with history", "activity",
         "travel rate", "same /16 (/32) as history", "same /24 (/48) as history", "unrelated network × activity",
         "unrelated network × travel rate", "IPv6", "new address family", "IPv6 × shared prefix",
-        "routed networks away",
+        "routed networks away", "new network × accounts in its /24 (/48)", "new network × accounts in its AS (/16, /32)",
+        "own logins in the same network", "own logins within 8 networks", "own logins within 64 networks",
     ]
+
+    /// Where a login lies from the entity's networks: the regimes the features are
+    /// weighed in apart. A neighbour of home, a network in the same region (or
+    /// provider) and one across the internet differ from a takeover in different
+    /// ways: near home a takeover is a network the entity's logins do not reach;
+    /// across the internet it is an account that seldom travels. One regression fits
+    /// all three (the regime flags' weights carry how much likelier each regime is
+    /// for a takeover than for the entity itself).
+    public enum Regime: Int, CaseIterable, Sendable {
+        /// Within `nearRoutedNetworks` routed networks of a known address (no table: sharing `isolatedBelow` bits).
+        case related
+        /// Within `regionRoutedNetworks` (no table: sharing at least 8 bits of IPv4, 16 of IPv6).
+        case region
+        /// Farther.
+        case unrelated
+
+        var suffix: String { " (\(self) network)" }
+    }
+
+    /// Routed networks within which an address is in the entity's region.
+    public static let regionRoutedNetworks = 4096
+
+    /// The weighed features: each base feature in each regime, then the flags of
+    /// the region and unrelated regimes.
+    public static let featureNames = Regime.allCases.flatMap { regime in baseFeatureNames.map { $0 + regime.suffix } }
+        + ["region network", "unrelated network"] + sharedFeatureNames
+
+    /// Weighed alike in every regime: what the organisation knows of a network is
+    /// rare evidence in any one regime, so all logins inform it together.
+    public static let sharedFeatureNames = ["accounts in the network (new network)", "accounts in its AS (new network)"]
+
+    /// The base feature a weighed feature measures.
+    public static func baseName(_ name: String) -> String {
+        for regime in Regime.allCases where name.hasSuffix(regime.suffix) { return String(name.dropLast(regime.suffix.count)) }
+        return name
+    }
+
     public var means: [Double]
     public var scales: [Double]
     /// One weight per feature, then the intercept.
@@ -45,40 +85,47 @@ public struct RiskModel: Sendable, Equatable {
         public var travelRate: Double
         public var nearest: IPAddress?
         /// Other entities that used the address's /24 (/48) and /16 (/32): how
-        /// common the network is across all users. Reported with the risk, not
-        /// weighed in it (see the README: it did not help on the benchmarks).
+        /// common the network is across the organisation.
         public var networkEntities: (narrow: Int, wide: Int)
+        /// Other entities that used the address's AS (with a routed-network table).
+        public var asEntities: Int
+        /// The shares of the entity's logins within `EntityHistory.densityWidths` networks of the address.
+        public var density: [Double]
         /// Routed networks between the address and the entity's nearest known one
         /// (with a routed-network table and a history in the family).
         public var routedDistance: Int?
         /// An unrelated network: more than `nearRoutedNetworks` routed networks
         /// away with a table, else fewer than `isolatedBelow` shared bits.
         public var unrelated: Bool
+        /// Which regime the login's features are weighed in.
+        public var regime: Regime
     }
 
-    /// The facts of a login. `donor` is for synthetic takeovers: the entity whose
-    /// network the address was copied from does not count among its users.
-    public static func facts(dotProduct: Float, history: EntityHistory, entityHash: UInt64, ip: IPAddress,
-                             donor: UInt64? = nil) -> Facts {
+    /// The facts of a login.
+    public static func facts(dotProduct: Float, history: EntityHistory, entityHash: UInt64, ip: IPAddress) -> Facts {
         let profile = history.profiles[entityHash]
         let near = history.nearest(entityHash: entityHash, to: ip)
         let v4 = ip.isIPv4
         let lengths = v4 ? EntityHistory.networkLengths.ipv4 : EntityHistory.networkLengths.ipv6
         // How common the network is among the others: not counting the entity itself.
         var narrow = history.entities(inNetworkOf: ip, wide: false), wide = history.entities(inNetworkOf: ip, wide: true)
-        for other in [entityHash, donor].compactMap({ $0 }) {
-            if narrow > 0, history.uses(entityHash: other, network: ip, length: lengths.narrow) { narrow -= 1 }
-            if wide > 0, history.uses(entityHash: other, network: ip, length: lengths.wide) { wide -= 1 }
-        }
+        var inAS = history.entities(inASOf: ip)
+        if narrow > 0, history.uses(entityHash: entityHash, network: ip, length: lengths.narrow) { narrow -= 1 }
+        if wide > 0, history.uses(entityHash: entityHash, network: ip, length: lengths.wide) { wide -= 1 }
+        if inAS > 0, history.usesAS(entityHash: entityHash, of: ip) { inAS -= 1 }
         let familyShared = near.map { $0.address.isIPv4 == v4 } ?? false
         let bits = familyShared ? near!.bits : 0
         let routed = history.routedDistance(entityHash: entityHash, to: ip)
         let unrelated = routed.map { $0 > EntityHistory.nearRoutedNetworks }
             ?? (bits < (v4 ? EntityHistory.isolatedBelow.ipv4 : EntityHistory.isolatedBelow.ipv6))
+        let regional = routed.map { $0 <= regionRoutedNetworks } ?? (bits >= (v4 ? 8 : 16))
+        let regime: Regime = !unrelated ? .related : regional ? .region : .unrelated
         return Facts(dotProduct: dotProduct, sharedBits: bits, familyBits: v4 ? 32 : 64,
                      logins: profile?.count ?? 0, familyLogins: profile?.logins(family: ip) ?? 0,
                      travelRate: history.travelRate(entityHash: entityHash), nearest: familyShared ? near?.address : nil,
-                     networkEntities: (narrow, wide), routedDistance: routed, unrelated: unrelated)
+                     networkEntities: (narrow, wide), asEntities: inAS,
+                     density: history.density(entityHash: entityHash, ip: ip), routedDistance: routed, unrelated: unrelated,
+                     regime: regime)
     }
 
     /// The features of a login, before standardisation.
@@ -105,14 +152,30 @@ public struct RiskModel: Sendable, Equatable {
         // Routed networks away on a log scale (2^20 rows is more than any table
         // has); without a history in the family, as far as can be.
         let routed = history.networks == nil ? 0 : f.routedDistance.map { min(log2(1 + Double($0)) / 20, 1) } ?? 1
-        let values: [Double] = [
+        // What the organisation knows of a network the entity has not used: how many
+        // other accounts log in from it (a VPN, an office) or from its AS (a carrier).
+        let newNetwork = f.sharedBits < (v4 ? EntityHistory.networkLengths.ipv4.narrow : EntityHistory.networkLengths.ipv6.narrow)
+        let accountsNarrow = newNetwork ? log(1 + Double(f.networkEntities.narrow)) : 0
+        let accountsWide = newNetwork ? log(1 + Double(history.networks == nil ? f.networkEntities.wide : f.asEntities)) : 0
+        // How dense the entity's own logins are around the address (log shares).
+        let density = f.density.map { log($0 + 1e-3) }
+        let base: [Double] = [
             dot / 10, min(dot, 0) / 10, shared, activity, travel,
             f.sharedBits >= (v4 ? 16 : 32) ? 1 : 0, f.sharedBits >= (v4 ? 24 : 48) ? 1 : 0,
             unrelated ? activity : 0, unrelated ? travel : 0,
             // IPv6 prefixes on their own scale: a shared /32 is not a shared /16.
             v4 ? 0 : 1, f.familyLogins == 0 ? 1 : 0, v4 ? 0 : shared, routed,
+            0, 0, density[0], density[1], density[2],
         ]
-        for (i, v) in values.enumerated() { out[i] = v }
+        let k = base.count, regimes = Regime.allCases.count
+        for i in 0..<featureNames.count { out[i] = 0 }
+        out[k * regimes + 2] = accountsNarrow
+        out[k * regimes + 3] = accountsWide
+        for (i, v) in base.enumerated() {
+            out[f.regime.rawValue * k + i] = v
+        }
+        out[k * regimes] = f.regime == .region ? 1 : 0
+        out[k * regimes + 1] = f.regime == .unrelated ? 1 : 0
     }
 
     /// Log odds of takeover against the entity's own login.
@@ -144,23 +207,29 @@ public struct RiskModel: Sendable, Equatable {
                            threads: Int = 2) -> RiskModel {
         var rng = SeededRandom(seed: seed)
         let entities = Array(history.profiles.keys).sorted()
-        var hashes: [UInt64] = [], ips: [IPAddress] = [], donors: [UInt64?] = []
+        var hashes: [UInt64] = [], ips: [IPAddress] = []
         for i in 0..<normal.count where history.profiles[normal.entityHashes[i]] != nil {
             hashes.append(normal.entityHashes[i])
             ips.append(normal.ips[i])
-            donors.append(nil)
         }
         let positives = hashes.count
         if entities.count >= 2 {
-            for _ in 0..<positives {
+            // Takeovers of uniformly chosen accounts: five in six from a random network
+            // (the tutorial's attacks), one in six from the victim's region (careful
+            // attackers evade geography: 64 to 4,096 routed networks away, where its
+            // own logins rarely are). Not from networks other accounts use: those are
+            // where the organisation's own logins come from, and drawing takeovers
+            // there would teach that a shared VPN is an attacker's network. Nearer
+            // than 64 networks a takeover looks like the entity's own drift, and
+            // fitting it would spend the false-positive budget on its home.
+            for k in 0..<positives {
                 let target = entities[rng.below(entities.count)]
-                var donor = entities[rng.below(entities.count)]
-                while donor == target { donor = entities[rng.below(entities.count)] }
-                let p = history.profiles[donor]!
                 hashes.append(target)
-                ips.append(takeoverAddress(near: history.addresses[p.start + rng.below(p.count)], &rng))
-                donors.append(donor)
-            }
+                let own = history.profiles[target]!
+                let victim = history.addresses[own.start + rng.below(own.count)]
+                ips.append(k % 6 == 5 ? nearAddress(victim, networks: history.networks, &rng)
+                                      : randomAddress(like: victim, networks: history.networks, &rng))
+                }
         }
         let rows = hashes.map { Int32($0 % UInt64(model.hyperparameters.numEntityVectors)) }
         let dots = BatchScorer(model: model, threads: threads).score(entityRows: rows, ips: ips)
@@ -170,7 +239,7 @@ public struct RiskModel: Sendable, Equatable {
             let base = out.baseAddress!
             Parallel.chunks(hashes.count, parts: max(1, min(threads, hashes.count / 1000))) { _, lo, hi in
                 for i in lo..<hi {
-                    let f = facts(dotProduct: dots[i], history: history, entityHash: hashes[i], ip: ips[i], donor: donors[i])
+                    let f = facts(dotProduct: dots[i], history: history, entityHash: hashes[i], ip: ips[i])
                     features(f, history: history, into: base + i * k)
                 }
             }
@@ -179,13 +248,44 @@ public struct RiskModel: Sendable, Equatable {
         return logisticRegression(flat: x, y, threads: threads)
     }
 
-    /// An address in a network other entities use: a history address with its host
-    /// part (the last 12 bits of IPv4, 80 of IPv6) drawn at random.
-    static func takeoverAddress(near base: IPAddress, _ rng: inout SeededRandom) -> IPAddress {
-        if let v4 = base.ipv4 {
-            return IPAddress(ipv4: (v4 & ~0xFFF) | UInt32(truncatingIfNeeded: rng.next() & 0xFFF))
+    /// A random address of `like`'s family: from a uniformly chosen routed network
+    /// with a table, else uniform over the family's global space.
+    static func randomAddress(like: IPAddress, networks: RoutedNetworks?, _ rng: inout SeededRandom) -> IPAddress {
+        if let networks, let ip = networks.randomAddress(ipv4: like.isIPv4, using: &rng) { return ip }
+        if like.isIPv4 { return IPAddress(ipv4: UInt32(truncatingIfNeeded: rng.next() >> 32)) }
+        // Global unicast 2000::/3.
+        return IPAddress(high: 0x2000_0000_0000_0000 | (rng.next() >> 3), low: rng.next())
+    }
+
+    /// An address in `victim`'s region but outside its /24 (/48): with a table, 64
+    /// to 4,096 routed networks away (log-uniform); else sharing a prefix of 12 to
+    /// 23 bits (IPv6: 24 to 47).
+    static func nearAddress(_ victim: IPAddress, networks: RoutedNetworks?, _ rng: inout SeededRandom) -> IPAddress {
+        let v4 = victim.isIPv4
+        if let networks, let row = networks.row(of: victim) {
+            let rows = v4 ? networks.ipv4Starts.count : networks.ipv6Starts.count
+            let offset = Int(exp(Double.random(in: log(64)...log(Double(regionRoutedNetworks)), using: &rng)).rounded())
+            let target = min(max(row + (rng.below(2) == 0 ? -offset : offset), 0), rows - 1)
+            if v4 {
+                let first = networks.ipv4Starts[target], last = networks.ipv4Lasts[target]
+                let span = UInt64(last &- first) + 1
+                return IPAddress(ipv4: first &+ UInt32(truncatingIfNeeded: ((rng.next() >> 32) &* span) >> 32))
+            }
+            return RoutedNetworks.uniform(from: networks.ipv6Starts[target], to: networks.ipv6Lasts[target], using: &rng)
         }
-        return IPAddress(high: (base.high & ~0xFFFF) | (rng.next() & 0xFFFF), low: rng.next())
+        if let address = victim.ipv4 {
+            let keep = 12 + rng.below(12)
+            let mask: UInt32 = ~0 << UInt32(32 - keep)
+            var ip = (address & mask) | (UInt32(truncatingIfNeeded: rng.next()) & ~mask)
+            // Not its own /24: the bit after the shared prefix differs.
+            ip = (ip & ~(1 << UInt32(31 - keep))) | (~address & (1 << UInt32(31 - keep)))
+            return IPAddress(ipv4: ip)
+        }
+        let keep = 24 + rng.below(24)
+        let mask: UInt64 = ~0 << UInt64(64 - keep)
+        var high = (victim.high & mask) | (rng.next() & ~mask)
+        high = (high & ~(1 << UInt64(63 - keep))) | (~victim.high & (1 << UInt64(63 - keep)))
+        return IPAddress(high: high, low: rng.next())
     }
 
     static func logisticRegression(_ x: [[Double]], _ y: [Double], threads: Int = 2) -> RiskModel {

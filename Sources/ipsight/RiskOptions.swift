@@ -6,13 +6,19 @@ import IPInsightsFormats
 struct RiskOptions: ParsableArguments {
     @Option(help: "The entities' login history (entity,ip rows, e.g. the training set), for the calibrated risk.")
     var history: String?
-    @Option(help: "Held-out normal logins to calibrate the risk (default: a tenth of the history, held out).")
+    @Option(help: "Normal logins that came after the history (e.g. the next day), to calibrate the risk; required with --history.")
     var calibration: String?
     @Option(help: ArgumentHelp("Optional routed-network table (first<TAB>last<TAB>asn rows, pyasn style, gzip allowed): distance to the entity's networks is then counted in routed networks.", valueName: "file"))
     var networks: String?
 
     func validate() throws {
         if calibration != nil && history == nil { throw ValidationError("--calibration needs --history") }
+        // A tenth of a shuffled history is not what a detector meets: those logins come
+        // from networks the rest of the history already holds, so trips look rarer
+        // than they are and the weights are fitted to the wrong logins.
+        if history != nil && calibration == nil {
+            throw ValidationError("--history needs --calibration: normal logins that came after the history (simulate.py's validation.csv, or the most recent day of your logs); a random slice of the history would calibrate on logins unlike new ones")
+        }
         if networks != nil && history == nil { throw ValidationError("--networks needs --history") }
     }
 
@@ -21,13 +27,12 @@ struct RiskOptions: ParsableArguments {
         guard let history else { return nil }
         let (historyData, historyReport) = try PairFile.read(path: history)
         Report.readSummary(historyReport, pairs: historyData.pairs.count)
-        var known = historyData.pairs, heldOut = TrainingPairs()
+        let known = historyData.pairs
+        var heldOut = TrainingPairs()
         if let calibration {
             let (calibrationData, calibrationReport) = try PairFile.read(path: calibration)
             Report.readSummary(calibrationReport, pairs: calibrationData.pairs.count)
             heldOut = calibrationData.pairs
-        } else {
-            (known, heldOut) = RiskOptions.split(historyData.pairs)
         }
         var table: RoutedNetworks? = nil
         if let networks {
@@ -39,18 +44,5 @@ struct RiskOptions: ParsableArguments {
             .map { "\($0)=\(Console.fixed($1, 3))" }.joined(separator: ", ")
             + "; travel-rate prior Beta(\(Console.fixed(assessor.history.travelPrior.alpha, 3)), \(Console.fixed(assessor.history.travelPrior.beta, 2)))")
         return assessor
-    }
-
-    /// A deterministic tenth of the pairs held out from the rest.
-    static func split(_ pairs: TrainingPairs) -> (TrainingPairs, TrainingPairs) {
-        var kept = TrainingPairs(), held = TrainingPairs()
-        for i in 0..<pairs.count {
-            if StableHash.mix(UInt64(i)) % 10 == 0 {
-                held.append(entityHash: pairs.entityHashes[i], ip: pairs.ips[i])
-            } else {
-                kept.append(entityHash: pairs.entityHashes[i], ip: pairs.ips[i])
-            }
-        }
-        return (kept, held)
     }
 }

@@ -1,5 +1,8 @@
 import Agent
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
 import IPInsights
 import IPInsightsFormats
 import LogSources
@@ -49,6 +52,12 @@ struct ScenarioBench {
         guard let calibration = Calibration.fit(model: model, observations: history, config: config, threads: threads) else {
             throw ValidationError("too little history to calibrate")
         }
+        if getenv("IPSIGHT_SHOW_WEIGHTS") != nil {
+            let r = calibration.riskModel
+            for (k, name) in RiskModel.featureNames.enumerated() {
+                print("  weight \(Console.fixed(r.weights[k], 3))  mean \(Console.fixed(r.means[k], 3))  scale \(Console.fixed(r.scales[k], 3))  \(name)")
+            }
+        }
         let detector = Detector(config: config, model: model)
         detector.preload(history)
         let entities = Set(history[..<(history.count - held)].map { StableHash.xxh64(EntityKeys.entity(user: $0.user, service: $0.service, config: config)) })
@@ -61,7 +70,7 @@ struct ScenarioBench {
             let event = LoginEvent(time: now + Double(k), host: "bench", service: "sshd", outcome: row.failure ? .failure : .success,
                                    user: row.user, ip: row.ip, port: nil, method: "password", rule: "bench/\(row.scenario)")
             let verdict = detector.decide(event, now: now + Double(k))
-            if row.learn { detector.remember(user: row.user, service: "sshd", ip: row.ip) }
+            if row.learn { detector.confirm(user: row.user, service: "sshd", ip: row.ip) }
             guard row.label >= 0, let verdict else { continue }
             outcomes.append((row, Outcome(decision: verdict.decision, reason: verdict.reason, risk: verdict.risk)))
         }

@@ -46,6 +46,13 @@ import Testing
             for k in 0..<40 { train += "user\(u), 10.\(u).\(k % 4).\(k)\n" }
         }
         try! train.write(toFile: work + "/train.csv", atomically: true, encoding: .utf8)
+        // The logins that came after: the same users at home, a few of them elsewhere.
+        var later = ""
+        for u in 0..<60 {
+            for k in 0..<5 { later += "user\(u),10.\(u).\(k % 4).\(40 + k)\n" }
+            if u % 10 == 0 { later += "user\(u),198.51.100.\(u + 1)\n" }
+        }
+        try! later.write(toFile: work + "/calibration.csv", atomically: true, encoding: .utf8)
         let path = work + "/model.ipsight"
         let run = try! ipsight(["train", "--train", work + "/train.csv", "--output", path, "--seed", "3",
                                 "-H", "num_entity_vectors=200", "-H", "vector_dim=16", "-H", "epochs=20",
@@ -204,7 +211,7 @@ import Testing
     @Test func riskScoresComeWithReasons() throws {
         let refused = try Self.ipsight(["score", "--model", Self.model, "--accept", "application/jsonlines;risk=True"], input: "a,1.2.3.4\n")
         #expect(refused.status != 0 && refused.err.contains("--history"))
-        let run = try Self.ipsight(["score", "--model", Self.model, "--history", Self.work + "/train.csv",
+        let run = try Self.ipsight(["score", "--model", Self.model, "--history", Self.work + "/train.csv", "--calibration", Self.work + "/calibration.csv",
                                     "--accept", "application/jsonlines;risk=True"],
                                    input: "user5,10.5.2.33\nuser5,203.0.113.9\n")
         #expect(run.status == 0, "\(run.err)")
@@ -227,7 +234,7 @@ import Testing
         try table.write(toFile: path, atomically: true, encoding: .utf8)
         let refused = try Self.ipsight(["score", "--model", Self.model, "--networks", path], input: "a,1.2.3.4\n")
         #expect(refused.status != 0 && refused.err.contains("--networks needs --history"))
-        let run = try Self.ipsight(["score", "--model", Self.model, "--history", Self.work + "/train.csv", "--networks", path,
+        let run = try Self.ipsight(["score", "--model", Self.model, "--history", Self.work + "/train.csv", "--calibration", Self.work + "/calibration.csv", "--networks", path,
                                     "--accept", "application/jsonlines;risk=True"],
                                    input: "user5,10.5.2.33\nuser5,203.0.113.9\n")
         #expect(run.status == 0 && run.err.contains("61 routed networks"), "\(run.err)")
@@ -240,7 +247,7 @@ import Testing
         #expect((reasons["routed_networks_away"] as? Int ?? 0) > 0)
         #expect((lines[0]["reasons"] as! [String: Any])["routed_networks_away"] as? Int == 0)
         try "10.0.0.0\tnot-an-address\t1\n".write(toFile: path, atomically: true, encoding: .utf8)
-        let bad = try Self.ipsight(["score", "--model", Self.model, "--history", Self.work + "/train.csv", "--networks", path,
+        let bad = try Self.ipsight(["score", "--model", Self.model, "--history", Self.work + "/train.csv", "--calibration", Self.work + "/calibration.csv", "--networks", path,
                                     "--accept", "application/jsonlines;risk=True"],
                                    input: "user5,10.5.2.33\n")
         #expect(bad.status != 0 && bad.err.contains("first<TAB>last<TAB>asn"))
@@ -267,7 +274,7 @@ import Testing
         try rows.write(toFile: Self.work + "/labelled.csv", atomically: true, encoding: .utf8)
         let svgPath = Self.work + "/plot.svg"
         let run = try Self.ipsight(["threshold", "--model", Self.model, "--normal", Self.work + "/labelled.csv",
-                                    "--history", Self.work + "/train.csv", "--fpr", "0.05", "--fpr", "0.2", "--plot", svgPath])
+                                    "--history", Self.work + "/train.csv", "--calibration", Self.work + "/calibration.csv", "--fpr", "0.05", "--fpr", "0.2", "--plot", svgPath])
         #expect(run.status == 0, "\(run.err)")
         let result = try JSONSerialization.jsonObject(with: Data(run.out.utf8)) as! [String: Any]
         #expect(result["normal_logins"] as? Int == 60 && result["attacks"] as? Int == 60)
