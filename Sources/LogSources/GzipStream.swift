@@ -80,7 +80,11 @@ final class GzipStream {
             case Z_STREAM_END:
                 memberEnded = true
             case Z_OK, Z_BUF_ERROR:
-                break
+                // No progress with input and room left would loop forever: call it corrupt.
+                if made == 0 && stream.avail_in > 0 && status == Z_BUF_ERROR {
+                    failure = "corrupt gzip data (no progress)"
+                    finished = true
+                }
             default:
                 let reason = stream.msg.map { String(cString: $0) } ?? "zlib status \(status)"
                 failure = "corrupt gzip data (\(reason))"

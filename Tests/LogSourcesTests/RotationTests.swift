@@ -375,7 +375,9 @@ import Testing
         #expect(gap.detail.contains("no longer beside it"), "\(gap)")
     }
 
-    @Test func generationsDeletedByLogrotateWhileStopped() throws {
+    /// With the position's modification time, and without it (saved by an earlier version).
+    @Test(arguments: [true, false])
+    func generationsDeletedByLogrotateWhileStopped(withTime: Bool) throws {
         // rotate 1: two rotations while stopped delete the file the follower was in;
         // the newer generation still there and the live file are read.
         let setup = try Setup("gap-rotate1", options: "rotate 1\ncreate")
@@ -383,7 +385,9 @@ import Testing
         var read: [String] = []
         let first = FileFollower(path: setup.live, follow: true)
         try Self.drain(first, into: &read)
-        let saved = first.position
+        var saved = first.position
+        #expect(saved.modified != 0)
+        if !withTime { saved.modified = 0 }
         setup.write(10)                       // lost with the deleted generation
         try setup.rotate()
         setup.reopen()
@@ -397,6 +401,33 @@ import Testing
         try Self.drain(second, into: &read)
         #expect(Self.difference(read, Array(setup.written[0..<30]) + Array(setup.written[40...])) == nil)
         #expect(gaps.count == 1 && gaps.first?.files == 1, "\(gaps)")
+    }
+
+    @Test func aLiveFileReplacedWhileStoppedDoesNotReadOlderGenerationsAgain() throws {
+        // Deleted by hand and created again while the follower was stopped: the
+        // rotated generations beside it are older than the saved file, read before.
+        let setup = try Setup("gap-replaced", options: "rotate 5\ncreate\ncompress\ndelaycompress")
+        var read: [String] = []
+        let first = FileFollower(path: setup.live, follow: true)
+        for _ in 0..<3 {
+            setup.write(10)
+            try Self.drain(first, into: &read)
+            try setup.rotate()
+            setup.reopen()
+        }
+        setup.write(10)
+        try Self.drain(first, into: &read)
+        let saved = first.position
+        setup.write(4)                        // lost with the deleted file
+        #expect(unlink(setup.live) == 0)
+        setup.reopen()
+        setup.write(6)
+        var gaps: [FileGap] = []
+        let second = FileFollower(path: setup.live, follow: true, from: saved)
+        second.onGap = { gaps.append($0) }
+        try Self.drain(second, into: &read)
+        #expect(Self.difference(read, Array(setup.written[0..<40]) + Array(setup.written[44...])) == nil, "\(setup.files)")
+        #expect(gaps.count == 1 && gaps.first?.detail.contains("no longer beside it") == true, "\(gaps)")
     }
 
     @Test func anUnreadableCompressionIsAGapNamingItsFormat() throws {
@@ -495,6 +526,37 @@ import Testing
         let fromGzip = Array(rest.dropLast(5))
         #expect(fromGzip.count > 10 && fromGzip.count < 400)
         #expect(Self.difference(fromGzip, Array(setup.written[10..<(10 + fromGzip.count)])) == nil)
+    }
+
+    @Test func aCorruptGzipGenerationIsReadUpToTheDamageAndReported() throws {
+        let setup = try Setup("gap-corrupt", options: "rotate 5\ncreate\ncompress")
+        setup.write(10)
+        var read: [String] = []
+        let first = FileFollower(path: setup.live, follow: true)
+        try Self.drain(first, into: &read)
+        let saved = first.position
+        setup.write(2000)
+        try setup.rotate()
+        setup.reopen()
+        setup.write(5)
+        // Random bytes over the second half of the compressed data.
+        let gz = setup.live + ".1.gz"
+        var data = try Data(contentsOf: URL(fileURLWithPath: gz))
+        var rng = SystemRandomNumberGenerator()
+        for i in (data.count / 2)..<(data.count - 8) { data[i] = UInt8.random(in: 0...255, using: &rng) }
+        try data.write(to: URL(fileURLWithPath: gz))
+        var gaps: [FileGap] = []
+        let second = FileFollower(path: setup.live, follow: true, from: saved)
+        second.onGap = { gaps.append($0) }
+        var rest: [String] = []
+        try Self.drain(second, into: &rest)
+        // Random bytes decode as deflate data for a while, so the damage shows as
+        // corrupt data or as data running past the end, depending on the bytes.
+        let detail = gaps.first?.detail ?? ""
+        #expect(gaps.count == 1 && (detail.contains("corrupt gzip data") || detail.contains("ends early")), "\(gaps)")
+        #expect(Array(rest.suffix(5)) == Array(setup.written.suffix(5)))
+        // Whole lines in order up to the damage (what the damage decodes to is not compared).
+        #expect(Self.difference(Array(rest.prefix(100)), Array(setup.written[10..<110])) == nil)
     }
 
     // MARK: - Which names are rotated generations
