@@ -45,8 +45,9 @@ let package = Package(
                 swiftSettings: [.unsafeFlags(["-O"])]),
         // Data formats: CSV (plain or gzip), JSON, the SageMaker request/response codecs.
         .target(name: "IPInsightsFormats", dependencies: ["IPInsights", "CZlib"]),
-        // Log records from the journal, followed files and standard input.
-        .target(name: "LogSources", dependencies: ["CSystemd"]),
+        // Log records from the journal, followed files (and their gzip-compressed
+        // rotated generations) and standard input.
+        .target(name: "LogSources", dependencies: ["CSystemd", "CZlib"]),
         // Rule files: log records to login events. Optimised in every build, like the
         // model: the tests run every rule over millions of injected lines.
         .target(name: "Rules", dependencies: ["IPInsights", "IPInsightsFormats", "LogSources"],

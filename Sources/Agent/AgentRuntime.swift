@@ -273,7 +273,11 @@ public final class AgentRuntime: @unchecked Sendable {
             }
             let header = SyslogHeaderParser(timeZone: config.utc ? .utc : .local)
             let decoder = LineDecoder(header: header, identifier: config.fileIdentifiers[path])
-            let source = FileSource(path: path, follow: config.follow, from: saved, decoder: decoder)
+            // Lines lost to rotation (a rotated file deleted or unreadable) are never silent.
+            let source = FileSource(path: path, follow: config.follow, from: saved, decoder: decoder) { [log, stats] gap in
+                log.warning("lines lost: \(gap)")
+                stats.recordFileGap(files: gap.files)
+            }
             sources.append((SourcePositions.fileKey(path), source))
         }
         return sources

@@ -22,6 +22,9 @@ public final class AgentStats: @unchecked Sendable {
         public var lagTotal: Int
         /// Input the sources refused: lines or entries over the length limit, and binary ones.
         public var skipped: (tooLong: Int, binary: Int)
+        /// Rotated log files (or the rest of one) that could not be read: deleted,
+        /// moved to another directory, or compressed in a format that is not read.
+        public var unreadRotated: Int = 0
     }
 
     private let lock = NSLock()
@@ -53,6 +56,11 @@ public final class AgentStats: @unchecked Sendable {
     /// The sources' refused input so far (their running totals).
     public func recordSkipped(tooLong: Int, binary: Int) {
         lock.withLock { s.skipped = (tooLong, binary) }
+    }
+
+    /// A gap in a followed file: `files` rotated files (or the rest of one) lost.
+    public func recordFileGap(files: Int) {
+        lock.withLock { s.unreadRotated += files }
     }
 
     public func recordAPIDecision(_ decision: Decision) {
@@ -92,6 +100,9 @@ public final class AgentStats: @unchecked Sendable {
         metric("ipsight_decisions_total", "counter", "Decisions, by where the login came from (logs or the decide API) and kind.", decisionLines)
         metric("ipsight_skipped_input_total", "counter", "Log lines or journal entries refused unread, by reason.",
                [("{reason=\"too_long\"}", "\(s.skipped.tooLong)"), ("{reason=\"binary\"}", "\(s.skipped.binary)")])
+        metric("ipsight_unread_rotated_files_total", "counter",
+               "Rotated log files, or the rest of one, that could not be read (deleted, moved away, compressed in a format not read).",
+               [("", "\(s.unreadRotated)")])
         metric("ipsight_alerts_total", "counter", "Alerts and challenges submitted to the alert outputs and sinks.", [("", "\(s.alerts)")])
         var lag: [(String, String)] = []
         var cumulative = 0

@@ -11,9 +11,13 @@ public final class FileSource: LogSource, @unchecked Sendable {
 
     /// - Parameters:
     ///   - identifier: given to lines without a syslog header.
+    ///   - onGap: told (on the reading thread) each time lines are lost because a
+    ///     rotated file cannot be read any more.
     public init(path: String, follow: Bool, from position: FilePosition? = nil,
-                decoder: LineDecoder = LineDecoder(), identifier: String? = nil) {
+                decoder: LineDecoder = LineDecoder(), identifier: String? = nil,
+                onGap: (@Sendable (FileGap) -> Void)? = nil) {
         follower = FileFollower(path: path, follow: follow, from: position)
+        follower.onGap = onGap
         self.decoder = decoder
         self.identifier = identifier
     }

@@ -62,15 +62,28 @@ struct LineBuffer {
         lineNumber = 0
     }
 
-    /// Reads once from `fd`; returns the number of bytes read (0 at end of file).
-    mutating func fill(from fd: Int32) throws(SourceError) -> Int {
+    /// Moves the partial line to the front so a whole read fits behind it.
+    @inline(__always)
+    private mutating func compact() {
         if start > 0 {
-            // Move the partial line to the front so a whole read fits behind it.
             let pending = end - start
             if pending > 0 { memmove(storage.baseAddress!, storage.baseAddress! + start, pending) }
             start = 0
             end = pending
         }
+    }
+
+    /// Decompresses once from `gzip`; returns the number of bytes made (0 at its end).
+    mutating func fill(from gzip: GzipStream) throws(SourceError) -> Int {
+        compact()
+        let n = try gzip.read(into: storage.baseAddress! + end, count: min(storage.count - 1 - end, readSize))
+        end += n
+        return n
+    }
+
+    /// Reads once from `fd`; returns the number of bytes read (0 at end of file).
+    mutating func fill(from fd: Int32) throws(SourceError) -> Int {
+        compact()
         let room = storage.count - 1 - end
         while true {
             let n = Glibc.read(fd, storage.baseAddress! + end, min(room, readSize))

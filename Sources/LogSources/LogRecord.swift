@@ -84,7 +84,10 @@ public enum RecordPosition: Sendable, Equatable {
 ///
 /// The inode detects rename-and-create rotation, the offset (against the size)
 /// detects truncation, and the hash of the first line detects a file that was
-/// truncated and refilled past the offset, or replaced under the same inode.
+/// truncated and refilled past the offset, or replaced under the same inode, and
+/// finds a copy or a compressed generation of it. Inside a rotated generation the
+/// position names that file (its inode and first line) and the offset in its
+/// uncompressed data, under the followed path.
 public struct FilePosition: Sendable, Equatable, Hashable, Codable {
     public var path: String
     public var device: UInt64
@@ -92,23 +95,38 @@ public struct FilePosition: Sendable, Equatable, Hashable, Codable {
     public var offset: UInt64
     /// FNV-1a of the first line (without its newline); 0 until a whole first line was seen.
     public var headHash: UInt64
+    /// The file's modification time (nanoseconds since the epoch) when it was
+    /// read, 0 if unknown: rotated generations modified later are newer than it,
+    /// which places them when the file itself is gone.
+    public var modified: Int64
 
-    public init(path: String, device: UInt64, inode: UInt64, offset: UInt64, headHash: UInt64) {
+    public init(path: String, device: UInt64, inode: UInt64, offset: UInt64, headHash: UInt64, modified: Int64 = 0) {
         self.path = path
         self.device = device
         self.inode = inode
         self.offset = offset
         self.headHash = headHash
+        self.modified = modified
     }
 
-    /// A compact single-line text form for state files: `inode:device:offset:hash:path`.
-    public var serialized: String { "\(inode):\(device):\(offset):\(String(headHash, radix: 16)):\(path)" }
+    /// A compact single-line text form for state files:
+    /// `inode:device:offset:hash[@modified]:path`.
+    public var serialized: String {
+        let hash = String(headHash, radix: 16) + (modified != 0 ? "@\(modified)" : "")
+        return "\(inode):\(device):\(offset):\(hash):\(path)"
+    }
 
     public init?(serialized text: String) {
         let parts = text.split(separator: ":", maxSplits: 4, omittingEmptySubsequences: false)
         guard parts.count == 5, let inode = UInt64(parts[0]), let device = UInt64(parts[1]),
-              let offset = UInt64(parts[2]), let hash = UInt64(parts[3], radix: 16), !parts[4].isEmpty
-        else { return nil }
-        self.init(path: String(parts[4]), device: device, inode: inode, offset: offset, headHash: hash)
+              let offset = UInt64(parts[2]), !parts[4].isEmpty else { return nil }
+        let hashParts = parts[3].split(separator: "@", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let hash = UInt64(hashParts[0], radix: 16) else { return nil }
+        var modified: Int64 = 0
+        if hashParts.count == 2 {
+            guard let value = Int64(hashParts[1]) else { return nil }
+            modified = value
+        }
+        self.init(path: String(parts[4]), device: device, inode: inode, offset: offset, headHash: hash, modified: modified)
     }
 }

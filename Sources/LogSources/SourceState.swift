@@ -9,7 +9,7 @@ import Darwin
 ///
 /// ```
 /// journal s=5a...;i=f4240;b=...;m=0;t=579db...;x=fa6c...
-/// file 1835012:64769:11180:8a3f01c2d44e7b10:/var/log/auth.log
+/// file 1835012:64769:11180:8a3f01c2d44e7b10@1796599101123456789:/var/log/auth.log
 /// ```
 ///
 /// The file is replaced atomically (a temporary file, fsync, rename), so a crash

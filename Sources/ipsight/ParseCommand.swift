@@ -148,6 +148,7 @@ struct ParseCommand: ParsableCommand {
         for path in inputs {
             let follower = path == "-" ? FileFollower(fileDescriptor: 0)
                 : FileFollower(path: path, follow: follow, from: session.state.files[path])
+            follower.onGap = { printError("ipsight parse: warning: lines lost: \($0)") }
             followers.append((follower, LineDecoder(header: header, identifier: identifier)))
         }
         if follow && fromEnd {

@@ -16,6 +16,17 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
     }
 
+    @Test func positionsWithAndWithoutTheModificationTime() throws {
+        let timed = FilePosition(path: "/var/log/a:b.log", device: 1, inode: 2, offset: 3, headHash: 0xABC, modified: 1_796_599_101_123_456_789)
+        #expect(timed.serialized == "2:1:3:abc@1796599101123456789:/var/log/a:b.log")
+        #expect(FilePosition(serialized: timed.serialized) == timed)
+        // As saved before the time was kept: loads with the time unknown.
+        let old = try #require(FilePosition(serialized: "2:1:3:abc:/var/log/a:b.log"))
+        #expect(old.modified == 0 && old.headHash == 0xABC && old.path == "/var/log/a:b.log")
+        #expect(old.serialized == "2:1:3:abc:/var/log/a:b.log")
+        #expect(FilePosition(serialized: "2:1:3:abc@x:/p") == nil)
+    }
+
     @Test func malformedStateNamesTheLine() throws {
         #expect(throws: SourceError.invalidPosition("st:2: not a file position: 1:2:x:4:/p")) {
             try SourceState(text: "journal c\nfile 1:2:x:4:/p\n", path: "st")

@@ -77,4 +77,73 @@ import Testing
         let again = try CommandLineTests.ipsight(["feedback", "safe", "--config", dir + "/agent.conf", "user4", "203.0.113.9"])
         #expect(again.out.contains("no alerted logins"))
     }
+
+    /// One-off runs of the agent with logrotate (compress) between them: the rest
+    /// of the file it stopped in is read from the `.gz`; a rotated file deleted
+    /// before the next run is a warning in the agent's log, once.
+    @Test func runResumesThroughRotationAndWarnsOfLostLines() throws {
+        let dir = CommandLineTests.work + "/agent-rotation"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir + "/logs", withIntermediateDirectories: true)
+        let log = dir + "/logs/auth.log"
+        try Self.write("""
+            [agent]
+            state_dir = \(dir)/state
+            model = \(CommandLineTests.model)
+            rules = \(CommandLineTests.root)/rules
+            [sources]
+            journal = false
+            files = \(log)
+            follow = false
+            utc = true
+            [retrain]
+            retention = 3650d
+            [api]
+            socket = \(dir)/state/api.sock
+            """, to: dir + "/agent.conf")
+        try Self.write("\"\(log)\" {\n rotate 5\n create\n compress\n}\n", to: dir + "/logrotate.conf")
+        var minute = 0
+        func logins(_ count: Int) -> String {
+            var text = ""
+            for _ in 0..<count {
+                let u = minute % 30
+                text += "Nov  4 1\(minute / 60 % 10):\(minute % 60 < 10 ? "0" : "")\(minute % 60):00 host sshd[1]: "
+                    + "Accepted password for user\(u) from 10.\(u).\(minute % 4).\(minute % 200 + 1) port 22 ssh2\n"
+                minute += 1
+            }
+            return text
+        }
+        func logrotate() throws {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/sbin/logrotate")
+            process.arguments = ["-s", dir + "/logrotate.state", "-f", dir + "/logrotate.conf"]
+            try process.run()
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0, "logrotate (Debian package logrotate) failed")
+        }
+        try Self.write(logins(100), to: log)
+        let first = try CommandLineTests.ipsight(["run", "--config", dir + "/agent.conf"])
+        #expect(first.err.contains("stopped after 100 login events"), "\(first.err)")
+
+        // 20 more, then rotated into auth.log.1.gz, then 10 in the new file.
+        try Self.write(logins(20), to: log, append: true)
+        try logrotate()
+        try Self.write(logins(10), to: log, append: true)
+        #expect(FileManager.default.fileExists(atPath: log + ".1.gz"))
+        let second = try CommandLineTests.ipsight(["run", "--config", dir + "/agent.conf"])
+        #expect(second.err.contains("stopped after 30 login events"), "\(second.err)")
+        #expect(!second.err.contains("lines lost"), "\(second.err)")
+
+        // 5 more, rotated, and the rotated file deleted before the agent runs again.
+        try Self.write(logins(5), to: log, append: true)
+        try logrotate()
+        #expect(unlink(log + ".1.gz") == 0)
+        try Self.write(logins(3), to: log, append: true)
+        let third = try CommandLineTests.ipsight(["run", "--config", dir + "/agent.conf"])
+        #expect(third.status == 0, "\(third.err)")
+        #expect(third.err.contains("stopped after 3 login events"), "\(third.err)")
+        let warnings = third.err.split(separator: "\n").filter { $0.hasPrefix("<4>lines lost: \(log): ") }
+        #expect(warnings.count == 1, "\(third.err)")
+        #expect(warnings.first?.contains("no longer beside it") == true, "\(third.err)")
+    }
 }
