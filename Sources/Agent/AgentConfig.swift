@@ -278,8 +278,8 @@ public struct AgentConfig: Sendable, Equatable {
         case ("risk", "networks"):
             networksPath = e.value.isEmpty || e.value == "off" ? nil : try r.path(e)
             networksLine = e.line
-        case ("retrain", "interval"): retrainInterval = try r.duration(e, 60...365 * 86_400)
-        case ("retrain", "retention"): retention = try r.duration(e, 3600...3650 * 86_400)
+        case ("retrain", "interval"): retrainInterval = try r.duration(e, 1...3650 * 86_400)
+        case ("retrain", "retention"): retention = try r.duration(e, 60...3650 * 86_400)
         case ("retrain", "bootstrap_min_logins"): bootstrapMinLogins = try r.integer(e, 10...100_000_000)
         case ("retrain", "validation_share"): validationShare = try r.number(e, 0.01...0.5)
         case ("thresholds", _):

@@ -199,6 +199,24 @@ import IPInsights
         #expect(Network("10.0.0.0/x") == nil && Network("nonsense") == nil)
     }
 
+    @Test func valuesThatWouldCrashOrWeakenTheAgentAreRefused() throws {
+        let refused = [
+            "[credential_stuffing]\nwindow = 1e30s",            // overflowed when formatted
+            "[credential_stuffing]\nwindow = inf",
+            "[retrain]\ninterval = 99999d",
+            "[sink.x]\ntype = webhook\nurl = http://127.0.0.1:9/\ntimeout = inf",   // trapped in delivery
+            "[sink.x]\ntype = webhook\nurl = http://127.0.0.1:9/\ntimeout = 1e16",
+            "[sink.x]\ntype = webhook\nurl = http://127.0.0.1:9/\nsecrte = file:/etc/x",  // a misspelt secret: unsigned alerts
+            "[api]\nlisten = 127.0.0.1:8081",                      // any local user could rewrite decisions
+        ]
+        for text in refused {
+            #expect(throws: ConfigError.self, "\(text)") { try AgentConfig.parse(text, path: "t.conf") }
+        }
+        // CRLF line endings are read like LF.
+        let crlf = try AgentConfig.parse("[sources]\r\nfiles = /var/log/auth.log\r\njournal = false\r\n", path: "t.conf")
+        #expect(crlf.files == ["/var/log/auth.log"] && !crlf.journal)
+    }
+
     @Test func aFileCanNameTheServiceThatWritesIt() throws {
         let c = try AgentConfig.parse("""
             [sources]
