@@ -10,6 +10,9 @@ enum ByteClass {
     static let alnum: UInt8 = 16
     /// An authentication method: letters, digits, `-`, `/`, `_`, `.`, `@`, `+`.
     static let method: UInt8 = 32
+    /// Not a class of the table: a flag on an address token whose pattern writes a
+    /// `.` right after it (`IP: <ip>. Username:`), so a run's final dot is left to it.
+    static let trailingDot: UInt8 = 64
 
     static let table: [UInt8] = {
         var t = [UInt8](repeating: 0, count: 256)

@@ -158,6 +158,11 @@ public struct Pattern: Sendable {
         for (k, element) in elements.enumerated() where k + 1 < elements.count {
             guard case .literal(let next) = elements[k + 1] else { continue }
             switch element {
+            case .token(let field, let cls, let minimum, let maximum)
+                where field == .host && next[0] == UInt8(ascii: ".") && (next.count == 1 || next[1] == Self.space):
+                // `IP: <ip>. Username:` (Vaultwarden): a full stop that ends the
+                // address's run is the daemon's, since no address ends in one.
+                elements[k] = .token(field: field, cls: cls | ByteClass.trailingDot, min: minimum, max: maximum)
             case .token(_, let cls, _, _):
                 if ByteClass.contains(cls, next[0]) {
                     throw CompileError(message: "the text after this placeholder starts with '\(Character(UnicodeScalar(next[0])))', which the placeholder itself can contain; use a narrower placeholder", column: columns[k])

@@ -303,6 +303,7 @@ final class PatternProgram: @unchecked Sendable {
                 let limit = min(n, pos + Int(op.max) + 1)
                 var e = pos
                 while e < limit, table[Int(text[e])] & op.cls != 0 { e += 1 }
+                if op.cls & ByteClass.trailingDot != 0, e > pos, text[e - 1] == UInt8(ascii: ".") { e -= 1 }
                 let length = e - pos
                 guard length >= Int(op.min), length <= Int(op.max) else { return nil }
                 Self.set(op.field, pos..<e, &captures)

@@ -199,3 +199,18 @@ import LogSources
         #expect(e.time == Double(CivilTime.epoch(year: 2018, month: 11, day: 4, hour: 10, minute: 0, second: 0)))
     }
 }
+
+@Suite struct DaemonPunctuationTests {
+    @Test func anAddressFollowedByAFullStopIsTheAddress() throws {
+        let rules = ExampleCheck.prepared(RuleSet(files: [try RuleFileParser.parse("""
+            service = demo
+            identifiers = demo
+            [failed]
+            outcome = failure
+            match = Wrong password. IP: <ip>. Username: <user>.
+            """, path: "demo.rules")]))
+        let e = try #require(event(rules.match(LogRecord(identifier: "demo", message: "Wrong password. IP: 192.0.2.5. Username: a. IP: 6.6.6.6. b."))))
+        #expect(e.ip == "192.0.2.5" && e.user == "a. IP: 6.6.6.6. b")
+        #expect(rules.match(LogRecord(identifier: "demo", message: "Wrong password. IP: 192.0.2.5.. Username: a.")) == .unmatched)
+    }
+}
