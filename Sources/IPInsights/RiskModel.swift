@@ -101,8 +101,10 @@ public struct RiskModel: Sendable, Equatable {
         public var regime: Regime
     }
 
-    /// The facts of a login.
-    public static func facts(dotProduct: Float, history: EntityHistory, entityHash: UInt64, ip: IPAddress) -> Facts {
+    /// The facts of a login. `donor` is for synthetic takeovers: the entity whose
+    /// network the address was copied from does not count among its users.
+    public static func facts(dotProduct: Float, history: EntityHistory, entityHash: UInt64, ip: IPAddress,
+                             donor: UInt64? = nil) -> Facts {
         let profile = history.profiles[entityHash]
         let near = history.nearest(entityHash: entityHash, to: ip)
         let v4 = ip.isIPv4
@@ -110,9 +112,11 @@ public struct RiskModel: Sendable, Equatable {
         // How common the network is among the others: not counting the entity itself.
         var narrow = history.entities(inNetworkOf: ip, wide: false), wide = history.entities(inNetworkOf: ip, wide: true)
         var inAS = history.entities(inASOf: ip)
-        if narrow > 0, history.uses(entityHash: entityHash, network: ip, length: lengths.narrow) { narrow -= 1 }
-        if wide > 0, history.uses(entityHash: entityHash, network: ip, length: lengths.wide) { wide -= 1 }
-        if inAS > 0, history.usesAS(entityHash: entityHash, of: ip) { inAS -= 1 }
+        for other in [entityHash, donor].compactMap({ $0 }) {
+            if narrow > 0, history.uses(entityHash: other, network: ip, length: lengths.narrow) { narrow -= 1 }
+            if wide > 0, history.uses(entityHash: other, network: ip, length: lengths.wide) { wide -= 1 }
+            if inAS > 0, history.usesAS(entityHash: other, of: ip) { inAS -= 1 }
+        }
         let familyShared = near.map { $0.address.isIPv4 == v4 } ?? false
         let bits = familyShared ? near!.bits : 0
         let routed = history.routedDistance(entityHash: entityHash, to: ip)
@@ -207,29 +211,51 @@ public struct RiskModel: Sendable, Equatable {
                            threads: Int = 2) -> RiskModel {
         var rng = SeededRandom(seed: seed)
         let entities = Array(history.profiles.keys).sorted()
-        var hashes: [UInt64] = [], ips: [IPAddress] = []
+        var hashes: [UInt64] = [], ips: [IPAddress] = [], donors: [UInt64?] = []
         for i in 0..<normal.count where history.profiles[normal.entityHashes[i]] != nil {
             hashes.append(normal.entityHashes[i])
             ips.append(normal.ips[i])
+            donors.append(nil)
         }
         let positives = hashes.count
         if entities.count >= 2 {
             // Takeovers of uniformly chosen accounts: five in six from a random network
             // (the tutorial's attacks), one in six from the victim's region (careful
             // attackers evade geography: 64 to 4,096 routed networks away, where its
-            // own logins rarely are). Not from networks other accounts use: those are
-            // where the organisation's own logins come from, and drawing takeovers
-            // there would teach that a shared VPN is an attacker's network. Nearer
-            // than 64 networks a takeover looks like the entity's own drift, and
-            // fitting it would spend the false-positive budget on its home.
+            // own logins rarely are). A random network is a routed one with a table;
+            // without one, the nearest thing is another account's network with its
+            // host part drawn at random (a /20), that account not counted among the
+            // network's users. Never the networks the organisation itself shares:
+            // drawing takeovers there would teach that a shared VPN is an attacker's.
+            // Nearer than 64 networks a takeover looks like the entity's own drift,
+            // and fitting it would spend the false-positive budget on its home.
             for k in 0..<positives {
                 let target = entities[rng.below(entities.count)]
                 hashes.append(target)
                 let own = history.profiles[target]!
                 let victim = history.addresses[own.start + rng.below(own.count)]
-                ips.append(k % 6 == 5 ? nearAddress(victim, networks: history.networks, &rng)
-                                      : randomAddress(like: victim, networks: history.networks, &rng))
+                if k % 6 == 5 {
+                    ips.append(nearAddress(victim, networks: history.networks, &rng))
+                    donors.append(nil)
+                } else if let networks = history.networks, let ip = networks.randomAddress(ipv4: victim.isIPv4, using: &rng) {
+                    ips.append(ip)
+                    donors.append(nil)
+                } else {
+                    // A network of one account, not one the organisation shares (used by
+                    // half a percent of its accounts: a VPN, an office; a few tries).
+                    let shared = max(3, entities.count / 200)
+                    var donor = target, address = victim
+                    for _ in 0..<8 {
+                        donor = entities[rng.below(entities.count)]
+                        while donor == target { donor = entities[rng.below(entities.count)] }
+                        let p = history.profiles[donor]!
+                        address = history.addresses[p.start + rng.below(p.count)]
+                        if history.entities(inNetworkOf: address, wide: false) < shared { break }
+                    }
+                    ips.append(takeoverAddress(near: address, &rng))
+                    donors.append(donor)
                 }
+            }
         }
         let rows = hashes.map { Int32($0 % UInt64(model.hyperparameters.numEntityVectors)) }
         let dots = BatchScorer(model: model, threads: threads).score(entityRows: rows, ips: ips)
@@ -239,7 +265,7 @@ public struct RiskModel: Sendable, Equatable {
             let base = out.baseAddress!
             Parallel.chunks(hashes.count, parts: max(1, min(threads, hashes.count / 1000))) { _, lo, hi in
                 for i in lo..<hi {
-                    let f = facts(dotProduct: dots[i], history: history, entityHash: hashes[i], ip: ips[i])
+                    let f = facts(dotProduct: dots[i], history: history, entityHash: hashes[i], ip: ips[i], donor: donors[i])
                     features(f, history: history, into: base + i * k)
                 }
             }
@@ -248,18 +274,17 @@ public struct RiskModel: Sendable, Equatable {
         return logisticRegression(flat: x, y, threads: threads)
     }
 
-    /// A random address of `like`'s family: from a uniformly chosen routed network
-    /// with a table, else uniform over the family's global space.
-    static func randomAddress(like: IPAddress, networks: RoutedNetworks?, _ rng: inout SeededRandom) -> IPAddress {
-        if let networks, let ip = networks.randomAddress(ipv4: like.isIPv4, using: &rng) { return ip }
-        if like.isIPv4 { return IPAddress(ipv4: UInt32(truncatingIfNeeded: rng.next() >> 32)) }
-        // Global unicast 2000::/3.
-        return IPAddress(high: 0x2000_0000_0000_0000 | (rng.next() >> 3), low: rng.next())
+    /// An address in a network another entity uses: a history address with its host
+    /// part (the last 12 bits of IPv4, 80 of IPv6) drawn at random.
+    static func takeoverAddress(near base: IPAddress, _ rng: inout SeededRandom) -> IPAddress {
+        if let v4 = base.ipv4 {
+            return IPAddress(ipv4: (v4 & ~0xFFF) | UInt32(truncatingIfNeeded: rng.next() & 0xFFF))
+        }
+        return IPAddress(high: (base.high & ~0xFFFF) | (rng.next() & 0xFFFF), low: rng.next())
     }
 
-    /// An address in `victim`'s region but outside its /24 (/48): with a table, 64
-    /// to 4,096 routed networks away (log-uniform); else sharing a prefix of 12 to
-    /// 23 bits (IPv6: 24 to 47).
+    /// An address in `victim`'s region: with a table, 64 to 4,096 routed networks
+    /// away (log-uniform); else sharing a prefix of 8 to 11 bits (IPv6: 16 to 23).
     static func nearAddress(_ victim: IPAddress, networks: RoutedNetworks?, _ rng: inout SeededRandom) -> IPAddress {
         let v4 = victim.isIPv4
         if let networks, let row = networks.row(of: victim) {
@@ -273,15 +298,17 @@ public struct RiskModel: Sendable, Equatable {
             }
             return RoutedNetworks.uniform(from: networks.ipv6Starts[target], to: networks.ipv6Lasts[target], using: &rng)
         }
+        // Without a table the region is a shared prefix short of related (8 to 11 bits
+        // of IPv4, 16 to 23 of IPv6), for the same reason: not the victim's drift.
         if let address = victim.ipv4 {
-            let keep = 12 + rng.below(12)
+            let keep = 8 + rng.below(4)
             let mask: UInt32 = ~0 << UInt32(32 - keep)
             var ip = (address & mask) | (UInt32(truncatingIfNeeded: rng.next()) & ~mask)
             // Not its own /24: the bit after the shared prefix differs.
             ip = (ip & ~(1 << UInt32(31 - keep))) | (~address & (1 << UInt32(31 - keep)))
             return IPAddress(ipv4: ip)
         }
-        let keep = 24 + rng.below(24)
+        let keep = 16 + rng.below(8)
         let mask: UInt64 = ~0 << UInt64(64 - keep)
         var high = (victim.high & mask) | (rng.next() & ~mask)
         high = (high & ~(1 << UInt64(63 - keep))) | (~victim.high & (1 << UInt64(63 - keep)))
