@@ -11,6 +11,10 @@ final class FanOutAlertRouter: AlertRouting, @unchecked Sendable {
         for router in routers { try router.submit(alert) }
     }
 
+    func submit(_ alerts: [Alert]) throws {
+        for router in routers { try router.submit(alerts) }
+    }
+
     func drain(seconds: Double) {
         for router in routers { router.drain(seconds: seconds) }
     }
@@ -21,7 +25,7 @@ final class FanOutAlertRouter: AlertRouting, @unchecked Sendable {
         return nil
     }
 
-    /// Stops the delivery threads (after `drain`).
+    /// Stops the delivery threads (after `drain`), cancelling deliveries in flight.
     func shutdown() {
         for case let router as AlertRouter in routers { router.shutdown() }
     }
