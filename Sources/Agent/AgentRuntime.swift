@@ -203,7 +203,7 @@ public final class AgentRuntime: @unchecked Sendable {
             }
             // One write to disk for the batch's alerts, not one per alert: an alert storm
             // (every login alerting) must not slow scoring down to the disk's sync rate.
-            try router.submit(outcome.alerts)
+            if !outcome.alerts.isEmpty { try router.submit(outcome.alerts) }
             let now = Clock.wall
             stats.recordBatch(events: outcome.events,
                               decisions: outcome.verdicts.map { ($0.1.decision, $0.0.time.map { now - $0 }) },

@@ -137,7 +137,7 @@ public final class JSONLinesAlertRouter: AlertRouting, @unchecked Sendable {
         key("event"); out.append(UInt8(ascii: "{"))
         string("id", a.id); comma()
         string("kind", "alert"); comma()
-        key("category"); out.append(contentsOf: Array("[\"authentication\"]".utf8)); comma()
+        key("category"); out.append(contentsOf: "[\"authentication\"]".utf8); comma()
         string("action", a.decision); comma()
         string("outcome", a.outcome); comma()
         string("severity_name", a.severity.rawValue); comma()
@@ -159,7 +159,7 @@ public final class JSONLinesAlertRouter: AlertRouting, @unchecked Sendable {
             if i > 0 { comma() }
             out.append(UInt8(ascii: "{")); string("name", k); comma(); string("value", v); out.append(UInt8(ascii: "}"))
         }
-        out.append(contentsOf: Array("]}}\n".utf8))
+        out.append(contentsOf: "]}}\n".utf8)
     }
 }
 

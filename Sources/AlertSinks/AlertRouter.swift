@@ -19,8 +19,9 @@ public final class AlertRouter: AlertRouting {
         public var batchSize: Int
         /// Deliveries to one sink at the same time.
         public var concurrency: Int
-        /// Retryable failures in a row, with no success between, that pause a whole
-        /// sink (then one probe per backoff period until one succeeds).
+        /// Different alerts failing in a row (retryable, no success between) that pause
+        /// a whole sink: then one probe per backoff period until one succeeds. One
+        /// alert failing again and again only backs off itself.
         public var pauseAfterFailures: Int
         /// How long `shutdown` waits for deliveries after cancelling them.
         public var shutdownGrace: Double
@@ -43,7 +44,8 @@ public final class AlertRouter: AlertRouting {
     private struct SinkState {
         /// Rows handed to the delivery threads: not read again until their outcome is recorded.
         var inFlight: Set<Int64> = []
-        var failuresInARow = 0
+        /// Alerts that failed since the last success.
+        var failedInARow: Set<Int64> = []
         /// Pauses since the last success, for the sink's backoff.
         var pauses = 0
         var pausedAt = -Double.infinity
@@ -410,7 +412,7 @@ public final class AlertRouter: AlertRouting {
             }
             let now = Timestamp.now()
             control.withLock { control in
-                noteHealth(outcome, sink: name, started: started, now: now, control: &control)
+                noteHealth(outcome, row: row.seq, sink: name, started: started, now: now, control: &control)
                 if control.draining, case .failed = outcome { control.failedInDrain.insert(row.seq) }
                 control.finished.append(Finished(row: row, outcome: outcome, at: now))
             }
@@ -418,28 +420,30 @@ public final class AlertRouter: AlertRouting {
         }
     }
 
-    /// A success clears the sink's pause; `pauseAfterFailures` retryable failures in a
-    /// row (or one with Retry-After, or a failed probe) pause it for its backoff.
-    private func noteHealth(_ outcome: Finished.Outcome, sink name: String, started: Double, now: Double, control: inout Control) {
+    /// A success clears the sink's pause; retryable failures of `pauseAfterFailures`
+    /// different alerts in a row (or one with Retry-After, or a failed probe) pause it
+    /// for its backoff.
+    private func noteHealth(_ outcome: Finished.Outcome, row: Int64, sink name: String, started: Double, now: Double,
+                            control: inout Control) {
         var state = control.sinks[name]!
         defer { control.sinks[name] = state }
         switch outcome {
         case .delivered:
-            state.failuresInARow = 0
+            state.failedInARow = []
             state.pauses = 0
             state.pausedUntil = 0
             state.probing = false
         case .failed(let error) where error.kind == .retryable:
             // A delivery that began before the latest pause tells nothing new about the receiver.
             guard started >= state.pausedAt else { return }
-            state.failuresInARow += 1
-            guard state.probing || error.retryAfter != nil || state.failuresInARow >= options.pauseAfterFailures else { return }
+            state.failedInARow.insert(row)
+            guard state.probing || error.retryAfter != nil || state.failedInARow.count >= options.pauseAfterFailures else { return }
             state.pauses += 1
             let delay = max(options.backoff.delay(attempt: state.pauses), min(error.retryAfter ?? 0, options.backoff.cap))
             state.pausedAt = now
             state.pausedUntil = now + delay
             state.probing = true
-            state.failuresInARow = 0
+            state.failedInARow = []
             logger.warning("alert sink \(name) paused for \(Int(delay.rounded(.up)))s after failed deliveries: \(error)")
         case .failed, .untouched:
             break
