@@ -73,8 +73,8 @@ final class DeliveryTests {
         let bad = sampleAlert(1, user: "bad")
         let receiver = try ScriptedWebhookReceiver { id, _ in id == bad.id ? .init(status: 503) : .ok }
         defer { receiver.stop() }
-        // Ceilings 0.2, 0.4, 0.8, 1.6, 3.2 s; a delay is at least half its ceiling.
-        let options = AlertRouter.Options(backoff: Backoff(base: 0.2, cap: 60), fold: .off)
+        // Ceilings 0.4, 0.8, 1.6, 3.2, 6.4 s; a delay is at least half its ceiling.
+        let options = AlertRouter.Options(backoff: Backoff(base: 0.4, cap: 60), fold: .off)
         do {
             let first = try AlertRouter(spoolPath: spoolPath, sinks: [sink(receiver, timeout: 5)], options: options, logger: .discarding)
             try first.submit(bad)
@@ -91,11 +91,11 @@ final class DeliveryTests {
         let all = receiver.wait(seconds: 30) { $0.filter { $0.id == bad.id && $0.status != nil }.count >= 6 }
             .filter { $0.id == bad.id }.map(\.arrived)
         try #require(all.count >= 6, "\(all)")
-        // The fifth attempt waits out the fourth's delay (at least 0.8 s), saved in the spool;
-        // the sixth waits at least half the fifth ceiling (1.6 s), counted from the
-        // alert's own attempts, not from a fresh start.
-        #expect(all[4] - all[3] >= 0.75, "\(all)")
-        #expect(all[5] - all[4] >= 1.5, "\(all)")
+        // The fifth attempt waits out the fourth's delay (at least 1.6 s), saved in the
+        // spool; the sixth waits at least half the fifth ceiling (3.2 s), counted from
+        // the alert's own attempts, not from a fresh start.
+        #expect(all[4] - all[3] >= 1.55, "\(all)")
+        #expect(all[5] - all[4] >= 3.15, "\(all)")
     }
 
     @Test("a receiver that fails everything is paused as a whole, not sent every queued alert")
