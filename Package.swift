@@ -89,7 +89,7 @@ let package = Package(
         .testTarget(name: "ipsightTests", dependencies: ["ipsight", "TestSupport"]),
         .testTarget(name: "LogSourcesTests", dependencies: ["LogSources"]),
         .testTarget(name: "RulesTests", dependencies: ["Rules", "LogSources", "IPInsights", "TestSupport"]),
-        .testTarget(name: "AlertSinksTests", dependencies: ["AlertSinks", "IPInsightsFormats"]),
+        .testTarget(name: "AlertSinksTests", dependencies: ["AlertSinks", "IPInsightsFormats", "TestSupport"]),
         .testTarget(name: "AgentTests", dependencies: ["Agent", "AgentAPI", "IPInsightsFormats", "TestSupport"]),
         // What several test targets need from the real world: journald, a webhook receiver.
         .target(name: "TestSupport", path: "Tests/TestSupport"),

@@ -59,6 +59,16 @@ public struct Alert: Sendable, Equatable {
 /// `submit` returns, delivered in the background.
 public protocol AlertRouting: AnyObject, Sendable {
     func submit(_ alert: Alert) throws
+    /// The alerts of one batch of events, written together (one sync to disk for the
+    /// batch rather than one per alert): all durable when it returns.
+    func submit(_ alerts: [Alert]) throws
     /// Tries to deliver what is queued for up to `seconds`, then returns (on shutdown).
     func drain(seconds: Double)
+}
+
+extension AlertRouting {
+    /// One by one, for routers with nothing to gain from grouping.
+    public func submit(_ alerts: [Alert]) throws {
+        for alert in alerts { try submit(alert) }
+    }
 }

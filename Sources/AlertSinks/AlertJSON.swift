@@ -28,9 +28,59 @@ public enum AlertJSON {
         return .object(members)
     }
 
+    /// The same bytes as `JSONWriter.append(encode(alert))`, written without building
+    /// the tree: the spool stores one per alert, thousands a second in an alert storm.
     public static func bytes(_ alert: Alert) -> [UInt8] {
         var out: [UInt8] = []
-        JSONWriter.append(encode(alert), to: &out)
+        out.reserveCapacity(384 + alert.summary.utf8.count + alert.reasons.count * 64)
+        var first = true
+        func key(_ name: StaticString) {
+            if !first { out.append(contentsOf: [0x2C, 0x20]) }
+            first = false
+            out.append(0x22)
+            out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+            out.append(contentsOf: [0x22, 0x3A, 0x20])
+        }
+        func string(_ name: StaticString, _ value: String) {
+            key(name)
+            JSONWriter.appendString(value, to: &out)
+        }
+        func number(_ name: StaticString, _ value: Double) {
+            key(name)
+            // As JSONWriter writes `.number`: whole values as integers.
+            if value == value.rounded(), abs(value) < 1e15 {
+                out.append(contentsOf: String(Int64(value)).utf8)
+            } else {
+                JSONWriter.appendNumber(value, to: &out)
+            }
+        }
+        out.append(UInt8(ascii: "{"))
+        string("id", alert.id)
+        number("time", alert.time)
+        string("timestamp", Timestamp.iso8601(alert.time))
+        if let host = alert.host { string("host", host) }
+        string("service", alert.service)
+        string("outcome", alert.outcome)
+        string("user", alert.user)
+        string("ip", alert.ip)
+        string("decision", alert.decision)
+        string("severity", alert.severity.rawValue)
+        number("risk", alert.risk)
+        number("dot_product", alert.dotProduct)
+        string("summary", alert.summary)
+        key("reasons")
+        out.append(UInt8(ascii: "["))
+        for (k, (name, value)) in alert.reasons.enumerated() {
+            if k > 0 { out.append(contentsOf: [0x2C, 0x20]) }
+            out.append(UInt8(ascii: "["))
+            JSONWriter.appendString(name, to: &out)
+            out.append(contentsOf: [0x2C, 0x20])
+            JSONWriter.appendString(value, to: &out)
+            out.append(UInt8(ascii: "]"))
+        }
+        out.append(UInt8(ascii: "]"))
+        number("count", Double(alert.count))
+        out.append(UInt8(ascii: "}"))
         return out
     }
 

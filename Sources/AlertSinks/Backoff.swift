@@ -1,6 +1,7 @@
-/// Exponential backoff with full jitter: a delay drawn uniformly from
-/// [0, min(cap, base · 2^(attempt−1))], so many agents retrying one receiver spread out
-/// instead of arriving together.
+/// Exponential backoff with jitter: a delay drawn uniformly from [c/2, c] where
+/// c = min(cap, base · 2^(attempt−1)), so many agents retrying one receiver spread out
+/// instead of arriving together, while a failing alert's retries still thin out
+/// (full jitter, from 0, could retry at once however often it had failed).
 public struct Backoff: Sendable, Equatable {
     public var base: Double
     public var cap: Double
@@ -22,6 +23,9 @@ public struct Backoff: Sendable, Equatable {
     }
 
     public func delay<G: RandomNumberGenerator>(attempt: Int, using generator: inout G) -> Double {
-        Double.random(in: 0...ceiling(attempt: attempt), using: &generator)
+        let ceiling = ceiling(attempt: attempt)
+        // A random range must be finite: a zero, infinite or NaN setting is its own delay.
+        guard ceiling.isFinite, ceiling > 0 else { return ceiling.isNaN ? 0 : max(0, ceiling) }
+        return Double.random(in: (ceiling / 2)...ceiling, using: &generator)
     }
 }

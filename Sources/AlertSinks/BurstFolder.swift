@@ -25,12 +25,24 @@ struct BurstFolder {
 
     let policy: FoldPolicy
     private var windows: [String: Window] = [:]
+    /// Size at which closed windows are swept out: twice what the last sweep kept, so
+    /// a storm of distinct pairs costs a sweep per doubling, not one per alert.
+    private var sweepAt = BurstFolder.sweepFloor
+    static let sweepFloor = 50_000
+    /// Open windows kept at most: past it (after a sweep) the state starts over, so
+    /// memory stays bounded; a burst may then send up to `limit` more, erring on the
+    /// side of telling.
+    static let maximumWindows = 500_000
 
     init(policy: FoldPolicy) { self.policy = policy }
 
     mutating func placement(user: String, ip: String, now: Double) -> Spool.Placement {
         guard policy.limit != .max, policy.window > 0 else { return .now }
-        if windows.count > 50_000 { windows = windows.filter { now - $0.value.start < policy.window } }
+        if windows.count >= sweepAt {
+            windows = windows.filter { now - $0.value.start < policy.window }
+            if windows.count > BurstFolder.maximumWindows { windows = [:] }
+            sweepAt = max(BurstFolder.sweepFloor, 2 * windows.count)
+        }
         let key = "\(user)\u{1F}\(ip)"
         var window = windows[key] ?? Window(start: now, admitted: 0)
         if now - window.start >= policy.window { window = Window(start: now, admitted: 0) }

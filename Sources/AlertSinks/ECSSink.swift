@@ -54,7 +54,8 @@ public struct ECSSink: AlertSink {
         switch s { case .info: 1; case .warning: 2; case .error: 3; case .critical: 4 }
     }
 
-    public func deliver(_ alert: Alert) throws(DeliveryError) {
+    /// A local write does not wait on anyone: it finishes rather than watching `cancellation`.
+    public func deliver(_ alert: Alert, cancellation: DeliveryCancellation) throws(DeliveryError) {
         var line: [UInt8] = []
         JSONWriter.append(document(for: alert), to: &line)
         line.append(0x0A)

@@ -4,7 +4,8 @@ import CCurl
 /// 2xx delivered, 408/429/5xx and transport errors retryable, other statuses permanent.
 ///
 /// A fresh easy handle per request keeps it free of shared state between sinks;
-/// alert volume is far too low for connection reuse to matter.
+/// alert volume is far too low for connection reuse to matter. The transfer runs
+/// under a multi handle only so that a shutdown can wake and abort it.
 public struct HTTPPoster: Sendable {
     public var timeoutSeconds: Double
     public var connectTimeoutSeconds: Double
@@ -19,12 +20,20 @@ public struct HTTPPoster: Sendable {
     private static let initialiseOnce: Void = { _ = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 
     /// Returns the 2xx status, or throws a classified `DeliveryError` naming `sink`.
+    /// A cancelled `cancellation` aborts the request at once (retryable: the alert stays queued).
     @discardableResult
-    public func post(sink: String, url: String, headers: [(String, String)], body: [UInt8]) throws(DeliveryError) -> Int {
+    public func post(sink: String, url: String, headers: [(String, String)], body: [UInt8],
+                     cancellation: DeliveryCancellation = DeliveryCancellation()) throws(DeliveryError) -> Int {
         guard let handle = curl_easy_init() else {
             throw DeliveryError(.retryable, sink: sink, reason: "curl_easy_init failed")
         }
         defer { curl_easy_cleanup(handle) }
+        // The multi interface only to wait: its poll can be woken, so a shutdown need
+        // not wait for a hanging receiver's timeout.
+        guard let multi = curl_multi_init() else {
+            throw DeliveryError(.retryable, sink: sink, reason: "curl_multi_init failed")
+        }
+        defer { curl_multi_cleanup(multi) }
 
         var list: UnsafeMutablePointer<curl_slist>? = nil
         for (name, value) in headers + [("Content-Type", "application/json"), ("Expect", "")] {
@@ -38,7 +47,7 @@ public struct HTTPPoster: Sendable {
         defer { unmanaged.release() }
         var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
 
-        let code: CURLcode = body.withUnsafeBytes { bodyBytes in
+        let outcome: Transfer = body.withUnsafeBytes { bodyBytes in
             errorBuffer.withUnsafeMutableBufferPointer { errorBytes in
                 _ = ipsight_curl_set_string(handle, CURLOPT_URL, url)
                 // Only HTTP(S): a mistyped or hostile URL must not reach file:// or gopher://.
@@ -58,8 +67,17 @@ public struct HTTPPoster: Sendable {
                 _ = ipsight_curl_set_pointer(handle, CURLOPT_WRITEDATA, unmanaged.toOpaque())
                 _ = ipsight_curl_set_pointer(handle, CURLOPT_HEADERFUNCTION, unsafeBitCast(collectHeader, to: UnsafeMutableRawPointer.self))
                 _ = ipsight_curl_set_pointer(handle, CURLOPT_HEADERDATA, unmanaged.toOpaque())
-                return curl_easy_perform(handle)
+                return Self.perform(handle, in: multi, cancellation: cancellation)
             }
+        }
+        let code: CURLcode
+        switch outcome {
+        case .cancelled:
+            throw DeliveryError(.retryable, sink: sink, reason: "POST \(Self.redacted(url)): cancelled (shutting down)")
+        case .failed(let detail):
+            throw DeliveryError(.retryable, sink: sink, reason: "POST \(Self.redacted(url)): \(detail)")
+        case .done(let result):
+            code = result
         }
         guard code == CURLE_OK else {
             let detail = errorBuffer[0] != 0
@@ -76,6 +94,40 @@ public struct HTTPPoster: Sendable {
                                 retryAfter: response.retryAfter)
         default:
             throw DeliveryError(.permanent, sink: sink, reason: "POST \(Self.redacted(url)): HTTP \(status) \(response.text)")
+        }
+    }
+
+    private enum Transfer {
+        case done(CURLcode)
+        case failed(String)
+        case cancelled
+    }
+
+    /// Runs one transfer to its end (its own timeouts apply) or until `cancellation`.
+    private static func perform(_ handle: UnsafeMutableRawPointer, in multi: UnsafeMutableRawPointer,
+                                cancellation: DeliveryCancellation) -> Transfer {
+        let added = curl_multi_add_handle(multi, handle)
+        guard added == CURLM_OK else { return .failed(String(cString: curl_multi_strerror(added))) }
+        defer { curl_multi_remove_handle(multi, handle) }
+        let handleBits = UInt(bitPattern: multi)
+        let token = cancellation.register {
+            // The pointer as bits: a closure kept by the cancellation must be Sendable.
+            _ = curl_multi_wakeup(UnsafeMutableRawPointer(bitPattern: handleBits))
+        }
+        defer { cancellation.unregister(token) }
+        while true {
+            if cancellation.isCancelled { return .cancelled }
+            var running: Int32 = 0
+            let step = curl_multi_perform(multi, &running)
+            guard step == CURLM_OK else { return .failed(String(cString: curl_multi_strerror(step))) }
+            var queued: Int32 = 0
+            while let message = curl_multi_info_read(multi, &queued) {
+                if message.pointee.msg == CURLMSG_DONE { return .done(ipsight_curl_msg_result(message)) }
+            }
+            if running == 0 { return .failed("the transfer ended without a result") }
+            // Up to a second per wait; curl's own timeouts end the transfer, a cancel wakes it.
+            let waited = curl_multi_poll(multi, nil, 0, 1000, nil)
+            guard waited == CURLM_OK else { return .failed(String(cString: curl_multi_strerror(waited))) }
         }
     }
 

@@ -45,7 +45,7 @@ public struct PagerDutySink: AlertSink {
         return out
     }
 
-    public func deliver(_ alert: Alert) throws(DeliveryError) {
-        try poster.post(sink: name, url: url, headers: [], body: body(for: alert))
+    public func deliver(_ alert: Alert, cancellation: DeliveryCancellation) throws(DeliveryError) {
+        try poster.post(sink: name, url: url, headers: [], body: body(for: alert), cancellation: cancellation)
     }
 }

@@ -27,6 +27,16 @@ final class SQLiteConnection: @unchecked Sendable {
         do { return try database.query(sql, values) } catch { throw spoolError(sql, error) }
     }
 
+    /// A statement to run many times (bind, `run`, and it resets itself).
+    func prepare(_ sql: String) throws(SpoolError) -> SQLiteStatement {
+        do { return try database.prepare(sql) } catch { throw spoolError(sql, error) }
+    }
+
+    /// Runs a prepared statement that returns no rows; `sql` names it in errors.
+    func run(_ statement: SQLiteStatement, _ sql: String) throws(SpoolError) {
+        do { try statement.run() } catch { throw spoolError(sql, error) }
+    }
+
     /// Runs `body` in an immediate transaction, rolled back if it throws.
     func transaction<T>(_ body: () throws(SpoolError) -> T) throws(SpoolError) -> T {
         try database.transaction(mapError: { spoolError("transaction", $0) }, body)

@@ -34,7 +34,7 @@ public struct SplunkSink: AlertSink {
         return out
     }
 
-    public func deliver(_ alert: Alert) throws(DeliveryError) {
-        try poster.post(sink: name, url: url, headers: [("Authorization", "Splunk \(token.value)")], body: body(for: alert))
+    public func deliver(_ alert: Alert, cancellation: DeliveryCancellation) throws(DeliveryError) {
+        try poster.post(sink: name, url: url, headers: [("Authorization", "Splunk \(token.value)")], body: body(for: alert), cancellation: cancellation)
     }
 }

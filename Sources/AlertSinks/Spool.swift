@@ -42,6 +42,9 @@ final class Spool: Sendable {
             throw SpoolError(path: path, operation: "PRAGMA journal_mode=WAL", message: "SQLite kept journal mode \"\(mode)\"")
         }
         try connection.execute("PRAGMA synchronous=FULL")
+        // In an alert storm a batch writes thousands of rows: a larger page cache keeps
+        // the indexes' pages in memory instead of reading them back for every insert.
+        try connection.execute("PRAGMA cache_size=-32768")
         try connection.execute("""
             CREATE TABLE IF NOT EXISTS alert_spool(
                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -57,7 +60,10 @@ final class Spool: Sendable {
                 last_error TEXT,
                 UNIQUE(sink, alert_id))
             """)
-        try connection.execute("CREATE INDEX IF NOT EXISTS alert_spool_due ON alert_spool(next_at)")
+        // Due rows are read per sink, longest due first.
+        try connection.execute("CREATE INDEX IF NOT EXISTS alert_spool_sink_due ON alert_spool(sink, next_at)")
+        // The index older spools had: every insert paid for it, no query uses it now.
+        try connection.execute("DROP INDEX IF EXISTS alert_spool_due")
         try connection.execute("CREATE INDEX IF NOT EXISTS alert_spool_fold ON alert_spool(sink, fold_key) WHERE held = 1")
         let count = try connection.query("SELECT count(*) FROM alert_spool").first?.first?.integer ?? 0
         rowCount.store(Int(count), ordering: .relaxed)
@@ -82,33 +88,54 @@ final class Spool: Sendable {
         return try result.get()
     }
 
+    /// One alert and where it goes, for `enqueue`.
+    struct Submission {
+        var alert: Alert
+        var placements: [(sink: String, placement: Placement)]
+    }
+
     /// Queues `alert` for each sink in one transaction; drops the oldest rows past capacity.
     func enqueue(_ alert: Alert, placements: [(sink: String, placement: Placement)], now: Double) throws(SpoolError) -> EnqueueResult {
-        let json = String(decoding: AlertJSON.bytes(alert), as: UTF8.self)
-        let foldKey = "\(alert.user)\u{1F}\(alert.ip)"
+        try enqueue([Submission(alert: alert, placements: placements)], now: now)
+    }
+
+    /// Queues a batch of alerts in one transaction (one sync to disk for all of them):
+    /// when it returns every row is durable, and when it throws none was written.
+    func enqueue(_ batch: [Submission], now: Double) throws(SpoolError) -> EnqueueResult {
+        guard !batch.isEmpty else { return EnqueueResult() }
+        let insertSQL = """
+            INSERT OR IGNORE INTO alert_spool(sink, alert_id, fold_key, held, alert, next_at, queued_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?)
+            """
+        let foldSQL = "UPDATE alert_spool SET repeats = repeats + 1 WHERE sink = ? AND fold_key = ? AND held = 1"
         return try withConnection { db throws(SpoolError) in
             let result = try db.transaction { () throws(SpoolError) -> EnqueueResult in
+                let insert = try db.prepare(insertSQL)
+                let fold = try db.prepare(foldSQL)
                 var result = EnqueueResult()
-                for (sink, placement) in placements {
-                    switch placement {
-                    case .now:
-                        // OR IGNORE: the same alert read again (after a restart) is queued once.
-                        try db.execute("""
-                            INSERT OR IGNORE INTO alert_spool(sink, alert_id, fold_key, alert, next_at, queued_at)
-                            VALUES (?, ?, ?, ?, ?, ?)
-                            """, [.text(sink), .text(alert.id), .text(foldKey), .text(json), .real(now), .real(now)])
-                        result.inserted += db.changes
-                    case .fold(let until):
-                        try db.execute("UPDATE alert_spool SET repeats = repeats + 1 WHERE sink = ? AND fold_key = ? AND held = 1",
-                                       [.text(sink), .text(foldKey)])
-                        if db.changes == 0 {
-                            try db.execute("""
-                                INSERT OR IGNORE INTO alert_spool(sink, alert_id, fold_key, held, alert, next_at, queued_at)
-                                VALUES (?, ?, ?, 1, ?, ?, ?)
-                                """, [.text(sink), .text(alert.id), .text(foldKey), .text(json), .real(until), .real(now)])
+                for submission in batch {
+                    let alert = submission.alert
+                    let json = String(decoding: AlertJSON.bytes(alert), as: UTF8.self)
+                    let foldKey = "\(alert.user)\u{1F}\(alert.ip)"
+                    for (sink, placement) in submission.placements {
+                        switch placement {
+                        case .now:
+                            // OR IGNORE: the same alert read again (after a restart) is queued once.
+                            insert.bind(1, sink); insert.bind(2, alert.id); insert.bind(3, foldKey); insert.bind(4, Int64(0))
+                            insert.bind(5, json); insert.bind(6, now); insert.bind(7, now)
+                            try db.run(insert, insertSQL)
                             result.inserted += db.changes
-                        } else {
-                            result.folded += 1
+                        case .fold(let until):
+                            fold.bind(1, sink); fold.bind(2, foldKey)
+                            try db.run(fold, foldSQL)
+                            if db.changes == 0 {
+                                insert.bind(1, sink); insert.bind(2, alert.id); insert.bind(3, foldKey); insert.bind(4, Int64(1))
+                                insert.bind(5, json); insert.bind(6, until); insert.bind(7, now)
+                                try db.run(insert, insertSQL)
+                                result.inserted += db.changes
+                            } else {
+                                result.folded += 1
+                            }
                         }
                     }
                 }
@@ -125,16 +152,20 @@ final class Spool: Sendable {
         }
     }
 
-    /// Rows of `sinks` due at `now` (all of them when `now` is infinity), oldest first.
+    /// Rows of `sinks` due at `now` (all of them when `now` is infinity), longest due
+    /// first, leaving out `excluding` (rows already being delivered).
     /// A row that cannot be read would never deliver: it is removed and reported to `unreadable`.
-    func due(now: Double, sinks: [String], limit: Int, unreadable: (SpoolError) -> Void) throws(SpoolError) -> [Row] {
-        guard !sinks.isEmpty else { return [] }
+    func due(now: Double, sinks: [String], limit: Int, excluding: Set<Int64> = [],
+             unreadable: (SpoolError) -> Void) throws(SpoolError) -> [Row] {
+        guard !sinks.isEmpty, limit > 0 else { return [] }
         let marks = Array(repeating: "?", count: sinks.count).joined(separator: ",")
+        let skip = excluding.isEmpty ? "" : " AND seq NOT IN (\(Array(repeating: "?", count: excluding.count).joined(separator: ",")))"
         let rows = try withConnection { db throws(SpoolError) in
             let rows = try db.query("""
                 SELECT seq, sink, alert, attempts, repeats, held FROM alert_spool
-                WHERE next_at <= ? AND sink IN (\(marks)) ORDER BY seq LIMIT ?
-                """, [.real(now.isFinite ? now : Double.greatestFiniteMagnitude)] + sinks.map { .text($0) } + [.integer(Int64(limit))])
+                WHERE sink IN (\(marks)) AND next_at <= ?\(skip) ORDER BY next_at, seq LIMIT ?
+                """, sinks.map { .text($0) } + [.real(now.isFinite ? now : Double.greatestFiniteMagnitude)]
+                    + excluding.map { .integer($0) } + [.integer(Int64(limit))])
             // A fold row leaving for delivery is closed: alerts folded from now on must
             // open a new row, or their count would be deleted with this one.
             for row in rows where row[5].integer == 1 {
@@ -157,12 +188,54 @@ final class Spool: Sendable {
         return result
     }
 
-    /// Earliest `next_at` among `sinks`' rows.
-    func nextDue(sinks: [String]) throws(SpoolError) -> Double? {
+    /// What became of one delivery attempt, for `complete`.
+    enum Completion {
+        /// Accepted by the sink, or given up on: the row goes.
+        case remove(Int64)
+        /// A failed attempt: tried again at `nextAt`.
+        case retry(Int64, attempts: Int, nextAt: Double, error: String)
+    }
+
+    /// Records attempts in one transaction (deliveries finish in bursts in a storm; one
+    /// sync for all of them). `committed` runs under the spool's lock once they are on
+    /// disk, so counters move together with `pending`.
+    func complete(_ completions: [Completion], committed: () -> Void) throws(SpoolError) {
+        guard !completions.isEmpty else { return }
+        let deleteSQL = "DELETE FROM alert_spool WHERE seq = ?"
+        let retrySQL = "UPDATE alert_spool SET attempts = ?, next_at = ?, last_error = ?, held = 0 WHERE seq = ?"
+        try withConnection { db throws(SpoolError) in
+            let removed = try db.transaction { () throws(SpoolError) -> Int in
+                let delete = try db.prepare(deleteSQL)
+                let retry = try db.prepare(retrySQL)
+                var removed = 0
+                for completion in completions {
+                    switch completion {
+                    case .remove(let seq):
+                        delete.bind(1, seq)
+                        try db.run(delete, deleteSQL)
+                        removed += db.changes
+                    case .retry(let seq, let attempts, let nextAt, let error):
+                        // held = 0: later alerts of the same burst open a new fold row.
+                        retry.bind(1, Int64(attempts)); retry.bind(2, nextAt); retry.bind(3, String(error.prefix(500))); retry.bind(4, seq)
+                        try db.run(retry, retrySQL)
+                    }
+                }
+                return removed
+            }
+            // Under the lock, so `enqueue`'s capacity check never sees a stale count.
+            rowCount.subtract(removed, ordering: .relaxed)
+            committed()
+        }
+    }
+
+    /// Earliest `next_at` among `sinks`' rows, leaving out `excluding`.
+    func nextDue(sinks: [String], excluding: Set<Int64> = []) throws(SpoolError) -> Double? {
         guard !sinks.isEmpty else { return nil }
         let marks = Array(repeating: "?", count: sinks.count).joined(separator: ",")
+        let skip = excluding.isEmpty ? "" : " AND seq NOT IN (\(Array(repeating: "?", count: excluding.count).joined(separator: ",")))"
         return try withConnection { db throws(SpoolError) in
-            try db.query("SELECT min(next_at) FROM alert_spool WHERE sink IN (\(marks))", sinks.map { .text($0) })
+            try db.query("SELECT min(next_at) FROM alert_spool WHERE sink IN (\(marks))\(skip)",
+                         sinks.map { .text($0) } + excluding.map { .integer($0) })
         }.first?.first?.real
     }
 
@@ -179,14 +252,6 @@ final class Spool: Sendable {
             try db.execute("DELETE FROM alert_spool WHERE seq = ?", [.integer(seq)])
             // Under the lock, so `enqueue`'s capacity check never sees a stale count.
             rowCount.subtract(db.changes, ordering: .relaxed)
-        }
-    }
-
-    /// Records a failed attempt; `held = 0` so later alerts of the same burst open a new fold row.
-    func reschedule(_ seq: Int64, attempts: Int, nextAt: Double, error: String) throws(SpoolError) {
-        try withConnection { db throws(SpoolError) in
-            try db.execute("UPDATE alert_spool SET attempts = ?, next_at = ?, last_error = ?, held = 0 WHERE seq = ?",
-                           [.integer(Int64(attempts)), .real(nextAt), .text(String(error.prefix(500))), .integer(seq)])
         }
     }
 }

@@ -38,7 +38,7 @@ public struct TeamsSink: AlertSink {
         return out
     }
 
-    public func deliver(_ alert: Alert) throws(DeliveryError) {
-        try poster.post(sink: name, url: url.value, headers: [], body: body(for: alert))
+    public func deliver(_ alert: Alert, cancellation: DeliveryCancellation) throws(DeliveryError) {
+        try poster.post(sink: name, url: url.value, headers: [], body: body(for: alert), cancellation: cancellation)
     }
 }

@@ -47,6 +47,61 @@ final class Wakeup: @unchecked Sendable {
     }
 }
 
+/// Rows waiting for a sink's delivery threads: `take` blocks until there is one, and
+/// returns nil once the queue is closed (what is still queued is left in the spool).
+final class WorkQueue<Element>: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private var items: [Element] = []
+    private var head = 0
+    private var closed = false
+
+    init() {
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(condition, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        condition.deallocate()
+        mutex.deallocate()
+    }
+
+    func put(_ item: Element) {
+        pthread_mutex_lock(mutex)
+        if !closed {
+            items.append(item)
+            pthread_cond_signal(condition)
+        }
+        pthread_mutex_unlock(mutex)
+    }
+
+    func take() -> Element? {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while !closed && head == items.count { pthread_cond_wait(condition, mutex) }
+        guard !closed else { return nil }
+        let item = items[head]
+        head += 1
+        // Compacted when drained, so the array does not grow with every row ever queued.
+        if head == items.count {
+            items.removeAll(keepingCapacity: true)
+            head = 0
+        }
+        return item
+    }
+
+    func close() {
+        pthread_mutex_lock(mutex)
+        closed = true
+        items.removeAll()
+        head = 0
+        pthread_cond_broadcast(condition)
+        pthread_mutex_unlock(mutex)
+    }
+}
+
 /// A dedicated OS thread: libcurl's easy API blocks, and blocking a Swift concurrency
 /// thread would starve the agent's tasks.
 final class DeliveryThread: Sendable {
@@ -72,4 +127,8 @@ final class DeliveryThread: Sendable {
     }
 
     func join() { pthread_join(thread, nil) }
+
+    /// For a thread left running at shutdown (a sink that ignored cancellation): its
+    /// resources are freed when it ends, and nobody waits for it.
+    func detach() { pthread_detach(thread) }
 }

@@ -33,7 +33,7 @@ public struct WebhookSink: AlertSink {
         return "v1," + Base64.encode(HMACSHA256.authenticationCode(key: key, message: message))
     }
 
-    public func deliver(_ alert: Alert) throws(DeliveryError) {
+    public func deliver(_ alert: Alert, cancellation: DeliveryCancellation) throws(DeliveryError) {
         let payload = body(for: alert)
         // Signed at send time, not queue time: receivers reject stale timestamps.
         let timestamp = Int(Timestamp.now())
@@ -41,6 +41,6 @@ public struct WebhookSink: AlertSink {
         if let secret {
             headers.append(("webhook-signature", Self.signature(key: secret.signingKey, id: alert.id, timestamp: timestamp, body: payload)))
         }
-        try poster.post(sink: name, url: url, headers: headers, body: payload)
+        try poster.post(sink: name, url: url, headers: headers, body: payload, cancellation: cancellation)
     }
 }

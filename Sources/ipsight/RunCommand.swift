@@ -53,7 +53,8 @@ struct RunCommand: ParsableCommand {
             // The API changes only on restart (a reload keeps its listeners).
             let api = AgentAPI(agent: agent, config: settings)
             try api.start()
-            defer { api.stop() }
+            // Within the agent's 5 s: the pipeline takes at most 3.5 s to stop.
+            defer { api.stop(seconds: 1) }
             try agent.run()
         } catch {
             log.error("\(error)")

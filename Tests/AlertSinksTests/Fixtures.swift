@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Glibc
 import IPInsightsFormats
 @testable import AlertSinks
@@ -56,17 +57,6 @@ func canConnect(port: Int) -> Bool {
     return withUnsafeMutablePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     } == 0
-}
-
-/// Polls `condition` every 20 ms for at most `seconds`; every wait in these tests is bounded.
-@discardableResult
-func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(20_000)
-    }
-    return condition()
 }
 
 struct ReceiverError: Error, CustomStringConvertible {

@@ -18,6 +18,16 @@ final class PayloadTests {
         #expect(try AlertJSON.decode(parse(AlertJSON.bytes(alert))) == alert)
         let noHost = sampleAlert(4, host: nil)
         #expect(try AlertJSON.decode(parse(AlertJSON.bytes(noHost))) == noHost)
+        // The spool's direct writer says exactly what the JSON tree says.
+        var odd = sampleAlert(5, user: "bob \"q\"\n\u{1}", host: nil)
+        odd.risk = 1
+        odd.dotProduct = .nan
+        odd.reasons = []
+        for a in [alert, noHost, odd] {
+            var tree: [UInt8] = []
+            JSONWriter.append(AlertJSON.encode(a), to: &tree)
+            #expect(AlertJSON.bytes(a) == tree)
+        }
     }
 
     @Test("timestamps are RFC 3339 UTC with milliseconds")
