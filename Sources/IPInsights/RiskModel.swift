@@ -240,6 +240,11 @@ public struct RiskModel: Sendable, Equatable {
                 } else if let networks = history.networks, let ip = networks.randomAddress(ipv4: victim.isIPv4, using: &rng) {
                     ips.append(ip)
                     donors.append(nil)
+                } else if k % 6 == 4 {
+                    // Without a table, some takeovers from anywhere in the family: every
+                    // regime needs takeovers to weigh, even where no account goes.
+                    ips.append(uniformAddress(like: victim, &rng))
+                    donors.append(nil)
                 } else {
                     // A network of one account, not one the organisation shares (used by
                     // half a percent of its accounts: a VPN, an office; a few tries).
@@ -272,6 +277,17 @@ public struct RiskModel: Sendable, Equatable {
         }
         let y = hashes.indices.map { $0 >= positives ? 1.0 : 0.0 }
         return logisticRegression(flat: x, y, threads: threads)
+    }
+
+    /// A uniformly random public address of `victim`'s family (IPv4 outside 0/8,
+    /// 10/8, 127/8 and 224/3; IPv6 in 2000::/3).
+    static func uniformAddress(like victim: IPAddress, _ rng: inout SeededRandom) -> IPAddress {
+        guard victim.isIPv4 else { return IPAddress(high: 0x2000_0000_0000_0000 | (rng.next() >> 3), low: rng.next()) }
+        while true {
+            let v4 = UInt32(truncatingIfNeeded: rng.next() >> 32)
+            let first = v4 >> 24
+            if first != 0 && first != 10 && first != 127 && first < 224 { return IPAddress(ipv4: v4) }
+        }
     }
 
     /// An address in a network another entity uses: a history address with its host

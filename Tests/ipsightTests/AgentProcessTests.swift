@@ -95,7 +95,8 @@ import Testing
         #expect(away.status == 20, "\(away.out)\(away.err)")
         #expect(away.out.hasPrefix("alert: "), "\(away.out)")
         let newcomer = try CommandLineTests.ipsight(["check", "--socket", socket, "--user", "somebody-new", "--ip", "203.0.113.9", "--quiet"])
-        #expect(newcomer.status == 0 && newcomer.out.isEmpty, "learning an account allows it: \(newcomer.out)")
+        // A new account from a network neither it nor any other account uses: stepped up.
+        #expect(newcomer.status == 10 && newcomer.out.isEmpty, "a cold account from an unfamiliar network: \(newcomer.out)")
         let pam = try runWithEnvironment(["check", "--pam", "--socket", socket],
                                          ["PAM_USER": "user4", "PAM_RHOST": "203.0.113.9", "PAM_SERVICE": "sshd"])
         #expect(pam == 20)
