@@ -22,6 +22,8 @@ let package = Package(
         // Under Hummingbird too; named for the connection guard's channel handler.
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
+        // HMAC-SHA256 for signed webhooks: cryptography is never written by hand.
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // System libraries: zlib for gzip training files, OpenBLAS for the dense
@@ -36,33 +38,43 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
 
+        // The words every stage speaks: addresses and networks, log records, login
+        // events, decisions and alerts, JSON, clocks, stable hashes, file helpers.
+        // No C library and no model: anything may depend on it.
+        .target(name: "IPSightCore"),
+
         // Elementwise kernels that Swift does not vectorise (packed square roots).
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
         // The model: hyperparameters, address keys, hashing, encoder, training, scoring, model file.
         // Always optimised, so that debug builds and the test suite run the numeric
         // code at the speed users get (and training tests finish in seconds).
-        .target(name: "IPInsights", dependencies: ["COpenBLAS", "CKernels"],
+        .target(name: "IPInsights", dependencies: ["IPSightCore", "COpenBLAS", "CKernels"],
                 swiftSettings: [.unsafeFlags(["-O"])]),
         // Data formats: CSV (plain or gzip), JSON, the SageMaker request/response codecs.
-        .target(name: "IPInsightsFormats", dependencies: ["IPInsights", "CZlib"]),
+        .target(name: "IPInsightsFormats", dependencies: ["IPSightCore", "IPInsights", "CZlib"]),
         // Log records from the journal, followed files (and their gzip-compressed
         // rotated generations) and standard input.
-        .target(name: "LogSources", dependencies: ["CSystemd", "CZlib"]),
+        .target(name: "LogSources", dependencies: ["IPSightCore", "CSystemd", "CZlib"]),
         // Rule files: log records to login events. Optimised in every build, like the
         // model: the tests run every rule over millions of injected lines.
-        .target(name: "Rules", dependencies: ["IPInsights", "IPInsightsFormats", "LogSources"],
+        .target(name: "Rules", dependencies: ["IPSightCore", "LogSources"],
                 swiftSettings: [.unsafeFlags(["-O"])]),
 
         // One SQLite connection type (WAL, synchronous FULL) for the agent's state and the spool.
         .target(name: "SQLiteStore", dependencies: ["CSQLite"]),
         // Alert delivery: sinks, the durable spool, retries.
-        .target(name: "AlertSinks", dependencies: ["IPInsightsFormats", "SQLiteStore", "CCurl"]),
+        .target(name: "AlertSinks", dependencies: ["IPSightCore", "SQLiteStore", "CCurl",
+                                                   .product(name: "Crypto", package: "swift-crypto")]),
+        // "Is this login usual?" as a library: the calibrated risk over the entities'
+        // history, the decision policy, the detector. No threads of its own, no I/O.
+        .target(name: "Detection", dependencies: ["IPSightCore", "IPInsights", "IPInsightsFormats"],
+                swiftSettings: [.unsafeFlags(["-O"])]),
         // The agent: config, detector and decisions, observation store, retraining, lifecycle.
-        .target(name: "Agent", dependencies: ["IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "SQLiteStore", "CSystemd"]),
+        .target(name: "Agent", dependencies: ["IPSightCore", "Detection", "IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "SQLiteStore", "CSystemd"]),
 
         // `ipsight serve`: the SageMaker hosting contract over HTTP, with hot model reload.
         .target(name: "Server", dependencies: [
-            "IPInsights", "IPInsightsFormats",
+            "IPSightCore", "IPInsights", "IPInsightsFormats",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -72,7 +84,7 @@ let package = Package(
         // The running agent's HTTP API (decide, feedback, status, metrics) on a Unix
         // socket and TCP, and the client `ipsight check` and `ipsight status` use.
         .target(name: "AgentAPI", dependencies: [
-            "Agent", "Server", "IPInsights", "IPInsightsFormats", "Rules", "SQLiteStore",
+            "IPSightCore", "Agent", "Detection", "Server", "IPInsights", "IPInsightsFormats", "Rules", "SQLiteStore",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
@@ -80,21 +92,25 @@ let package = Package(
         ]),
 
         .executableTarget(name: "ipsight", dependencies: [
-            "IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "Agent", "Server", "AgentAPI",
+            "IPSightCore", "IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "Detection", "Agent", "Server", "AgentAPI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "IPInsightsTests", dependencies: ["IPInsights", "IPInsightsFormats"]),
-        .testTarget(name: "IPInsightsFormatsTests", dependencies: ["IPInsights", "IPInsightsFormats"]),
-        .testTarget(name: "ipsightTests", dependencies: ["ipsight", "TestSupport"]),
-        .testTarget(name: "LogSourcesTests", dependencies: ["LogSources"]),
-        .testTarget(name: "RulesTests", dependencies: ["Rules", "LogSources", "IPInsights", "TestSupport"]),
-        .testTarget(name: "AlertSinksTests", dependencies: ["AlertSinks", "IPInsightsFormats", "TestSupport"]),
-        .testTarget(name: "AgentTests", dependencies: ["Agent", "AgentAPI", "IPInsightsFormats", "TestSupport"]),
-        // What several test targets need from the real world: journald, a webhook receiver.
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "IPSightCoreTests", dependencies: ["IPSightCore"]),
+        .testTarget(name: "IPInsightsTests", dependencies: ["IPSightCore", "IPInsights", "IPInsightsFormats"]),
+        .testTarget(name: "IPInsightsFormatsTests", dependencies: ["IPSightCore", "IPInsights", "IPInsightsFormats"]),
+        .testTarget(name: "DetectionTests", dependencies: ["IPSightCore", "IPInsights", "Detection", "TestSupport"]),
+        .testTarget(name: "ipsightTests", dependencies: ["ipsight", "IPSightCore", "TestSupport"]),
+        .testTarget(name: "LogSourcesTests", dependencies: ["IPSightCore", "LogSources", "TestSupport"]),
+        .testTarget(name: "RulesTests", dependencies: ["IPSightCore", "Rules", "LogSources", "TestSupport"]),
+        .testTarget(name: "AlertSinksTests", dependencies: ["IPSightCore", "AlertSinks", "TestSupport"]),
+        .testTarget(name: "AgentTests", dependencies: ["IPSightCore", "Detection", "Agent", "AgentAPI", "IPInsights", "TestSupport"]),
+        // One copy of what several test targets need: package paths, temporary
+        // directories, synthetic users and models, waiting on a condition, and the
+        // real world's parts (a journald, webhook receivers).
+        .target(name: "TestSupport", dependencies: ["IPSightCore", "IPInsights"], path: "Tests/TestSupport"),
         .testTarget(name: "ServerTests", dependencies: [
-            "Server", "IPInsights", "IPInsightsFormats",
+            "IPSightCore", "Server", "IPInsights", "IPInsightsFormats",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),

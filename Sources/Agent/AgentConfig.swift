@@ -1,3 +1,5 @@
+import Detection
+import IPSightCore
 import AlertSinks
 #if canImport(Glibc)
 import Glibc
@@ -10,29 +12,13 @@ import IPInsights
 /// embedded default) by `AgentConfig.parse`, which rejects anything it does not
 /// understand, naming the line and the key.
 public struct AgentConfig: Sendable, Equatable {
-    public enum EntityKey: String, Sendable { case user, userAtService = "user@service" }
+    public typealias EntityKey = DecisionPolicy.EntityKey
+    public typealias Threshold = DecisionPolicy.Threshold
+    public typealias Thresholds = DecisionPolicy.Thresholds
+    public typealias ColdStartPolicy = DecisionPolicy.ColdStartPolicy
 
-    /// A decision threshold: a risk value, or a false-positive rate on recent
-    /// normal traffic that the detector turns into a risk value.
-    public enum Threshold: Sendable, Equatable {
-        case risk(Double)
-        case falsePositiveRate(Double)
-    }
-
-    public struct Thresholds: Sendable, Equatable {
-        public var challenge: Threshold
-        public var alert: Threshold
-        public init(challenge: Threshold, alert: Threshold) {
-            self.challenge = challenge
-            self.alert = alert
-        }
-    }
-
-    /// What an entity with fewer than `coldStartMinLogins` logins gets: `learn` (no
-    /// step-up), `challenge` or `alert` for every such login, or `unfamiliar` (the
-    /// default): learn when the address is near its own earlier logins or on a
-    /// network other accounts use, else `coldStartUnfamiliar`.
-    public enum ColdStartPolicy: String, Sendable { case learn, challenge, alert, unfamiliar }
+    /// How logins are decided: what the detector is given of this config.
+    public var policy = DecisionPolicy()
 
     // [agent]
     public var stateDirectory = AgentConfig.defaultStateDirectory()
@@ -40,8 +26,8 @@ public struct AgentConfig: Sendable, Equatable {
     public var modelPath: String?
     /// nil: the shipped rules (`RuleSet.defaultDirectory()`).
     public var rulesDirectory: String?
-    public var entity = EntityKey.user
-    public var scoreFailures = false
+    public var entity: EntityKey { get { policy.entity } set { policy.entity = newValue } }
+    public var scoreFailures: Bool { get { policy.scoreFailures } set { policy.scoreFailures = newValue } }
 
     // [sources]
     public var journal = true
@@ -55,21 +41,21 @@ public struct AgentConfig: Sendable, Equatable {
     public var utc = false
 
     // [thresholds] and [thresholds.SERVICE]
-    public var thresholds = Thresholds(challenge: .risk(0.9), alert: .risk(0.99))
-    public var serviceThresholds: [String: Thresholds] = [:]
+    public var thresholds: Thresholds { get { policy.thresholds } set { policy.thresholds = newValue } }
+    public var serviceThresholds: [String: Thresholds] { get { policy.serviceThresholds } set { policy.serviceThresholds = newValue } }
 
     // [cold_start]
-    public var coldStartPolicy = ColdStartPolicy.unfamiliar
-    public var coldStartMinLogins = 5
+    public var coldStartPolicy: ColdStartPolicy { get { policy.coldStartPolicy } set { policy.coldStartPolicy = newValue } }
+    public var coldStartMinLogins: Int { get { policy.coldStartMinLogins } set { policy.coldStartMinLogins = newValue } }
     /// The decision for a cold entity's login from an unfamiliar network: challenge or alert.
-    public var coldStartUnfamiliar = Decision.challenge
+    public var coldStartUnfamiliar: Decision { get { policy.coldStartUnfamiliar } set { policy.coldStartUnfamiliar = newValue } }
     /// Accounts (besides the entity) that must have used the address's /24 (/48) for
     /// it to count as the organisation's network.
-    public var coldStartOrgAccounts = 2
+    public var coldStartOrgAccounts: Int { get { policy.coldStartOrgAccounts } set { policy.coldStartOrgAccounts = newValue } }
 
     // [allowlist]
-    public var allowedNetworks: [Network] = []
-    public var allowedEntities: Set<String> = []
+    public var allowedNetworks: [Network] { get { policy.allowedNetworks } set { policy.allowedNetworks = newValue } }
+    public var allowedEntities: Set<String> { get { policy.allowedEntities } set { policy.allowedEntities = newValue } }
 
     // [alerts]
     /// "stdout" and/or file paths; alerts are ECS-shaped JSON lines, written to each.
@@ -103,8 +89,8 @@ public struct AgentConfig: Sendable, Equatable {
     // [credential_stuffing]
     /// Failed logins from one address against this many distinct users within
     /// `stuffingWindow` make its next success an alert; 0 turns the check off.
-    public var stuffingMinUsers = 5
-    public var stuffingWindow = 3600.0
+    public var stuffingMinUsers: Int { get { policy.stuffingMinUsers } set { policy.stuffingMinUsers = newValue } }
+    public var stuffingWindow: Double { get { policy.stuffingWindow } set { policy.stuffingWindow = newValue } }
 
     // [risk]
     /// `networks`: a routed-network table (`first last asn` rows) the risk counts
@@ -112,7 +98,7 @@ public struct AgentConfig: Sendable, Equatable {
     public var networksPath: String?
     /// The table itself, read by `loadNetworks`, not by `parse`: commands that only
     /// need the socket or the state directory do not read a large file.
-    public var networks: RoutedNetworksTable?
+    public var networks: RoutedNetworksTable? { get { policy.networks } set { policy.networks = newValue } }
     /// Where `networks` was set, for errors found when the table is read.
     var networksLine: Int?
     var file = "(built-in)"
@@ -121,9 +107,9 @@ public struct AgentConfig: Sendable, Equatable {
     public var retrainInterval = 86_400.0
     public var retention = 90 * 86_400.0
     /// Logins needed before a first model is trained from the store.
-    public var bootstrapMinLogins = 200
+    public var bootstrapMinLogins: Int { get { policy.organisationMinLogins } set { policy.organisationMinLogins = newValue } }
     /// Most recent share of the window held out to validate a retrained model.
-    public var validationShare = 0.1
+    public var validationShare: Double { get { policy.validationShare } set { policy.validationShare = newValue } }
 
     public init() {}
 
@@ -153,7 +139,7 @@ public struct AgentConfig: Sendable, Equatable {
     public var resolvedModelPath: String { modelPath ?? stateDirectory + "/model.ipsm" }
     public var databasePath: String { stateDirectory + "/ipsight.db" }
 
-    public func thresholds(for service: String) -> Thresholds { serviceThresholds[service] ?? thresholds }
+    public func thresholds(for service: String) -> Thresholds { policy.thresholds(for: service) }
 
     /// What `ipsight run` uses without a config file: the journal, the shipped
     /// rules, state in a directory the user can write.

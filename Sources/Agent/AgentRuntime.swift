@@ -1,3 +1,5 @@
+import Detection
+import IPSightCore
 import AlertSinks
 import IPInsights
 import LogSources
@@ -50,15 +52,15 @@ public final class AgentRuntime: @unchecked Sendable {
         if fileExists(config.resolvedModelPath) {
             model = try ModelFile.load(path: config.resolvedModelPath)
         }
-        detector = Detector(config: config, model: model)
+        detector = Detector(policy: config.policy, model: model)
         let window = try store.observations(since: Clock.wall - config.retention, learnedOnly: true)
         detector.preload(window)
         if let model {
             // A model from elsewhere (`ipsight train`) records no entities: take those
             // already stored as the ones it knows.
             var entities = try store.modelEntities()
-            if entities.isEmpty { entities = Set(EntityKeys.pairs(window, config: config).entityHashes) }
-            detector.install(model: model, calibration: Calibration.fit(model: model, observations: window, config: config),
+            if entities.isEmpty { entities = Set(EntityKeys.pairs(window, policy: config.policy).entityHashes) }
+            detector.install(model: model, calibration: Calibration.fit(model: model, observations: window, policy: config.policy),
                             entities: entities)
         }
         processor = EventProcessor(rules: rules, detector: detector, config: config)

@@ -1,3 +1,4 @@
+import IPSightCore
 import AlertSinks
 import Foundation
 import IPInsights

@@ -1,3 +1,5 @@
+import Detection
+import IPSightCore
 import AlertSinks
 import IPInsights
 import LogSources
@@ -31,7 +33,7 @@ public final class EventProcessor {
     public func reconfigure(_ config: AgentConfig, rules: RuleSet) {
         self.config = config
         self.rules = rules
-        detector.reconfigure(config)
+        detector.reconfigure(config.policy)
     }
 
     public func process(_ records: [LogRecord], source: String, now: Double) -> BatchOutcome {
@@ -66,8 +68,8 @@ public final class EventProcessor {
         // Stable across restarts: where the record was read from, and what it said.
         let identity = "\(source)|\(SourcePositions.text(record.position) ?? "")|\(e.time ?? 0)|\(e.service)|\(e.user ?? "")|\(e.ip ?? "")|\(e.port ?? 0)"
         let id = String(StableHash.xxh64(identity), radix: 16)
-        return Alert(id: id, time: e.time ?? now, host: e.host, service: e.service, outcome: e.outcome.rawValue,
-                     user: e.user ?? "", ip: e.ip ?? "", decision: v.decision.rawValue,
+        return Alert(id: id, time: e.time ?? now, host: e.host, service: e.service, outcome: e.outcome,
+                     user: e.user ?? "", ip: e.ip ?? "", decision: v.decision,
                      severity: v.decision == .alert ? .error : .warning, risk: v.risk ?? 1,
                      dotProduct: v.dotProduct ?? 0, summary: v.summary, reasons: v.reasons)
     }

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import IPSightCore
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
@@ -46,7 +47,7 @@ public final class JSONLinesAlertRouter: AlertRouting, @unchecked Sendable {
     deinit { for (fd, file) in descriptors where file { close(fd) } }
 
     public func submit(_ alert: Alert) throws {
-        try append(JSONLinesAlertRouter.encode(alert))
+        try append(ECSDocument.encode(alert))
     }
 
     /// The batch's lines in one write and one fsync per file.
@@ -54,7 +55,7 @@ public final class JSONLinesAlertRouter: AlertRouting, @unchecked Sendable {
         guard !alerts.isEmpty else { return }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(alerts.count * 768)
-        for alert in alerts { JSONLinesAlertRouter.encode(alert, to: &bytes) }
+        for alert in alerts { ECSDocument.append(alert, to: &bytes) }
         try append(bytes)
     }
 
@@ -118,49 +119,6 @@ public final class JSONLinesAlertRouter: AlertRouting, @unchecked Sendable {
 
     /// Everything is written in `submit`; nothing waits.
     public func drain(seconds: Double) {}
-
-    /// The ECS fields SIEMs index (`@timestamp`, `event.*`, `user.name`,
-    /// `source.ip`), with the decision's details under `ipsight`.
-    public static func encode(_ a: Alert) -> [UInt8] {
-        var out: [UInt8] = []
-        encode(a, to: &out)
-        return out
-    }
-
-    /// Appends the alert's line to `out`.
-    public static func encode(_ a: Alert, to out: inout [UInt8]) {
-        func key(_ k: String) { JSONWriter.appendString(k, to: &out); out.append(UInt8(ascii: ":")) }
-        func string(_ k: String, _ v: String) { key(k); JSONWriter.appendString(v, to: &out) }
-        func comma() { out.append(UInt8(ascii: ",")) }
-        out.append(UInt8(ascii: "{"))
-        string("@timestamp", CivilTime.rfc3339(a.time)); comma()
-        key("event"); out.append(UInt8(ascii: "{"))
-        string("id", a.id); comma()
-        string("kind", "alert"); comma()
-        key("category"); out.append(contentsOf: "[\"authentication\"]".utf8); comma()
-        string("action", a.decision); comma()
-        string("outcome", a.outcome); comma()
-        string("severity_name", a.severity.rawValue); comma()
-        key("risk_score"); JSONWriter.appendNumber(a.risk * 100, to: &out)
-        out.append(UInt8(ascii: "}")); comma()
-        if let host = a.host {
-            key("host"); out.append(UInt8(ascii: "{")); string("name", host); out.append(UInt8(ascii: "}")); comma()
-        }
-        key("service"); out.append(UInt8(ascii: "{")); string("name", a.service); out.append(UInt8(ascii: "}")); comma()
-        key("user"); out.append(UInt8(ascii: "{")); string("name", a.user); out.append(UInt8(ascii: "}")); comma()
-        key("source"); out.append(UInt8(ascii: "{")); string("ip", a.ip); out.append(UInt8(ascii: "}")); comma()
-        string("message", a.summary); comma()
-        key("ipsight"); out.append(UInt8(ascii: "{"))
-        string("decision", a.decision); comma()
-        key("risk"); JSONWriter.appendNumber(a.risk, to: &out); comma()
-        key("dot_product"); JSONWriter.appendNumber(a.dotProduct, to: &out); comma()
-        key("reasons"); out.append(UInt8(ascii: "["))
-        for (i, (k, v)) in a.reasons.enumerated() {
-            if i > 0 { comma() }
-            out.append(UInt8(ascii: "{")); string("name", k); comma(); string("value", v); out.append(UInt8(ascii: "}"))
-        }
-        out.append(contentsOf: "]}}\n".utf8)
-    }
 }
 
 struct AlertWriteError: Error, CustomStringConvertible {

@@ -1,3 +1,5 @@
+import Detection
+import IPSightCore
 import Foundation
 import IPInsights
 import Synchronization
@@ -98,7 +100,7 @@ public final class Retrainer: @unchecked Sendable {
 
     /// Fits the current model's calibration on `observations` and installs it.
     private func calibrate(_ model: Model, _ observations: [Observation], _ config: AgentConfig) {
-        guard let calibration = Calibration.fit(model: model, observations: observations, config: config, threads: 1) else { return }
+        guard let calibration = Calibration.fit(model: model, observations: observations, policy: config.policy, threads: 1) else { return }
         detector.install(model: model, calibration: calibration)
         log.info("risk calibrated on \(observations.count) logins"
             + (config.networks.map { " with \($0.networks.count) routed networks from \($0.path)" } ?? ""))
@@ -164,7 +166,7 @@ public final class Retrainer: @unchecked Sendable {
             stats?.recordRetrain(.failed)
             return
         }
-        let calibration = Calibration.fit(model: model, observations: observations, config: config, threads: 1)
+        let calibration = Calibration.fit(model: model, observations: observations, policy: config.policy, threads: 1)
         detector.install(model: model, calibration: calibration, entities: entities)
         stats?.recordRetrain(.installed)
         log.notice(note)
@@ -174,15 +176,6 @@ public final class Retrainer: @unchecked Sendable {
     private func split(_ observations: [Observation], _ config: AgentConfig) -> (TrainingPairs, TrainingPairs) {
         let held = max(1, Int(Double(observations.count) * config.validationShare))
         let cut = observations.count - held
-        return (EntityKeys.pairs(observations[..<cut], config: config), EntityKeys.pairs(observations[cut...], config: config))
-    }
-}
-
-extension Clock {
-    /// Seconds since the Unix epoch (log times are wall-clock times).
-    public static var wall: Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+        return (EntityKeys.pairs(observations[..<cut], policy: config.policy), EntityKeys.pairs(observations[cut...], policy: config.policy))
     }
 }

@@ -1,3 +1,4 @@
+import IPSightCore
 import Agent
 import Dispatch
 import Hummingbird

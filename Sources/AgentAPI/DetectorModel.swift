@@ -1,3 +1,4 @@
+import Detection
 import Agent
 import Foundation
 import IPInsights

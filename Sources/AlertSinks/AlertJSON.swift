@@ -1,5 +1,5 @@
+import IPSightCore
 import Glibc
-import IPInsightsFormats
 
 /// The alert as a JSON object: the spool's storage form and the body of the generic
 /// webhook and Splunk events. `decode(encode(a)) == a` for every alert.
@@ -8,15 +8,15 @@ public enum AlertJSON {
         var members: [(String, JSONValue)] = [
             ("id", .string(alert.id)),
             ("time", .number(alert.time)),
-            ("timestamp", .string(Timestamp.iso8601(alert.time))),
+            ("timestamp", .string(Clock.rfc3339Milliseconds(alert.time))),
         ]
         if let host = alert.host { members.append(("host", .string(host))) }
         members += [
             ("service", .string(alert.service)),
-            ("outcome", .string(alert.outcome)),
+            ("outcome", .string(alert.outcome.rawValue)),
             ("user", .string(alert.user)),
             ("ip", .string(alert.ip)),
-            ("decision", .string(alert.decision)),
+            ("decision", .string(alert.decision.rawValue)),
             ("severity", .string(alert.severity.rawValue)),
             ("risk", .number(alert.risk)),
             ("dot_product", .number(alert.dotProduct)),
@@ -57,13 +57,13 @@ public enum AlertJSON {
         out.append(UInt8(ascii: "{"))
         string("id", alert.id)
         number("time", alert.time)
-        string("timestamp", Timestamp.iso8601(alert.time))
+        string("timestamp", Clock.rfc3339Milliseconds(alert.time))
         if let host = alert.host { string("host", host) }
         string("service", alert.service)
-        string("outcome", alert.outcome)
+        string("outcome", alert.outcome.rawValue)
         string("user", alert.user)
         string("ip", alert.ip)
-        string("decision", alert.decision)
+        string("decision", alert.decision.rawValue)
         string("severity", alert.severity.rawValue)
         number("risk", alert.risk)
         number("dot_product", alert.dotProduct)
@@ -94,6 +94,8 @@ public enum AlertJSON {
             return n
         }
         guard let severity = Alert.Severity(rawValue: try string("severity")) else { throw AlertDecodingError(field: "severity") }
+        guard let outcome = LoginEvent.Outcome(rawValue: try string("outcome")) else { throw AlertDecodingError(field: "outcome") }
+        guard let decision = Decision(rawValue: try string("decision")) else { throw AlertDecodingError(field: "decision") }
         var reasons: [(String, String)] = []
         for item in value["reasons"]?.arrayValue ?? [] {
             guard let pair = item.arrayValue, pair.count == 2, let k = pair[0].stringValue, let v = pair[1].stringValue else {
@@ -102,8 +104,8 @@ public enum AlertJSON {
             reasons.append((k, v))
         }
         return Alert(id: try string("id"), time: try number("time"), host: value["host"]?.stringValue,
-                     service: try string("service"), outcome: try string("outcome"), user: try string("user"),
-                     ip: try string("ip"), decision: try string("decision"), severity: severity,
+                     service: try string("service"), outcome: outcome, user: try string("user"),
+                     ip: try string("ip"), decision: decision, severity: severity,
                      risk: try number("risk"), dotProduct: try number("dot_product"), summary: try string("summary"),
                      reasons: reasons, count: Int(value["count"]?.numberValue ?? 1))
     }
@@ -114,34 +116,3 @@ public struct AlertDecodingError: Error, CustomStringConvertible {
     public var description: String { "stored alert has a missing or malformed \"\(field)\"" }
 }
 
-/// RFC 3339 UTC timestamps with milliseconds, as ECS, PagerDuty and Standard Webhooks expect.
-enum Timestamp {
-    static func iso8601(_ seconds: Double) -> String {
-        let whole = seconds.rounded(.down)
-        var t = time_t(whole)
-        var parts = tm()
-        gmtime_r(&t, &parts)
-        let millis = min(999, Int(((seconds - whole) * 1000).rounded()))
-        func pad(_ v: Int32, _ width: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, width - s.count)) + s
-        }
-        let ms = String(millis)
-        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
-            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))."
-            + String(repeating: "0", count: 3 - ms.count) + ms + "Z"
-    }
-
-    static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
-
-    /// For backoff and windows: unaffected by wall-clock steps.
-    static func monotonic() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
-}

@@ -1,3 +1,4 @@
+import IPSightCore
 import Glibc
 import Synchronization
 
@@ -165,7 +166,7 @@ public final class AlertRouter: AlertRouting {
         guard !control.withLock({ $0.stopping }) else {
             throw AlertRouterError(message: "alert \(alerts[0].id) submitted after shutdown")
         }
-        let now = Timestamp.now()
+        let now = Clock.wall
         // The fold decisions and the insert happen under one lock, so that concurrent
         // submits cannot interleave a decision with another's row.
         let result = try folders.withLock { folders throws(SpoolError) -> Spool.EnqueueResult in
@@ -198,7 +199,7 @@ public final class AlertRouter: AlertRouting {
     /// in this drain, or `seconds` have passed. Deliveries still running then go on
     /// (`shutdown` cancels them).
     public func drain(seconds: Double) {
-        let deadline = Timestamp.monotonic() + max(0, seconds)
+        let deadline = Clock.now + max(0, seconds)
         let round = control.withLock { control in
             control.draining = true
             control.drainRound += 1
@@ -214,7 +215,7 @@ public final class AlertRouter: AlertRouting {
             }
         }
         wakeup.signal()
-        while Timestamp.monotonic() < deadline {
+        while Clock.now < deadline {
             if ((try? spool.pending(sinks: sinkNames)) ?? 0) == 0 { return }
             let (stopping, idle) = control.withLock { ($0.stopping, $0.idleInDrainRound == round) }
             if stopping { return }
@@ -241,9 +242,9 @@ public final class AlertRouter: AlertRouting {
         wakeup.signal()
         let (dispatcher, workers) = threads.withLock { $0 }
         dispatcher?.join()
-        let deadline = Timestamp.monotonic() + max(0, options.shutdownGrace)
+        let deadline = Clock.now + max(0, options.shutdownGrace)
         while liveWorkers.load(ordering: .acquiring) > 0 {
-            let left = deadline - Timestamp.monotonic()
+            let left = deadline - Clock.now
             if left <= 0 { break }
             workersEnded.wait(seconds: min(left, 0.05))
         }
@@ -277,7 +278,7 @@ public final class AlertRouter: AlertRouting {
     /// threads; true if it did either.
     private func dispatchPass() throws(SpoolError) -> Bool {
         let recorded = try recordFinished()
-        let now = Timestamp.now()
+        let now = Clock.wall
         let (draining, round, plans) = control.withLock { control in
             let plans = sinkNames.map { name -> (String, Int, Set<Int64>) in
                 let state = control.sinks[name]!
@@ -362,7 +363,7 @@ public final class AlertRouter: AlertRouting {
 
     /// Sleep until the next row or paused sink is due, bounded so `stopping` is seen.
     private func idleWait() -> Double {
-        let now = Timestamp.now()
+        let now = Clock.wall
         let (open, excluding, pausedUntil, draining) = control.withLock { control in
             var open: [String] = []
             var excluding: Set<Int64> = []
@@ -394,7 +395,7 @@ public final class AlertRouter: AlertRouting {
         let sink = sinks[name]!
         let queue = queues[name]!
         while let row = queue.take() {
-            let started = Timestamp.now()
+            let started = Clock.wall
             // Queued before its sink was paused: left for after the pause rather than
             // sent to a receiver that is failing.
             let skip = control.withLock { control in
@@ -410,7 +411,7 @@ public final class AlertRouter: AlertRouting {
                     outcome = cancellation.isCancelled ? .untouched : .failed(error)
                 }
             }
-            let now = Timestamp.now()
+            let now = Clock.wall
             control.withLock { control in
                 noteHealth(outcome, row: row.seq, sink: name, started: started, now: now, control: &control)
                 if control.draining, case .failed = outcome { control.failedInDrain.insert(row.seq) }

@@ -1,3 +1,4 @@
+import IPSightCore
 import Synchronization
 
 /// One destination for alerts. The router calls `deliver` from its delivery threads,

@@ -1,7 +1,8 @@
+import IPSightCore
 /// Human-readable pieces shared by the chat sinks.
 enum AlertText {
     static func title(_ alert: Alert) -> String {
-        let what = alert.decision == "alert" ? "Login alert" : "Login challenged"
+        let what = alert.decision == .alert ? "Login alert" : "Login challenged"
         return "\(what): \(alert.user) from \(alert.ip)" + (alert.host.map { " on \($0)" } ?? "")
     }
 
@@ -12,8 +13,8 @@ enum AlertText {
 
     static func facts(_ alert: Alert) -> [(String, String)] {
         var facts = [("User", alert.user), ("Source IP", alert.ip), ("Service", alert.service),
-                     ("Outcome", alert.outcome), ("Risk", formatRisk(alert.risk)), ("Severity", alert.severity.rawValue),
-                     ("Time", Timestamp.iso8601(alert.time))]
+                     ("Outcome", alert.outcome.rawValue), ("Risk", formatRisk(alert.risk)), ("Severity", alert.severity.rawValue),
+                     ("Time", Clock.rfc3339Milliseconds(alert.time))]
         if let host = alert.host { facts.insert(("Host", host), at: 0) }
         if alert.count > 1 { facts.append(("Folded alerts", String(alert.count))) }
         return facts + alert.reasons

@@ -1,5 +1,5 @@
+import IPSightCore
 import Glibc
-import IPInsightsFormats
 
 /// Elastic Common Schema JSON lines, appended to a file (for Filebeat or Elastic Agent
 /// to ship) or written to standard output.
@@ -17,48 +17,9 @@ public struct ECSSink: AlertSink {
         self.destination = destination
     }
 
-    func document(for alert: Alert) -> JSONValue {
-        var event: [(String, JSONValue)] = [
-            ("kind", .string("alert")),
-            ("category", .array([.string("authentication")])),
-            ("type", .array([.string("start")])),
-            ("outcome", .string(alert.outcome)),
-            ("action", .string("login-\(alert.decision)")),
-            ("id", .string(alert.id)),
-            // ECS risk scores are 0–100; the model's risk is a probability.
-            ("risk_score", .number(alert.risk * 100)),
-            ("severity", .number(Double(Self.severityNumber(alert.severity)))),
-            ("created", .string(Timestamp.iso8601(Timestamp.now()))),
-        ]
-        if alert.count > 1 { event.append(("count", .number(Double(alert.count)))) }
-        var document: [(String, JSONValue)] = [
-            ("@timestamp", .string(Timestamp.iso8601(alert.time))),
-            ("message", .string(AlertText.summary(alert))),
-            ("event", .object(event)),
-            ("user", .object([("name", .string(alert.user))])),
-            ("source", .object([("ip", .string(alert.ip))])),
-        ]
-        if let host = alert.host { document.append(("host", .object([("name", .string(host))]))) }
-        document.append(("service", .object([("name", .string(alert.service))])))
-        document.append(("ipsight", .object([
-            ("decision", .string(alert.decision)),
-            ("risk", .number(alert.risk)),
-            ("dot_product", .number(alert.dotProduct)),
-            ("count", .number(Double(alert.count))),
-            ("reasons", .object(alert.reasons.map { ($0.0, .string($0.1)) })),
-        ])))
-        return .object(document)
-    }
-
-    static func severityNumber(_ s: Alert.Severity) -> Int {
-        switch s { case .info: 1; case .warning: 2; case .error: 3; case .critical: 4 }
-    }
-
     /// A local write does not wait on anyone: it finishes rather than watching `cancellation`.
     public func deliver(_ alert: Alert, cancellation: DeliveryCancellation) throws(DeliveryError) {
-        var line: [UInt8] = []
-        JSONWriter.append(document(for: alert), to: &line)
-        line.append(0x0A)
+        let line = ECSDocument.encode(alert)
         switch destination {
         case .standardOutput:
             try write(line, to: 1, what: "standard output")

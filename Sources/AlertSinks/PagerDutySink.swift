@@ -1,4 +1,4 @@
-import IPInsightsFormats
+import IPSightCore
 
 /// PagerDuty Events API v2 trigger. `dedup_key` is the alert id, so a retried or
 /// re-read alert updates the same incident instead of opening a second one.
@@ -20,7 +20,7 @@ public struct PagerDutySink: AlertSink {
     func body(for alert: Alert) -> [UInt8] {
         var details: [(String, JSONValue)] = [
             ("user", .string(alert.user)), ("ip", .string(alert.ip)), ("service", .string(alert.service)),
-            ("outcome", .string(alert.outcome)), ("decision", .string(alert.decision)),
+            ("outcome", .string(alert.outcome.rawValue)), ("decision", .string(alert.decision.rawValue)),
             ("risk", .number(alert.risk)), ("dot_product", .number(alert.dotProduct)), ("count", .number(Double(alert.count))),
         ]
         details += alert.reasons.map { ($0.0, .string($0.1)) }
@@ -35,7 +35,7 @@ public struct PagerDutySink: AlertSink {
                 ("summary", .string(summary)),
                 ("source", .string(alert.host ?? "ipsight")),
                 ("severity", .string(alert.severity.rawValue)),
-                ("timestamp", .string(Timestamp.iso8601(alert.time))),
+                ("timestamp", .string(Clock.rfc3339Milliseconds(alert.time))),
                 ("component", .string(alert.service)),
                 ("class", .string("login-\(alert.decision)")),
                 ("custom_details", .object(details)),

@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 
 /// A credential named by reference (`file:/path` or `env:NAME`), never written inline,
@@ -33,7 +34,7 @@ public struct Secret: Sendable, CustomStringConvertible {
 
     /// The value's bytes; a Standard Webhooks `whsec_` secret is base64 after the prefix.
     var signingKey: [UInt8] {
-        if value.hasPrefix("whsec_"), let key = Base64.decode(String(value.dropFirst(6))) { return key }
+        if value.hasPrefix("whsec_"), let key = Data(base64Encoded: String(value.dropFirst(6))) { return Array(key) }
         return Array(value.utf8)
     }
 

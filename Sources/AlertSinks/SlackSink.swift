@@ -1,4 +1,4 @@
-import IPInsightsFormats
+import IPSightCore
 
 /// Slack incoming webhook: `{"text": ...}` in Slack's mrkdwn. The webhook URL is itself
 /// the credential, so it comes from a `Secret`.

@@ -1,4 +1,4 @@
-import IPInsightsFormats
+import IPSightCore
 
 /// Splunk HTTP Event Collector: `Authorization: Splunk <token>`, one event per request.
 public struct SplunkSink: AlertSink {

@@ -1,4 +1,4 @@
-import IPInsightsFormats
+import IPSightCore
 import Synchronization
 
 /// The durable queue: one SQLite row per (alert, sink), written before `submit`

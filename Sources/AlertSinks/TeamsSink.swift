@@ -1,4 +1,4 @@
-import IPInsightsFormats
+import IPSightCore
 
 /// Microsoft Teams workflow webhook: a message with one Adaptive Card attachment.
 public struct TeamsSink: AlertSink {

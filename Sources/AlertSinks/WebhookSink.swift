@@ -1,4 +1,6 @@
-import IPInsightsFormats
+import Crypto
+import Foundation
+import IPSightCore
 
 /// Generic JSON webhook signed per Standard Webhooks: `webhook-id` is the alert id (so
 /// receivers de-duplicate retries), the signature is `v1,<base64 HMAC-SHA256 of
@@ -22,7 +24,7 @@ public struct WebhookSink: AlertSink {
         var out: [UInt8] = []
         JSONWriter.append(.object([
             ("type", .string("ipsight.\(alert.decision)")),
-            ("timestamp", .string(Timestamp.iso8601(alert.time))),
+            ("timestamp", .string(Clock.rfc3339Milliseconds(alert.time))),
             ("data", AlertJSON.encode(alert)),
         ]), to: &out)
         return out
@@ -30,13 +32,14 @@ public struct WebhookSink: AlertSink {
 
     static func signature(key: [UInt8], id: String, timestamp: Int, body: [UInt8]) -> String {
         let message = Array("\(id).\(timestamp).".utf8) + body
-        return "v1," + Base64.encode(HMACSHA256.authenticationCode(key: key, message: message))
+        let mac = HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: key))
+        return "v1," + Data(mac).base64EncodedString()
     }
 
     public func deliver(_ alert: Alert, cancellation: DeliveryCancellation) throws(DeliveryError) {
         let payload = body(for: alert)
         // Signed at send time, not queue time: receivers reject stale timestamps.
-        let timestamp = Int(Timestamp.now())
+        let timestamp = Int(Clock.wall)
         var headers = [("webhook-id", alert.id), ("webhook-timestamp", String(timestamp))]
         if let secret {
             headers.append(("webhook-signature", Self.signature(key: secret.signingKey, id: alert.id, timestamp: timestamp, body: payload)))

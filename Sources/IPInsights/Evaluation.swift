@@ -1,3 +1,4 @@
+import IPSightCore
 import Dispatch
 
 /// Scores many pairs at once: addresses are encoded in blocks so the dense layers

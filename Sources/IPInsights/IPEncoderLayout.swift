@@ -1,3 +1,4 @@
+import IPSightCore
 /// How an address becomes the rows of the IP table that the encoder sums.
 ///
 /// Two kinds of rows, both of `vector_dim` floats:

@@ -1,3 +1,4 @@
+import IPSightCore
 import CKernels
 #if canImport(Glibc)
 import Glibc

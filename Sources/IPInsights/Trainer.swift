@@ -1,3 +1,4 @@
+import IPSightCore
 import CKernels
 import Dispatch
 
@@ -591,14 +592,6 @@ public enum TrainingPhase: String, CaseIterable, Sendable {
     case layersBackward = "layers backward", group = "group rows", adam = "sum+adam"
 }
 
-/// Seconds on a monotonic clock.
-public enum Clock {
-    public static var now: Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-    }
-}
 
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,4 @@
+import IPSightCore
 import IPInsights
 
 /// Splits CSV records: comma separated, fields optionally in double quotes (a quote

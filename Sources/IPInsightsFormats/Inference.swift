@@ -1,3 +1,4 @@
+import IPSightCore
 import IPInsights
 
 /// One (entity, address) pair to score.
@@ -207,10 +208,11 @@ public enum InferenceRequest {
 }
 
 public enum InferenceResponse {
-    /// Appends one prediction object: `{"dot_product": s}` and, verbose, the embeddings.
+    /// Appends one prediction object: `{"dot_product": s}` and, verbose, the
+    /// embeddings; `extra` is more fields (`, "risk": …`), written before the close.
     public static func appendPrediction(score: Float, entityEmbedding: UnsafeBufferPointer<Float>?,
                                         ipEmbedding: UnsafeBufferPointer<Float>?,
-                                        risk: RiskAssessor.Assessment? = nil, to out: inout [UInt8]) {
+                                        extra: [UInt8]? = nil, to out: inout [UInt8]) {
         out.append(contentsOf: dotProductKey)
         JSONWriter.appendNumber(score, to: &out)
         if let entityEmbedding, let ipEmbedding {
@@ -219,37 +221,8 @@ public enum InferenceResponse {
             out.append(contentsOf: ipKey)
             appendVector(ipEmbedding, to: &out)
         }
-        if let risk { appendRisk(risk, to: &out) }
+        if let extra { out.append(contentsOf: extra) }
         out.append(UInt8(ascii: "}"))
-    }
-
-    /// `, "risk": p, "risk_log_odds": z, "reasons": {...}`: what an analyst reads.
-    public static func appendRisk(_ a: RiskAssessor.Assessment, to out: inout [UInt8]) {
-        var reasons: [(String, JSONValue)] = [
-            ("main_factor", .string(a.mainReason)),
-            ("main_factor_log_odds", .number((a.mainFactor.logOdds * 1000).rounded() / 1000)),
-            ("logins_in_history", .number(Double(a.facts.logins))),
-            ("travel_rate", .number((a.facts.travelRate * 10_000).rounded() / 10_000)),
-            ("shared_prefix_bits", .number(Double(a.facts.sharedBits))),
-            ("other_users_of_network", .number(Double(a.facts.networkEntities.narrow))),
-        ]
-        if let network = a.nearestNetwork {
-            reasons.append(("nearest_network", .string(network)))
-            reasons.append(("share_of_logins_near", .number((a.shareNearNetwork * 10_000).rounded() / 10_000)))
-        }
-        // Only with a routed-network table (--networks); null when the entity has no
-        // login over the address's family or the table has no row of it.
-        if a.routed {
-            reasons.append(("routed_networks_away", a.facts.routedDistance.map { .number(Double($0)) } ?? .null))
-            reasons.append(("asn", a.asn.map { .number(Double($0)) } ?? .null))
-            reasons.append(("nearest_network_asn", a.nearestASN.map { .number(Double($0)) } ?? .null))
-        }
-        out.append(contentsOf: Array(", \"risk\": ".utf8))
-        JSONWriter.appendNumber(a.risk, to: &out)
-        out.append(contentsOf: Array(", \"risk_log_odds\": ".utf8))
-        JSONWriter.appendNumber(a.logOdds, to: &out)
-        out.append(contentsOf: Array(", \"reasons\": ".utf8))
-        JSONWriter.append(.object(reasons), to: &out)
     }
 
     static let dotProductKey = Array("{\"dot_product\": ".utf8)

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import IPSightCore
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
@@ -166,7 +167,7 @@ public final class FileFollower {
             switch try poll(visit) {
             case .lines: continue
             case .end: return
-            case .idle: sleepSeconds(pollInterval)
+            case .idle: Clock.sleep(pollInterval)
             }
         }
     }
@@ -622,10 +623,4 @@ public final class FileFollower {
 func errnoOf(_ error: any Error) -> Int32 {
     if case .io(_, _, let code) = error as? SourceError { return code }
     return EIO
-}
-
-func sleepSeconds(_ seconds: Double) {
-    var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - seconds.rounded(.down)) * 1e9))
-    var rest = timespec()
-    while nanosleep(&ts, &rest) != 0 && errno == EINTR { ts = rest }
 }

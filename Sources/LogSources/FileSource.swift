@@ -1,3 +1,4 @@
+import IPSightCore
 import Synchronization
 
 /// A followed (or once-read) log file as a `LogSource`: the file follower and
@@ -59,7 +60,7 @@ public final class FileSource: LogSource, @unchecked Sendable {
             case .lines:
                 if !records.isEmpty { return records }
             case .idle:
-                sleepSeconds(follower.pollInterval)
+                Clock.sleep(follower.pollInterval)
             case .end:
                 return records.isEmpty ? nil : records
             }

@@ -1,3 +1,4 @@
+import IPSightCore
 import CSystemd
 #if canImport(Glibc)
 import Glibc

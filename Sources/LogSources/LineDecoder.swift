@@ -1,3 +1,4 @@
+import IPSightCore
 /// Turns one line of a log file into a `LogRecord`.
 ///
 /// A line with a syslog header gets its time, host, identifier and pid; any

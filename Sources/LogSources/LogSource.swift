@@ -1,3 +1,4 @@
+import IPSightCore
 /// A source of log records, read on a thread of the caller's (the agent runs
 /// one per source): the journal, a followed file, standard input.
 public protocol LogSource: AnyObject, Sendable {

@@ -1,4 +1,4 @@
-import IPInsights
+import IPSightCore
 import LogSources
 
 /// What a rule set makes of a log file, for `ipsight rules test --file`: lines by

@@ -1,4 +1,4 @@
-import IPInsights
+import IPSightCore
 import LogSources
 
 /// A growable byte buffer for output. Writers reserve room once and then write

@@ -1,3 +1,4 @@
+import IPSightCore
 import LogSources
 
 /// Runs every rule file's examples through the whole rule set, as

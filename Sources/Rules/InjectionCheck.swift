@@ -1,10 +1,9 @@
 #if canImport(Glibc)
+import IPSightCore
 import Glibc
 #endif
 import Dispatch
-import IPInsights
 import Synchronization
-import IPInsightsFormats
 import LogSources
 
 /// The proof that client text cannot move an event: every rule file's wording

@@ -1,3 +1,4 @@
+import IPSightCore
 import LogSources
 
 /// One rule file: a service's journal matches, syslog identifiers, trusted-field

@@ -1,3 +1,4 @@
+import IPSightCore
 import LogSources
 
 /// Reads the rule file format:

@@ -1,10 +1,9 @@
 #if canImport(Glibc)
+import IPSightCore
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import IPInsights
-import IPInsightsFormats
 import LogSources
 
 /// What the rules made of one record.

@@ -1,4 +1,4 @@
-import IPInsightsFormats
+import IPSightCore
 
 /// The `<json>` or `<kv>` part of a message, read once, with its fields looked up by path.
 ///

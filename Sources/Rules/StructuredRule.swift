@@ -1,4 +1,4 @@
-import IPInsights
+import IPSightCore
 import LogSources
 
 /// Events from rules whose pattern ends in `<json>` or `<kv>`: the fields come

@@ -1,3 +1,5 @@
+import Detection
+import IPSightCore
 import ArgumentParser
 import Agent
 import IPInsights

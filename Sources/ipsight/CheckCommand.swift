@@ -1,3 +1,4 @@
+import IPSightCore
 import AgentAPI
 import ArgumentParser
 import Foundation

@@ -1,3 +1,4 @@
+import IPSightCore
 import ArgumentParser
 import IPInsights
 import IPInsightsFormats

@@ -1,3 +1,4 @@
+import IPSightCore
 import ArgumentParser
 import LogSources
 import Rules
@@ -97,7 +98,7 @@ struct ParseCommand: ParsableCommand {
             do { session.state = try SourceState.load(path: path) } catch { throw IngestCommandFailure("\(error)") }
             session.statePath = path
         }
-        let started = ParseClock.now()
+        let started = Clock.now
         var lastCursor: String?
         do {
             if journal || journalDirectory != nil || !journalFiles.isEmpty {
@@ -111,7 +112,7 @@ struct ParseCommand: ParsableCommand {
         }
         session.flush()
         do { try session.saveState() } catch { throw IngestCommandFailure("\(error)") }
-        session.report(elapsed: ParseClock.now() - started, cpu: ParseClock.cpuSeconds(), stats: stats, cursor: lastCursor)
+        session.report(elapsed: Clock.now - started, cpu: Clock.cpuSeconds, stats: stats, cursor: lastCursor)
     }
 
     private func readJournal(_ rules: RuleSet, _ session: ParseSession) throws -> String? {
@@ -186,7 +187,7 @@ struct ParseCommand: ParsableCommand {
             }
             try session.endBatch()
             if !active { break }
-            if idle { sleepSeconds(0.25) }
+            if idle { Clock.sleep(0.25) }
         }
         for (follower, _) in followers { session.skips = session.skips + follower.skips }
     }
@@ -306,25 +307,3 @@ private func printError(_ text: String) {
     line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
 }
 
-private enum ParseClock {
-    static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
-
-    /// User plus system CPU time of the process so far.
-    static func cpuSeconds() -> Double {
-        var usage = rusage()
-        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-        let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
-        let system = Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
-        return user + system
-    }
-}
-
-private func sleepSeconds(_ seconds: Double) {
-    var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - seconds.rounded(.down)) * 1e9))
-    var rest = timespec()
-    while nanosleep(&ts, &rest) != 0 && errno == EINTR { ts = rest }
-}

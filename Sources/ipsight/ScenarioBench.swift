@@ -1,3 +1,5 @@
+import Detection
+import IPSightCore
 import Agent
 import ArgumentParser
 #if canImport(Glibc)
@@ -47,9 +49,9 @@ struct ScenarioBench {
         // As the agent does: the most recent slice is held out to calibrate the risk,
         // and the model is trained on what comes before it.
         let held = Int(Double(history.count) * config.validationShare)
-        let model = try self.model ?? train(EntityKeys.pairs(history[..<(history.count - held)], config: config))
+        let model = try self.model ?? train(EntityKeys.pairs(history[..<(history.count - held)], policy: config.policy))
         let t0 = Clock.now
-        guard let calibration = Calibration.fit(model: model, observations: history, config: config, threads: threads) else {
+        guard let calibration = Calibration.fit(model: model, observations: history, policy: config.policy, threads: threads) else {
             throw ValidationError("too little history to calibrate")
         }
         if getenv("IPSIGHT_SHOW_WEIGHTS") != nil {
@@ -58,9 +60,9 @@ struct ScenarioBench {
                 print("  weight \(Console.fixed(r.weights[k], 3))  mean \(Console.fixed(r.means[k], 3))  scale \(Console.fixed(r.scales[k], 3))  \(name)")
             }
         }
-        let detector = Detector(config: config, model: model)
+        let detector = Detector(policy: config.policy, model: model)
         detector.preload(history)
-        let entities = Set(history[..<(history.count - held)].map { StableHash.xxh64(EntityKeys.entity(user: $0.user, service: $0.service, config: config)) })
+        let entities = Set(history[..<(history.count - held)].map { StableHash.xxh64(config.policy.entity(user: $0.user, service: $0.service)) })
         detector.install(model: model, calibration: calibration, entities: entities)
         print("scenarios: \(Console.grouped(Double(history.count))) history logins, calibrated in \(Console.fixed(Clock.now - t0, 1)) s\(networks.map { ", \(Console.grouped(Double($0.networks.count))) routed networks" } ?? "")")
 

@@ -1,3 +1,5 @@
+import Detection
+import IPSightCore
 import ArgumentParser
 import IPInsights
 import IPInsightsFormats
@@ -246,13 +248,15 @@ final class PredictionWriter {
         for k in 0..<n {
             if format.kind == .json, firstIndex + k > 0 { out.append(contentsOf: InferenceResponse.jsonSeparator) }
             let assessment = assessor?.assess(entityHash: hashes[k], ip: ips[k], dotProduct: scores[k])
+            var riskFields: [UInt8]?
+            if let assessment { riskFields = []; assessment.appendJSON(to: &riskFields!) }
             if let embeddings {
                 InferenceResponse.appendPrediction(
                     score: scores[k],
                     entityEmbedding: UnsafeBufferPointer(start: model.entityVector(row: Int(rows[k])), count: d),
-                    ipEmbedding: UnsafeBufferPointer(start: embeddings.pointer + k * d, count: d), risk: assessment, to: &out)
+                    ipEmbedding: UnsafeBufferPointer(start: embeddings.pointer + k * d, count: d), extra: riskFields, to: &out)
             } else {
-                InferenceResponse.appendPrediction(score: scores[k], entityEmbedding: nil, ipEmbedding: nil, risk: assessment, to: &out)
+                InferenceResponse.appendPrediction(score: scores[k], entityEmbedding: nil, ipEmbedding: nil, extra: riskFields, to: &out)
             }
             if format.kind == .jsonLines { out.append(0x0A) }
         }

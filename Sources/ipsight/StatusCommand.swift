@@ -1,3 +1,4 @@
+import IPSightCore
 import Agent
 import AgentAPI
 import ArgumentParser

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import IPSightCore
 import Glibc
 #endif
 import ArgumentParser

@@ -1,3 +1,5 @@
+import TestSupport
+import IPSightCore
 import Foundation
 import IPInsights
 import IPInsightsFormats

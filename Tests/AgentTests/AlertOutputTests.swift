@@ -1,4 +1,6 @@
 #if canImport(Glibc)
+import TestSupport
+import IPSightCore
 import Glibc
 #endif
 import AlertSinks
@@ -12,8 +14,8 @@ import Testing
 /// trip over.
 @Suite struct AlertOutputTests {
     static func alert(_ n: Int) -> Alert {
-        Alert(id: "event-\(n)", time: 1_763_884_800 + Double(n), host: "bastion", service: "sshd", outcome: "success",
-              user: "user\(n % 7)", ip: "203.0.113.\(n % 250 + 1)", decision: "alert", severity: .critical,
+        Alert(id: "event-\(n)", time: 1_763_884_800 + Double(n), host: "bastion", service: "sshd", outcome: .success,
+              user: "user\(n % 7)", ip: "203.0.113.\(n % 250 + 1)", decision: .alert, severity: .critical,
               risk: 0.99, dotProduct: -2.5, summary: "user\(n % 7) logged in from an unrelated network",
               reasons: [("risk", "0.99 ≥ 0.99")])
     }
@@ -41,8 +43,8 @@ import Testing
         // A crash in the middle of the next batch's write: some whole lines, then half a line.
         let unacknowledged = (41...50).map(Self.alert)
         var bytes: [UInt8] = []
-        for alert in unacknowledged { bytes += JSONLinesAlertRouter.encode(alert) }
-        let firstLine = JSONLinesAlertRouter.encode(unacknowledged[0]).count
+        for alert in unacknowledged { bytes += ECSDocument.encode(alert) }
+        let firstLine = ECSDocument.encode(unacknowledged[0]).count
         dir.write("alerts.jsonl", String(decoding: bytes[0..<(3 * firstLine + firstLine / 2)], as: UTF8.self), append: true)
 
         // The restarted agent writes that batch again (its logins were not committed) and goes on.

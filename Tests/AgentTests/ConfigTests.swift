@@ -1,3 +1,5 @@
+import TestSupport
+import IPSightCore
 import Testing
 @testable import Agent
 import IPInsights

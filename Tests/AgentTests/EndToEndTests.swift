@@ -1,3 +1,4 @@
+import IPSightCore
 import Foundation
 import IPInsights
 import TestSupport
@@ -62,7 +63,7 @@ import Testing
 
         let alerts = secondRouter.received
         #expect(Set(alerts.map(\.user)) == Set(Synthetic.users))
-        #expect(alerts.allSatisfy { $0.ip.hasPrefix("203.0.113.") && $0.decision == "alert" && $0.service == "sshd" })
+        #expect(alerts.allSatisfy { $0.ip.hasPrefix("203.0.113.") && $0.decision == .alert && $0.service == "sshd" })
         #expect(alerts.count == Synthetic.users.count + 1, "no alerts for the usual networks")
         #expect(alerts.filter { $0.user == "alice" }.count == 2)
         #expect(alerts.allSatisfy { $0.reasons.contains { $0.0 == "nearest known network" } })
@@ -113,11 +114,25 @@ import Testing
         let lines = text.split(separator: "\n")
         #expect(lines.count == 2)
         let json = try JSONValue.parse(String(lines[0]))
-        #expect(json["@timestamp"]?.stringValue == "2023-11-14T22:13:20Z")
+        #expect(json["@timestamp"]?.stringValue == "2023-11-14T22:13:20.000Z")
         #expect(json["event"]?["id"]?.stringValue == "abc")
         #expect(json["user"]?["name"]?.stringValue == "al\"ice")
         #expect(json["source"]?["ip"]?.stringValue == "203.0.113.9")
         #expect(json["ipsight"]?["reasons"]?.arrayValue?.count == 1)
+    }
+
+    /// One alert, one ECS document: the `[alerts] output` file and an `ecs` sink
+    /// write the same bytes for it.
+    @Test func theSameAlertIsTheSameECSDocumentFromEveryOutput() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let output = try JSONLinesAlertRouter(outputs: [dir.file("output.jsonl")])
+        let alert = AlertFixture.alert
+        try output.submit(alert)
+        try ECSSink(name: "ecs", destination: .file(dir.file("sink.jsonl"))).deliver(alert)
+        let fromOutput = try #require(readTextFile(dir.file("output.jsonl")))
+        let fromSink = try #require(readTextFile(dir.file("sink.jsonl")))
+        #expect(!fromOutput.isEmpty && fromOutput == fromSink)
     }
 
     @Test func startAtEndSkipsWhatTheFileHeldAtFirstStart() throws {
@@ -167,7 +182,7 @@ import AlertSinks
 import IPInsightsFormats
 
 enum AlertFixture {
-    static let alert = Alert(id: "abc", time: 1_700_000_000, host: "h", service: "sshd", outcome: "success", user: "al\"ice",
-                             ip: "203.0.113.9", decision: "alert", severity: .error, risk: 0.999, dotProduct: -3.5,
+    static let alert = Alert(id: "abc", time: 1_700_000_000, host: "h", service: "sshd", outcome: .success, user: "al\"ice",
+                             ip: "203.0.113.9", decision: .alert, severity: .error, risk: 0.999, dotProduct: -3.5,
                              summary: "alice logged in to sshd from 203.0.113.9", reasons: [("risk", "0.999")])
 }

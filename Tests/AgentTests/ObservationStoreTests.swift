@@ -1,3 +1,5 @@
+import TestSupport
+import IPSightCore
 import SQLiteStore
 import Testing
 @testable import Agent

@@ -1,3 +1,6 @@
+import TestSupport
+import Detection
+import IPSightCore
 import IPInsights
 import Testing
 @testable import Agent
@@ -18,7 +21,7 @@ import Testing
 
         let original = Synthetic.model()
         try ModelFile.save(original, to: c.resolvedModelPath)
-        let detector = Detector(config: c, model: original)
+        let detector = Detector(policy: c.policy, model: original)
         let retrainer = Retrainer(config: c, detector: detector, log: AgentLog(minimum: .error))
         retrainer.step()
         #expect(detector.model === original, "not due yet: only calibrated")

@@ -4,45 +4,13 @@ import Glibc
 import AlertSinks
 import IPInsights
 import Synchronization
+import TestSupport
+import IPSightCore
 @testable import Agent
 
 enum Paths {
-    static let packageRoot: String = {
-        var parts = #filePath.split(separator: "/", omittingEmptySubsequences: false)
-        parts.removeLast(3)
-        return parts.joined(separator: "/")
-    }()
-    static let rules = packageRoot + "/rules"
-}
-
-/// A fresh directory under /tmp, removed by `remove()`.
-struct TemporaryDirectory {
-    let path: String
-
-    init() {
-        var template = Array("/tmp/ipsight-agent-test-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        precondition(made != nil, "mkdtemp failed")
-        path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-    }
-
-    func file(_ name: String) -> String { path + "/" + name }
-
-    func write(_ name: String, _ text: String, append: Bool = false) {
-        let f = fopen(file(name), append ? "ab" : "wb")!
-        _ = text.withCString { fputs($0, f) }
-        fclose(f)
-    }
-
-    func remove() {
-        let d = opendir(path)!
-        while let entry = readdir(d) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            if name != "." && name != ".." { unlink(file(name)) }
-        }
-        closedir(d)
-        rmdir(path)
-    }
+    static let packageRoot = PackagePaths.root
+    static let rules = PackagePaths.root + "/rules"
 }
 
 /// An alert router that keeps what it is given, for assertions.
@@ -53,47 +21,3 @@ final class CollectingRouter: AlertRouting, @unchecked Sendable {
     func drain(seconds: Double) {}
 }
 
-/// Users, each at home in its own /16, as a few hundred training pairs.
-enum Synthetic {
-    static let homes: [String: UInt32] = ["alice": 10 << 24 | 1 << 16, "bob": 10 << 24 | 2 << 16,
-                                           "carol": 172 << 24 | 16 << 16, "dave": 192 << 24 | 168 << 16,
-                                           "erin": 10 << 24 | 9 << 16]
-    static let users = homes.keys.sorted()
-
-    static func address(_ user: String, _ rng: inout SeededRandom) -> String {
-        IPAddress(ipv4: homes[user]! | UInt32(rng.below(4) << 8 | (1 + rng.below(250)))).description
-    }
-
-    static func model(seed: UInt64 = 3) -> Model {
-        var rng = SeededRandom(seed: seed)
-        var pairs = TrainingPairs()
-        for _ in 0..<600 {
-            let user = users[rng.below(users.count)]
-            pairs.append(entity: user, ip: IPAddress(address(user, &rng))!)
-        }
-        var hp = Hyperparameters(numEntityVectors: 64, vectorDim: 16)
-        hp.epochs = 30
-        hp.learningRate = 0.01
-        hp.miniBatchSize = 32
-        hp.batchMetricsPublishInterval = 1_000_000
-        let model = Model(hyperparameters: hp)
-        model.initialise(seed: seed)
-        _ = Trainer(model: model, seed: seed, threads: 1).train(pairs)
-        return model
-    }
-
-    static func observations(_ count: Int, seed: UInt64 = 5) -> [Observation] {
-        var rng = SeededRandom(seed: seed)
-        return (0..<count).map { i in
-            let user = users[i % users.count]
-            return Observation(time: 1_700_000_000 + Double(i) * 60, user: user, ip: address(user, &rng), service: "sshd")
-        }
-    }
-
-    /// An sshd line as syslog writes it.
-    static func sshdLine(minute: Int, user: String, ip: String) -> String {
-        let h = 10 + minute / 60, m = minute % 60
-        let hh = h < 10 ? "0\(h)" : "\(h)", mm = m < 10 ? "0\(m)" : "\(m)"
-        return "Nov  4 \(hh):\(mm):00 host sshd[123]: Accepted password for \(user) from \(ip) port 22 ssh2\n"
-    }
-}

@@ -1,7 +1,7 @@
+import IPSightCore
 import Foundation
 import TestSupport
 import Glibc
-import IPInsightsFormats
 @testable import AlertSinks
 
 /// The package root, from this file's path (Tests/AlertSinksTests/Fixtures.swift).
@@ -9,8 +9,8 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
 let sharedDirectory = packageRoot.deletingLastPathComponent().appendingPathComponent("shared")
 
 func sampleAlert(_ n: Int = 1, user: String = "alice", ip: String = "203.0.113.9", host: String? = "bastion-1") -> Alert {
-    Alert(id: "evt-\(n)-\(user)-\(ip)", time: 1_763_884_800.25 + Double(n), host: host, service: "sshd", outcome: "success",
-          user: user, ip: ip, decision: "alert", severity: .critical, risk: 0.987, dotProduct: -3.25,
+    Alert(id: "evt-\(n)-\(user)-\(ip)", time: 1_763_884_800.25 + Double(n), host: host, service: "sshd", outcome: .success,
+          user: user, ip: ip, decision: .alert, severity: .critical, risk: 0.987, dotProduct: -3.25,
           summary: "\(user) logged in to sshd from \(ip): new network for this user",
           reasons: [("score", "0.987 > threshold 0.95"), ("nearest_known", "198.51.100.0/24")])
 }

@@ -1,6 +1,6 @@
+import IPSightCore
 import TestSupport
 import Foundation
-import IPInsightsFormats
 import Testing
 @testable import AlertSinks
 
@@ -80,8 +80,8 @@ final class HTTPSinkTests {
 
     @Test("a router from config tables delivers to the sinks they name")
     func routerFromConfig() throws {
-        let receiver = try WebhookReceiver(directory: directory, secret: "whsec_" + Base64.encode(Array("config key".utf8)))
-        let secret = try secretFile("whsec_" + Base64.encode(Array("config key".utf8)), in: directory)
+        let receiver = try WebhookReceiver(directory: directory, secret: "whsec_" + Data(Array("config key".utf8)).base64EncodedString())
+        let secret = try secretFile("whsec_" + Data(Array("config key".utf8)).base64EncodedString(), in: directory)
         let ecsPath = directory.appendingPathComponent("ecs.ndjson").path
         let router = try AlertRouter(
             spoolPath: directory.appendingPathComponent("spool.sqlite").path,

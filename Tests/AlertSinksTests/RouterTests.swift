@@ -1,7 +1,7 @@
+import IPSightCore
 import TestSupport
 import Foundation
 import Synchronization
-import IPInsightsFormats
 import Testing
 @testable import AlertSinks
 
@@ -10,7 +10,7 @@ import Testing
 @Suite("Alert router with a real webhook receiver", .serialized)
 final class RouterTests {
     let directory: URL
-    let secretValue = "whsec_" + Base64.encode((0..<24).map { _ in UInt8.random(in: 0...255) })
+    let secretValue = "whsec_" + Data((0..<24).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
     let secret: Secret
     /// Fast retries so the tests finish quickly; folding off unless a test turns it on.
     let fastOptions = AlertRouter.Options(backoff: Backoff(base: 0.05, cap: 0.2), fold: .off)
@@ -50,7 +50,7 @@ final class RouterTests {
 
     @Test("a wrong secret is caught by the receiver (the check is not vacuous)")
     func wrongSecret() throws {
-        let receiver = try WebhookReceiver(directory: directory, secret: "whsec_" + Base64.encode(Array("another key".utf8)))
+        let receiver = try WebhookReceiver(directory: directory, secret: "whsec_" + Data(Array("another key".utf8)).base64EncodedString())
         let router = try AlertRouter(spoolPath: spoolPath, sinks: [webhook(receiver)], options: fastOptions, logger: .discarding)
         defer { router.shutdown() }
         try router.submit(sampleAlert())

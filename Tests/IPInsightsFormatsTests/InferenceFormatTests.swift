@@ -1,3 +1,4 @@
+import IPSightCore
 import Testing
 import IPInsights
 @testable import IPInsightsFormats

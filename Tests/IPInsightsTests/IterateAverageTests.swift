@@ -1,3 +1,4 @@
+import IPSightCore
 import Testing
 @testable import IPInsights
 

@@ -1,3 +1,4 @@
+import IPSightCore
 import Foundation
 import Testing
 @testable import LogSources
@@ -256,7 +257,7 @@ import Testing
             let deadline = Date(timeIntervalSinceNow: 120)
             while read.count < total && Date() < deadline {
                 let progress = try? follower.poll { line, _ in read.append(String(decoding: line, as: UTF8.self)) }
-                if progress == .idle || progress == nil { sleepSeconds(follower.pollInterval) }
+                if progress == .idle || progress == nil { Clock.sleep(follower.pollInterval) }
             }
             result.finish(read, gaps)
         }

@@ -1,3 +1,4 @@
+import IPSightCore
 import Testing
 import LogSources
 @testable import Rules

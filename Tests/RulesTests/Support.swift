@@ -1,3 +1,4 @@
+import IPSightCore
 import LogSources
 @testable import Rules
 

@@ -1,3 +1,4 @@
+import IPSightCore
 import Foundation
 import Testing
 

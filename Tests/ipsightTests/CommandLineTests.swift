@@ -1,3 +1,4 @@
+import IPSightCore
 import Foundation
 #if canImport(FoundationXML)
 import FoundationXML

@@ -1,5 +1,5 @@
 import Testing
-@testable import IPInsights
+@testable import IPSightCore
 
 @Suite struct StableHashTests {
     // Published XXH64 test vectors (seed 0): the hash must equal the reference
@@ -21,17 +21,6 @@ import Testing
             let h = changed.withUnsafeBytes { StableHash.xxh64($0) }
             #expect(h != whole, "flipping byte \(position) must change the hash")
             changed[position] ^= 1
-        }
-    }
-
-    @Test func entityRowsAreStableAndInRange() {
-        let model = Model(hyperparameters: Hyperparameters(numEntityVectors: 20000, vectorDim: 4))
-        // Row = xxh64 mod num_entity_vectors, whatever process computes it.
-        #expect(model.entityRow("user_1") == Int(StableHash.xxh64("user_1") % 20000))
-        for name in ["", "alice", "Ünïcödé", String(repeating: "x", count: 1000)] {
-            let row = model.entityRow(name)
-            #expect(row >= 0 && row < 20000)
-            #expect(row == model.entityRow(name))
         }
     }
 

@@ -103,6 +103,8 @@ public struct RiskAssessor: Sendable {
 }
 
 #if canImport(Glibc)
+import IPInsights
+import IPSightCore
 import Glibc
 #elseif canImport(Darwin)
 import Darwin

@@ -1,5 +1,5 @@
 import Testing
-@testable import IPInsightsFormats
+@testable import IPSightCore
 
 @Suite struct JSONTests {
     @Test func parsesEveryKindOfValue() throws {

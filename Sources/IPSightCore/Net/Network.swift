@@ -1,4 +1,3 @@
-import IPInsights
 
 /// An address block in CIDR notation, for allowlists.
 public struct Network: Sendable, Equatable, CustomStringConvertible {

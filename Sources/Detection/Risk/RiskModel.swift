@@ -1,4 +1,6 @@
 #if canImport(Glibc)
+import IPInsights
+import IPSightCore
 import Glibc
 #elseif canImport(Darwin)
 import Darwin

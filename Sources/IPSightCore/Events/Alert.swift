@@ -11,11 +11,11 @@ public struct Alert: Sendable, Equatable {
     public var time: Double
     public var host: String?
     public var service: String
-    public var outcome: String          // "success" or "failure"
+    public var outcome: LoginEvent.Outcome
     public var user: String
     public var ip: String
     /// "challenge" or "alert".
-    public var decision: String
+    public var decision: Decision
     public var severity: Severity
     public var risk: Double
     public var dotProduct: Double
@@ -27,8 +27,8 @@ public struct Alert: Sendable, Equatable {
     /// and address was folded into it by a sink's rate limit.
     public var count: Int
 
-    public init(id: String, time: Double, host: String?, service: String, outcome: String, user: String, ip: String,
-                decision: String, severity: Severity, risk: Double, dotProduct: Double, summary: String,
+    public init(id: String, time: Double, host: String?, service: String, outcome: LoginEvent.Outcome, user: String, ip: String,
+                decision: Decision, severity: Severity, risk: Double, dotProduct: Double, summary: String,
                 reasons: [(String, String)], count: Int = 1) {
         self.id = id
         self.time = time

@@ -1,3 +1,4 @@
+import IPSightCore
 import IPInsights
 
 /// Recent failed logins by source address, to recognise credential stuffing: one

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import IPSightCore
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
@@ -41,7 +42,7 @@ public final class RoutedNetworksTable: Sendable, Equatable {
     }
 
     /// Whether reading `path` now would give this table again.
-    func isCurrent(path: String) -> Bool {
+    public func isCurrent(path: String) -> Bool {
         path == self.path && stamp != nil && RoutedNetworksTable.stamp(path) == stamp
     }
 

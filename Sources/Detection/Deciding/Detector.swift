@@ -1,6 +1,6 @@
+import IPSightCore
 import Foundation
 import IPInsights
-import Rules
 import Synchronization
 
 /// Decides about each login: allowlists, cold start, then the model's
@@ -16,16 +16,18 @@ public final class Detector: @unchecked Sendable {
     private struct Scoring {
         var model: Model?
         var calibration: Calibration?
+        /// The thresholds as risk values for this calibration and policy.
+        var thresholds: ResolvedThresholds
         /// The entities the model was trained on; nil when not known (then all are assumed).
         var entities: Set<UInt64>?
         /// When the model was installed (Unix time).
         var installedAt = 0.0
     }
 
-    private let scoring = Mutex(Scoring())
+    private let scoring = Mutex(Scoring(thresholds: ResolvedThresholds(policy: DecisionPolicy(), calibration: nil)))
     /// Guards everything below.
     private let lock = NSLock()
-    private var config: AgentConfig
+    private var policy: DecisionPolicy
     private var memory = EntityMemory()
     private var failures = FailureTracker()
     /// The history the risk is assessed over, rebuilt from `memory` when stale.
@@ -34,9 +36,10 @@ public final class Detector: @unchecked Sendable {
     /// The routed-network table `history` was built with (its calibration's).
     private var historyNetworks: RoutedNetworksTable?
 
-    public init(config: AgentConfig, model: Model?) {
-        self.config = config
+    public init(policy: DecisionPolicy, model: Model?) {
+        self.policy = policy
         scoring.withLock {
+            $0.thresholds = ResolvedThresholds(policy: policy, calibration: nil)
             $0.model = model
             $0.installedAt = Clock.wall
         }
@@ -52,16 +55,26 @@ public final class Detector: @unchecked Sendable {
 
     /// A new model with its calibration and the entities it was trained on, together.
     public func install(model: Model, calibration: Calibration?, entities: Set<UInt64>? = nil) {
+        let policy = lock.withLock { self.policy }
         scoring.withLock {
             $0.model = model
             $0.installedAt = Clock.wall
-            if let calibration { $0.calibration = calibration }
+            if let calibration {
+                $0.calibration = calibration
+                $0.thresholds = ResolvedThresholds(policy: policy, calibration: calibration)
+            }
             if let entities { $0.entities = entities }
         }
     }
 
+    /// The thresholds in force, as risk values, and what resolving them found.
+    public var thresholds: ResolvedThresholds { scoring.withLock { $0.thresholds } }
+
     /// A reloaded config (thresholds, allowlists, cold start) takes effect from the next event.
-    public func reconfigure(_ config: AgentConfig) { lock.withLock { self.config = config } }
+    public func reconfigure(_ policy: DecisionPolicy) {
+        lock.withLock { self.policy = policy }
+        scoring.withLock { $0.thresholds = ResolvedThresholds(policy: policy, calibration: $0.calibration) }
+    }
 
     /// Loads what is already known (the store's window) without deciding about it.
     public func preload(_ observations: [Observation]) {
@@ -91,7 +104,7 @@ public final class Detector: @unchecked Sendable {
     public func confirm(user: String, service: String, ip: String, times: Int = 1) {
         lock.withLock {
             guard let address = IPAddress(ip) else { return }
-            let hash = StableHash.xxh64(EntityKeys.entity(user: user, service: service, config: config))
+            let hash = StableHash.xxh64(policy.entity(user: user, service: service))
             for _ in 0..<max(times, 1) {
                 memory.add(hash, address)
                 if historyPairs > 0 {
@@ -104,7 +117,7 @@ public final class Detector: @unchecked Sendable {
 
     private func rememberLocked(user: String, service: String, ip: String) {
         guard let address = IPAddress(ip) else { return }
-        memory.add(StableHash.xxh64(EntityKeys.entity(user: user, service: service, config: config)), address)
+        memory.add(StableHash.xxh64(policy.entity(user: user, service: service)), address)
     }
 
     /// Logins and entities known, for status.
@@ -121,37 +134,37 @@ public final class Detector: @unchecked Sendable {
 
     private func decideLocked(_ event: LoginEvent, now: Double) -> Verdict? {
         guard let user = event.user, let ipText = event.ip, let ip = IPAddress(ipText) else { return nil }
-        let entity = EntityKeys.entity(user: user, service: event.service, config: config)
+        let entity = policy.entity(user: user, service: event.service)
         let hash = StableHash.xxh64(entity)
         let time = event.time ?? now
         if event.outcome == .failure {
-            if config.stuffingMinUsers > 0 { failures.record(ip: ip, entity: hash, time: time) }
-            if !config.scoreFailures { return nil }
+            if policy.stuffingMinUsers > 0 { failures.record(ip: ip, entity: hash, time: time) }
+            if !policy.scoreFailures { return nil }
         }
         let subject = "\(user) \(event.outcome == .success ? "logged in" : "failed to log in") to \(event.service) from \(ipText)"
 
-        if config.allowedEntities.contains(entity) || config.allowedEntities.contains(user) {
+        if policy.allowedEntities.contains(entity) || policy.allowedEntities.contains(user) {
             return Verdict(decision: .allow, reason: "allowlisted-entity", reasons: [("allowlisted entity", entity)],
                            summary: "\(subject): allowlisted entity")
         }
-        if let network = config.allowedNetworks.first(where: { $0.contains(ip) }) {
+        if let network = policy.allowedNetworks.first(where: { $0.contains(ip) }) {
             return Verdict(decision: .allow, reason: "allowlisted-network", reasons: [("allowlisted network", network.description)],
                            summary: "\(subject): allowlisted network \(network)")
         }
-        if event.outcome == .success, config.stuffingMinUsers > 0 {
-            let (targets, count) = failures.targets(of: ip, excluding: hash, window: config.stuffingWindow, time: time)
-            if targets >= config.stuffingMinUsers {
+        if event.outcome == .success, policy.stuffingMinUsers > 0 {
+            let (targets, count) = failures.targets(of: ip, excluding: hash, window: policy.stuffingWindow, time: time)
+            if targets >= policy.stuffingMinUsers {
                 return Verdict(decision: .alert, reason: "credential-stuffing",
-                               reasons: [("credential stuffing", "\(count) failed logins against \(targets) other accounts from \(ipText) in the last \(Format.duration(config.stuffingWindow))"),
+                               reasons: [("credential stuffing", "\(count) failed logins against \(targets) other accounts from \(ipText) in the last \(Format.duration(policy.stuffingWindow))"),
                                          ("logins in history", "\(memory.logins(hash))")],
                                summary: "\(subject): the address tried \(targets) other accounts first")
             }
         }
         let logins = memory.logins(hash)
-        if logins < config.coldStartMinLogins {
+        if logins < policy.coldStartMinLogins {
             return coldStart(hash: hash, ip: ip, logins: logins, subject: subject)
         }
-        let (model, calibration, modelEntities) = scoring.withLock { ($0.model, $0.calibration, $0.entities) }
+        let (model, calibration, modelEntities, resolved) = scoring.withLock { ($0.model, $0.calibration, $0.entities, $0.thresholds) }
         guard let model else {
             return Verdict(decision: .learn, reason: "no-model", reasons: [("no model", "the first model is trained once enough logins are stored")],
                            summary: "\(subject): no model yet")
@@ -173,7 +186,7 @@ public final class Detector: @unchecked Sendable {
                            reasons: [("invalid score", "risk \(a.risk), dot_product \(dot): the model or its calibration gives no finite score")],
                            summary: "\(subject): no finite score, challenged")
         }
-        let t = calibration.thresholds(for: event.service, config: config)
+        let t = resolved(event.service)
         let decision: Decision = a.risk >= t.alert ? .alert : a.risk >= t.challenge ? .challenge : .allow
         var reasons: [(String, String)] = []
         let (bound, name) = decision == .allow ? (t.challenge, "below challenge threshold") :
@@ -222,9 +235,9 @@ public final class Detector: @unchecked Sendable {
     /// one near its own earlier logins (the same /16 or /32, or AS with a
     /// routed-network table), or one other accounts of the organisation use.
     private func coldStart(hash: UInt64, ip: IPAddress, logins: Int, subject: String) -> Verdict {
-        var reasons = [("new entity", "\(logins) of \(config.coldStartMinLogins) logins needed before scoring"),
+        var reasons = [("new entity", "\(logins) of \(policy.coldStartMinLogins) logins needed before scoring"),
                        ("first seen", memory.hasSeen(hash, ip) ? "address seen before" : "address new for this entity")]
-        let fixed: Decision? = switch config.coldStartPolicy {
+        let fixed: Decision? = switch policy.coldStartPolicy {
         case .learn: .learn
         case .challenge: .challenge
         case .alert: .alert
@@ -236,7 +249,7 @@ public final class Detector: @unchecked Sendable {
         // Until the organisation's own history says anything, nothing is familiar or
         // unfamiliar: the first logins of a new installation are learnt.
         refreshHistoryIfStale()
-        guard memory.pairs.count >= config.bootstrapMinLogins else {
+        guard memory.pairs.count >= policy.organisationMinLogins else {
             reasons.append(("organisation", "\(memory.pairs.count) logins known: too few to tell familiar networks yet"))
             return Verdict(decision: .learn, reason: "new-entity", reasons: reasons, summary: "\(subject): new entity, \(logins) earlier logins")
         }
@@ -257,13 +270,13 @@ public final class Detector: @unchecked Sendable {
         let mine = memory.firstAddresses(hash).contains { EntityHistory.networkKey($0, wide: false) == EntityHistory.networkKey(ip, wide: false) }
         let narrow = max(0, history.entities(inNetworkOf: ip, wide: false) - (mine ? 1 : 0))
         let narrowName = v4 ? "/24" : "/48"
-        if narrow >= config.coldStartOrgAccounts {
+        if narrow >= policy.coldStartOrgAccounts {
             let text = "a network \(narrow) of your accounts use (its \(narrowName))"
             reasons.append(("familiar network", text))
             return Verdict(decision: .learn, reason: "new-entity", reasons: reasons, summary: "\(subject): new entity, \(text)")
         }
         reasons.append(("unfamiliar network", "not near its own \(logins) logins; \(narrow) other accounts use its \(narrowName)"))
-        return Verdict(decision: config.coldStartUnfamiliar, reason: "new-entity-unfamiliar", reasons: reasons,
+        return Verdict(decision: policy.coldStartUnfamiliar, reason: "new-entity-unfamiliar", reasons: reasons,
                        summary: "\(subject): new entity, \(logins) earlier logins, from a network neither it nor the organisation uses")
     }
 
@@ -272,9 +285,9 @@ public final class Detector: @unchecked Sendable {
     private func refreshHistoryIfStale() {
         let pending = memory.pairs.count - historyPairs
         if pending > 0 && pending * 20 >= max(historyPairs, 400) {
-            history = EntityHistory(memory.pairs, networks: historyNetworks?.networks ?? config.networks?.networks)
+            history = EntityHistory(memory.pairs, networks: historyNetworks?.networks ?? policy.networks?.networks)
             historyPairs = memory.pairs.count
-            if historyNetworks == nil { historyNetworks = config.networks }
+            if historyNetworks == nil { historyNetworks = policy.networks }
         }
     }
 
@@ -291,44 +304,5 @@ public final class Detector: @unchecked Sendable {
             historyPairs = memory.pairs.count
             historyNetworks = networks
         }
-    }
-}
-
-/// Numbers and durations as text, without Foundation (reasons, status).
-public enum Format {
-    /// `93784` → `1d 2h 3m`: at most two units below the largest, for elapsed times.
-    public static func elapsed(_ seconds: Double) -> String {
-        // Clamped to a thousand years: text for any Double, never a trap on conversion.
-        var s = Int(min(max(0, seconds.isNaN ? 0 : seconds), 3.2e10))
-        var parts: [String] = []
-        for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] where s >= size {
-            parts.append("\(s / size)\(unit)")
-            s %= size
-        }
-        if parts.isEmpty || (s > 0 && parts.count < 2) { parts.append("\(s)s") }
-        return parts.joined(separator: " ")
-    }
-
-    /// `3600` → `1h`, `90` → `90s`: the largest unit that divides the value.
-    public static func duration(_ seconds: Double) -> String {
-        guard seconds.isFinite, abs(seconds) < 3.2e10 else { return seconds.isNaN ? "nan" : "forever" }
-        for (unit, size) in [("d", 86_400.0), ("h", 3600.0), ("m", 60.0)] where seconds >= size && seconds.truncatingRemainder(dividingBy: size) == 0 {
-            return "\(Int(seconds / size))\(unit)"
-        }
-        return "\(Int(seconds))s"
-    }
-
-    /// `value` with `digits` decimals, without Foundation.
-    public static func fixed(_ value: Double, _ digits: Int) -> String {
-        guard value.isFinite else { return "\(value)" }
-        var scale = 1.0
-        for _ in 0..<digits { scale *= 10 }
-        let rounded = (abs(value) * scale).rounded()
-        guard rounded < 9e15 else { return "\(value)" }
-        let whole = Int(rounded / scale)
-        var fraction = String(Int(rounded - Double(whole) * scale))
-        while fraction.count < digits { fraction = "0" + fraction }
-        let sign = value < 0 && rounded != 0 ? "-" : ""
-        return digits == 0 ? "\(sign)\(whole)" : "\(sign)\(whole).\(fraction)"
     }
 }

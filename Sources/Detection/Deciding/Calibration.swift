@@ -1,3 +1,4 @@
+import IPSightCore
 import IPInsights
 
 /// What turns a model's dot_product into decisions: the risk weights fitted on
@@ -17,35 +18,30 @@ public struct Calibration: Sendable {
     /// mean something else than it did in the fit.
     public var networks: RoutedNetworksTable?
 
-    /// The service's thresholds as risk values: risk at or above them fires.
-    public func thresholds(for service: String, config: AgentConfig) -> (challenge: Double, alert: Double) {
-        // A service with little traffic of its own borrows everyone's distribution.
-        let own = normalRisks[service] ?? []
-        let sample = own.count >= 50 ? own : allRisks
-        func resolve(_ t: AgentConfig.Threshold) -> Double {
-            switch t {
-            case .risk(let v): return v
-            case .falsePositiveRate(let rate): return Calibration.quantile(sorted: sample, 1 - rate)
-            }
-        }
-        let t = config.thresholds(for: service)
-        let alert = resolve(t.alert)
-        return (min(resolve(t.challenge), alert), alert)
+    /// Just above the q-quantile of the normal risks of `service` (a service with
+    /// little traffic of its own borrows everyone's distribution; nil: everyone's).
+    public func riskQuantile(service: String?, _ q: Double) -> Double {
+        let own = service.flatMap { normalRisks[$0] } ?? []
+        return Calibration.quantile(sorted: own.count >= Calibration.ownSample ? own : allRisks, q)
     }
+
+    /// Services with enough normal logins of their own to have their own thresholds.
+    public var servicesWithOwnRisks: [String] { normalRisks.filter { $0.value.count >= Calibration.ownSample }.map(\.key) }
+    static let ownSample = 50
 
     /// Fits on `observations` (oldest first): the most recent `validationShare`
     /// (at most 20,000) are the normal traffic, the rest the history, with the
     /// config's routed-network table when it has one. Nil when there are too few.
-    public static func fit(model: Model, observations: [Observation], config: AgentConfig,
+    public static func fit(model: Model, observations: [Observation], policy: DecisionPolicy,
                            threads: Int = 1) -> Calibration? {
-        let share = Int(Double(observations.count) * config.validationShare)
+        let share = Int(Double(observations.count) * policy.validationShare)
         let heldCount = min(max(share, min(50, observations.count / 2)), 20_000)
         guard heldCount >= 10, observations.count - heldCount >= 10 else { return nil }
         let split = observations.count - heldCount
-        let history = EntityKeys.pairs(observations[..<split], config: config)
-        let normal = EntityKeys.pairs(observations[split...], config: config)
+        let history = EntityKeys.pairs(observations[..<split], policy: policy)
+        let normal = EntityKeys.pairs(observations[split...], policy: policy)
         guard history.count > 0, normal.count > 0 else { return nil }
-        let assessor = RiskAssessor(model: model, history: history, heldOut: normal, networks: config.networks?.networks,
+        let assessor = RiskAssessor(model: model, history: history, heldOut: normal, networks: policy.networks?.networks,
                                     threads: threads)
 
         var risks: [String: [Double]] = [:]
@@ -62,7 +58,7 @@ public struct Calibration: Sendable {
         }
         for key in risks.keys { risks[key]!.sort() }
         return Calibration(riskModel: assessor.riskModel, normalRisks: risks, allRisks: all.sorted(),
-                           typicalDotProduct: dots.sorted()[dots.count / 2], networks: config.networks)
+                           typicalDotProduct: dots.sorted()[dots.count / 2], networks: policy.networks)
     }
 
     /// Just above the q-quantile (nearest rank) of an ascending sample, so that
@@ -77,20 +73,16 @@ public struct Calibration: Sendable {
 
 /// How observations become entities: the user, or user@service.
 public enum EntityKeys {
-    public static func entity(user: String, service: String, config: AgentConfig) -> String {
-        config.entity == .user ? user : "\(user)@\(service)"
-    }
-
-    public static func pairs(_ observations: ArraySlice<Observation>, config: AgentConfig) -> TrainingPairs {
+    public static func pairs(_ observations: ArraySlice<Observation>, policy: DecisionPolicy) -> TrainingPairs {
         var pairs = TrainingPairs()
         for o in observations {
             guard let ip = IPAddress(o.ip) else { continue }
-            pairs.append(entity: entity(user: o.user, service: o.service, config: config), ip: ip)
+            pairs.append(entity: policy.entity(user: o.user, service: o.service), ip: ip)
         }
         return pairs
     }
 
-    public static func pairs(_ observations: [Observation], config: AgentConfig) -> TrainingPairs {
-        pairs(observations[...], config: config)
+    public static func pairs(_ observations: [Observation], policy: DecisionPolicy) -> TrainingPairs {
+        pairs(observations[...], policy: policy)
     }
 }

@@ -1,5 +1,5 @@
 import Testing
-@testable import IPInsights
+@testable import IPSightCore
 
 @Suite struct IPAddressTests {
     @Test(arguments: [
@@ -50,21 +50,5 @@ import Testing
         #expect(v6.masked(to: 48).description == "2001:db8:aaaa::")
         #expect(v6.masked(to: 64).description == "2001:db8:aaaa:bbbb::")
         #expect(v6.masked(to: 0).description == "::")
-    }
-
-    @Test func everyAddressHasItsOwnTokens() throws {
-        // Neighbours share coarse prefix rows but never the full set of rows.
-        let layout = IPEncoderLayout(buckets: 1 << 16)
-        func tokens(_ text: String) throws -> [Int32] { try FamilyRowTests.tokens(text, layout) }
-        let a = try tokens("198.51.100.1"), b = try tokens("198.51.100.2"), c = try tokens("198.51.101.1")
-        // The family row (counted w times), five prefix rows, four byte rows.
-        let w = layout.familyWeight
-        #expect(a.count == w + 9 && b.count == w + 9)
-        #expect(a[0..<(w + 5)] == b[0..<(w + 5)], "same /24: same family and prefix rows")
-        #expect(a != b, "different addresses: different byte rows")
-        #expect(a[0..<(w + 4)] == c[0..<(w + 4)] && a[w + 4] != c[w + 4], "same /20, different /24")
-        let v6 = try tokens("2001:db8::1")
-        #expect(v6.count == w + 7 + 16 && v6.count <= IPEncoderLayout.maximumTokens)
-        #expect(v6.allSatisfy { $0 >= 0 && Int($0) < layout.rows })
     }
 }

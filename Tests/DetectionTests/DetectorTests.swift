@@ -1,7 +1,8 @@
+import TestSupport
+import IPSightCore
 @testable import IPInsights
-import Rules
 import Testing
-@testable import Agent
+@testable import Detection
 
 @Suite struct DetectorTests {
     static let model = Synthetic.model()
@@ -11,19 +12,18 @@ import Testing
                    method: "password", rule: "sshd/accepted")
     }
 
-    func config(_ edit: (inout AgentConfig) -> Void = { _ in }) -> AgentConfig {
-        var c = AgentConfig()
-        c.stateDirectory = "/nonexistent"
+    func config(_ edit: (inout DecisionPolicy) -> Void = { _ in }) -> DecisionPolicy {
+        var c = DecisionPolicy()
         c.coldStartMinLogins = 5
         edit(&c)
         return c
     }
 
     /// A detector with a model, a calibration and history from 300 usual logins.
-    func trained(_ c: AgentConfig) throws -> Detector {
+    func trained(_ c: DecisionPolicy) throws -> Detector {
         let observations = Synthetic.observations(300)
-        let detector = Detector(config: c, model: DetectorTests.model)
-        let calibration = try #require(Calibration.fit(model: DetectorTests.model, observations: observations, config: c))
+        let detector = Detector(policy: c, model: DetectorTests.model)
+        let calibration = try #require(Calibration.fit(model: DetectorTests.model, observations: observations, policy: c))
         detector.install(model: DetectorTests.model, calibration: calibration,
                          entities: Set(Synthetic.users.map { StableHash.xxh64($0) }))
         detector.preload(observations)
@@ -31,7 +31,7 @@ import Testing
     }
 
     @Test func newEntitiesAreLearntUntilTheyHaveEnoughLogins() throws {
-        let detector = Detector(config: config(), model: DetectorTests.model)
+        let detector = Detector(policy: config(), model: DetectorTests.model)
         for k in 0..<5 {
             let v = try #require(detector.decide(login("zed", "10.50.0.\(k + 1)")))
             #expect(v.decision == .learn && v.reason == "new-entity")
@@ -40,7 +40,7 @@ import Testing
         }
         // Enough logins, but no calibration yet: still learning, saying why.
         #expect(detector.decide(login("zed", "10.50.0.9"))?.reason == "calibrating")
-        #expect(Detector(config: config { $0.coldStartMinLogins = 0 }, model: nil).decide(login("zed", "10.50.0.9"))?.reason == "no-model")
+        #expect(Detector(policy: config { $0.coldStartMinLogins = 0 }, model: nil).decide(login("zed", "10.50.0.9"))?.reason == "no-model")
     }
 
     @Test func aScoreThatIsNotFiniteFailsClosed() throws {
@@ -51,7 +51,7 @@ import Testing
         for (_, buffer) in ModelFile.tensorList(broken) {
             for k in 0..<buffer.count { buffer.pointer[k] = .nan }
         }
-        let calibration = try #require(Calibration.fit(model: DetectorTests.model, observations: Synthetic.observations(300), config: c))
+        let calibration = try #require(Calibration.fit(model: DetectorTests.model, observations: Synthetic.observations(300), policy: c))
         detector.install(model: broken, calibration: calibration, entities: Set(Synthetic.users.map { StableHash.xxh64($0) }))
         var rng = SeededRandom(seed: 3)
         let v = try #require(detector.decide(login("alice", Synthetic.address("alice", &rng))))
@@ -59,8 +59,8 @@ import Testing
     }
 
     /// 300 usual logins, plus alice, bob and carol through one VPN egress /24.
-    func organisation(_ edit: (inout AgentConfig) -> Void = { _ in }) -> Detector {
-        let detector = Detector(config: config(edit), model: nil)
+    func organisation(_ edit: (inout DecisionPolicy) -> Void = { _ in }) -> Detector {
+        let detector = Detector(policy: config(edit), model: nil)
         var observations = Synthetic.observations(300)
         for (k, user) in ["alice", "bob", "carol"].enumerated() {
             observations.append(Observation(time: 1_700_100_000, user: user, ip: "198.51.100.\(10 + k)", service: "sshd"))
@@ -90,14 +90,14 @@ import Testing
         let learning = organisation { $0.coldStartPolicy = .learn }
         #expect(learning.decide(login("svc-backup", "203.0.113.9"))?.decision == .learn)
         // With too little history to know the organisation's networks, a new installation learns.
-        let fresh = Detector(config: config(), model: nil)
+        let fresh = Detector(policy: config(), model: nil)
         #expect(fresh.decide(login("svc-backup", "203.0.113.9"))?.decision == .learn)
     }
 
     @Test func coldStartPolicyCanChallengeOrAlert() throws {
-        let alerting = Detector(config: config { $0.coldStartPolicy = .alert }, model: nil)
+        let alerting = Detector(policy: config { $0.coldStartPolicy = .alert }, model: nil)
         #expect(alerting.decide(login("new", "192.0.2.1"))?.decision == .alert)
-        let challenging = Detector(config: config { $0.coldStartPolicy = .challenge }, model: nil)
+        let challenging = Detector(policy: config { $0.coldStartPolicy = .challenge }, model: nil)
         let v = try #require(challenging.decide(login("new", "192.0.2.1")))
         #expect(v.decision == .challenge && v.reason == "new-entity")
     }
@@ -108,7 +108,7 @@ import Testing
             $0.allowedNetworks = [Network("198.51.100.0/24")!]
             $0.allowedEntities = ["backup", "deploy@sshd"]
         }
-        let detector = Detector(config: c, model: nil)
+        let detector = Detector(policy: c, model: nil)
         let network = try #require(detector.decide(login("anyone", "198.51.100.7")))
         #expect(network.decision == .allow && network.reason == "allowlisted-network")
         #expect(network.reasons.first! == ("allowlisted network", "198.51.100.0/24"))
@@ -116,7 +116,7 @@ import Testing
         #expect(detector.decide(login("deploy", "203.0.113.1"))?.decision == .alert, "allowlisted entity is deploy@sshd, not deploy")
         var perService = c
         perService.entity = .userAtService
-        #expect(Detector(config: perService, model: nil).decide(login("deploy", "203.0.113.1"))?.reason == "allowlisted-entity")
+        #expect(Detector(policy: perService, model: nil).decide(login("deploy", "203.0.113.1"))?.reason == "allowlisted-entity")
     }
 
     @Test func usualNetworksAreAllowedAndUnrelatedOnesAlerted() throws {
@@ -193,12 +193,12 @@ import Testing
         #expect(reason(try #require(detector.decide(login("alice", "11.0.0.7"))), "routed_networks_away") == nil)
         let table = DetectorTests.routedTable()
         let calibration = try #require(Calibration.fit(model: DetectorTests.model, observations: Synthetic.observations(300),
-                                                       config: config { $0.networks = table }))
+                                                       policy: config { $0.networks = table }))
         detector.install(model: DetectorTests.model, calibration: calibration)
         let v = try #require(detector.decide(login("alice", "11.0.0.7")))
         #expect(reason(v, "routed_networks_away")?.hasSuffix("a related network (within \(EntityHistory.nearRoutedNetworks))") == true)
         // And back: a calibration without a table drops the routed reasons.
-        let plain = try #require(Calibration.fit(model: DetectorTests.model, observations: Synthetic.observations(300), config: config()))
+        let plain = try #require(Calibration.fit(model: DetectorTests.model, observations: Synthetic.observations(300), policy: config()))
         detector.install(model: DetectorTests.model, calibration: plain)
         #expect(reason(try #require(detector.decide(login("alice", "11.0.0.7"))), "routed_networks_away") == nil)
     }
@@ -217,8 +217,8 @@ import Testing
 
     @Test func falsePositiveRateThresholdsComeFromNormalTraffic() throws {
         let c = config { $0.thresholds = .init(challenge: .falsePositiveRate(0.2), alert: .falsePositiveRate(0.05)) }
-        let calibration = try #require(Calibration.fit(model: DetectorTests.model, observations: Synthetic.observations(300), config: c))
-        let t = calibration.thresholds(for: "sshd", config: c)
+        let calibration = try #require(Calibration.fit(model: DetectorTests.model, observations: Synthetic.observations(300), policy: c))
+        let t = ResolvedThresholds(policy: c, calibration: calibration)("sshd")
         #expect(t.challenge <= t.alert && t.alert < 1)
         let risks = calibration.allRisks
         let above = risks.filter { $0 >= t.alert }.count
@@ -226,14 +226,14 @@ import Testing
         // A reload with other rates needs no new calibration.
         var stricter = c
         stricter.thresholds.alert = .falsePositiveRate(0.5)
-        #expect(calibration.thresholds(for: "sshd", config: stricter).alert <= t.alert)
+        #expect(ResolvedThresholds(policy: stricter, calibration: calibration)("sshd").alert <= t.alert)
         #expect(Calibration.quantile(sorted: [0.1, 0.2, 0.3, 0.4], 0.75) == 0.3.nextUp)
         #expect(Calibration.quantile(sorted: [], 0.99) == 1)
     }
 
     @Test func failuresAreScoredOnlyWhenConfigured() throws {
-        #expect(Detector(config: config(), model: nil).decide(login("a", "192.0.2.1", outcome: .failure)) == nil)
-        let scoring = Detector(config: config { $0.scoreFailures = true }, model: nil)
+        #expect(Detector(policy: config(), model: nil).decide(login("a", "192.0.2.1", outcome: .failure)) == nil)
+        let scoring = Detector(policy: config { $0.scoreFailures = true }, model: nil)
         #expect(scoring.decide(login("a", "192.0.2.1", outcome: .failure))?.decision == .learn)
     }
 
@@ -250,7 +250,7 @@ import Testing
     }
 
     @Test func userAtServiceKeepsSeparateHistories() throws {
-        let detector = Detector(config: config { $0.entity = .userAtService }, model: nil)
+        let detector = Detector(policy: config { $0.entity = .userAtService }, model: nil)
         for k in 0..<5 { detector.remember(user: "alice", service: "sshd", ip: "10.1.0.\(k + 1)") }
         #expect(detector.decide(login("alice", "10.1.0.9"))?.reason == "no-model", "past cold start on sshd")
         let vpn = try #require(detector.decide(login("alice", "10.1.0.9", service: "openvpn")))

@@ -1,4 +1,6 @@
+import IPSightCore
 import Testing
+@testable import Detection
 @testable import IPInsights
 
 @Suite struct EntityHistoryTests {

@@ -1,3 +1,4 @@
+import IPSightCore
 import IPInsights
 
 /// What the agent has seen of each entity in the retention window, in memory:

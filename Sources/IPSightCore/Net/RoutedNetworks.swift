@@ -99,7 +99,7 @@ public struct RoutedNetworks: Sendable, Equatable {
 
     /// Uniform in [first, last] over 128 bits: an offset of the span's bit length,
     /// drawn again while it exceeds the span (fewer than two draws on average).
-    static func uniform(from first: IPAddress, to last: IPAddress, using rng: inout SeededRandom) -> IPAddress {
+    public static func uniform(from first: IPAddress, to last: IPAddress, using rng: inout SeededRandom) -> IPAddress {
         let (spanLow, borrow) = last.low.subtractingReportingOverflow(first.low)
         let spanHigh = last.high &- first.high &- (borrow ? 1 : 0)
         let highMask: UInt64 = spanHigh == 0 ? 0 : ~UInt64(0) >> UInt64(spanHigh.leadingZeroBitCount)
