@@ -32,8 +32,16 @@ public final class AgentRuntime: @unchecked Sendable {
 
     /// Opens the state directory, the store and the model, and loads the rules;
     /// throws what would keep the agent from working, before anything is read.
+    /// The sources to read, all of them or only the one under a key (read again
+    /// after a failure).
+    public typealias SourceFactory = (_ only: String?) throws -> [(key: String, source: any LogSource)]
+    private let sourceFactory: SourceFactory?
+
+    /// - Parameter sources: what to read instead of the config's journal and files
+    ///   (in-memory sources in tests).
     public init(config: AgentConfig, configPath: String?, router: (any AlertRouting)? = nil,
-                log: AgentLog = AgentLog()) throws {
+                log: AgentLog = AgentLog(), sources: SourceFactory? = nil) throws {
+        sourceFactory = sources
         var config = config
         // Read once here (a reload reads it again only if it changed): the first
         // calibration below is fitted with it.
@@ -112,18 +120,15 @@ public final class AgentRuntime: @unchecked Sendable {
     /// The pipeline until every source ends (sources that are not followed) or
     /// SIGTERM; then saves state within a few seconds.
     public func run(retrain: Bool = true) throws {
-        let positions = try store.positions()
-        let sources = try makeSources(positions)
-        let inbox = BatchInbox()
-        var threads = [SourceThreads(sources: sources, inbox: inbox)]
-        threads[0].start()
+        let group = SourceGroup()
+        for (key, source) in try makeSources(nil) { group.add(key, source) }
         if retrain { retrainer.start() }
         SystemdNotifier.ready()
-        log.notice("ipsight agent running: " + sources.map(\.key).joined(separator: ", "))
+        log.notice("ipsight agent running: " + group.keys.joined(separator: ", "))
         let watchdog = SystemdNotifier.watchdogInterval()
         var lastPing = Clock.now
         var lastPrune = Clock.now
-        var active = Set(sources.map(\.key))
+        var active = Set(group.keys)
         var failure: Error?
         var skipped = SkipCounts()
 
@@ -138,15 +143,15 @@ public final class AgentRuntime: @unchecked Sendable {
                 lastPrune = Clock.now
                 pruneWindow()
             }
-            restartDueSources(inbox, &threads)
-            guard let item = inbox.take(timeout: 0.5) else { continue }
+            restartDueSources(group)
+            guard let item = group.next(timeout: 0.5) else { continue }
             do {
                 try handle(item, &active)
             } catch {
                 failure = error
                 break
             }
-            reportSkips(sources, &skipped)
+            reportSkips(group, &skipped)
         }
 
         // Shutdown: stop the sources, keep what was already read, save, drain alerts.
@@ -154,18 +159,17 @@ public final class AgentRuntime: @unchecked Sendable {
         log.notice("stopping")
         let finished = failure == nil && active.isEmpty && !config.follow
         if !finished { retrainer.stop() }
-        for group in threads { group.stop() }
-        inbox.close()
+        group.stop()
         // Every step below is bounded by one deadline, so a stop takes at most
         // `stopSeconds` here (the documented 5 s with the API's own stop and the exit).
         let stopBy = Clock.now + AgentRuntime.stopSeconds
         if failure == nil {
             let deadline = min(Clock.now + 2, stopBy - 1.5)
-            while Clock.now < deadline, let item = inbox.take(timeout: 0.05) {
+            while Clock.now < deadline, let item = group.next(timeout: 0.05) {
                 do { try handle(item, &active) } catch { failure = error; break }
             }
         }
-        for group in threads { group.join(timeout: max(0, min(1, stopBy - 1.5 - Clock.now))) }
+        group.join(timeout: max(0, min(1, stopBy - 1.5 - Clock.now)))
         // Remote sinks get up to two seconds to empty the spool; then deliveries still
         // in flight are cancelled (a hanging receiver does not hold up the exit), and
         // what is left is delivered by the next start.
@@ -186,8 +190,8 @@ public final class AgentRuntime: @unchecked Sendable {
 
     /// Tells the log and the counters when a source refused input (a line over the
     /// length limit, binary bytes): skipped, never a crash, but never silent.
-    private func reportSkips(_ sources: [(key: String, source: any LogSource)], _ reported: inout SkipCounts) {
-        let now = sources.reduce(SkipCounts()) { $0 + $1.source.skips }
+    private func reportSkips(_ group: SourceGroup, _ reported: inout SkipCounts) {
+        let now = group.skips
         guard now != reported else { return }
         log.warning("skipped input: \(now.longLines - reported.longLines) over the length limit, "
                     + "\(now.binaryLines - reported.binaryLines) binary (\(now.longLines + now.binaryLines) since start)")
@@ -195,9 +199,9 @@ public final class AgentRuntime: @unchecked Sendable {
         reported = now
     }
 
-    private func handle(_ item: BatchInbox.Item, _ active: inout Set<String>) throws {
+    private func handle(_ item: SourceGroup.Item, _ active: inout Set<String>) throws {
         switch item {
-        case .batch(let key, let records):
+        case .records(let key, let records):
             failedRestarts[key] = nil
             let outcome = processor.process(records, source: key, now: Clock.wall)
             if log.minimum == .debug {
@@ -244,14 +248,11 @@ public final class AgentRuntime: @unchecked Sendable {
     /// Attempts of sources restarted since their last failure.
     private var failedRestarts: [String: Int] = [:]
 
-    private func restartDueSources(_ inbox: BatchInbox, _ threads: inout [SourceThreads]) {
+    private func restartDueSources(_ group: SourceGroup) {
         for (key, restart) in pendingRestarts where restart.at <= Clock.now {
             pendingRestarts[key] = nil
             do {
-                let reopened = try makeSources(try store.positions(), only: key)
-                let group = SourceThreads(sources: reopened, inbox: inbox)
-                group.start()
-                threads.append(group)
+                for (key, source) in try makeSources(key) { group.add(key, source) }
                 failedRestarts[key] = restart.attempt
                 log.notice("\(key): reading again (attempt \(restart.attempt))")
             } catch {
@@ -262,40 +263,30 @@ public final class AgentRuntime: @unchecked Sendable {
         }
     }
 
-    /// The sources of the config, or only the one named `only` (a restart after a failure).
-    private func makeSources(_ positions: [String: String], only: String? = nil) throws -> [(key: String, source: any LogSource)] {
-        var sources: [(key: String, source: any LogSource)] = []
-        if config.journal && (only == nil || only == SourcePositions.journalKey) {
-            let rules = try AgentRuntime.loadRules(config, configPath: configPath)
-            var settings = JournalReader.Configuration(
-                source: .local, matches: rules.journalMatches.map { $0.map(\.text) }, follow: config.follow,
-                cursor: positions[SourcePositions.journalKey])
-            if settings.cursor == nil && config.startAtEnd, let end = try JournalReader(configuration: settings).tailCursor() {
-                // Saved at once, as for files: a restart before the first new entry must not skip it.
-                try store.commit([], positions: [SourcePositions.journalKey: end])
-                settings.cursor = end
-            }
-            let reader = JournalReader(configuration: settings)
-            try reader.start()
-            sources.append((SourcePositions.journalKey, reader))
+    private func makeSources(_ only: String?) throws -> [(key: String, source: any LogSource)] {
+        if let sourceFactory { return try sourceFactory(only) }
+        let rules = try AgentRuntime.loadRules(config, configPath: configPath)
+        return try sourcePlan(config, rules: rules).makeSources(store: store, only: only)
+    }
+
+    /// What the config reads, as `ipsight parse` would read it.
+    func sourcePlan(_ config: AgentConfig, rules: RuleSet) -> SourcePlan {
+        var plan = SourcePlan()
+        if config.journal {
+            plan.journal = .local
+            plan.journalMatches = rules.journalMatches.map { $0.map(\.text) }
         }
-        for path in config.files where only == nil || only == SourcePositions.fileKey(path) {
-            var saved = positions[SourcePositions.fileKey(path)].flatMap { FilePosition(serialized: $0) }
-            if saved == nil && config.startAtEnd, let end = endPosition(of: path) {
-                // Saved at once: a restart before the first new line must not skip it.
-                try store.commit([], positions: [SourcePositions.fileKey(path): end.serialized])
-                saved = end
-            }
-            let header = SyslogHeaderParser(timeZone: config.utc ? .utc : .local)
-            let decoder = LineDecoder(header: header, identifier: config.fileIdentifiers[path])
-            // Lines lost to rotation (a rotated file deleted or unreadable) are never silent.
-            let source = FileSource(path: path, follow: config.follow, from: saved, decoder: decoder) { [log, stats] gap in
-                log.warning("lines lost: \(gap)")
-                stats.recordFileGap(files: gap.files)
-            }
-            sources.append((SourcePositions.fileKey(path), source))
+        plan.files = config.files
+        plan.fileIdentifiers = config.fileIdentifiers
+        plan.follow = config.follow
+        plan.startAtEnd = config.startAtEnd
+        plan.header = SyslogHeaderParser(timeZone: config.utc ? .utc : .local)
+        // Lines lost to rotation (a rotated file deleted or unreadable) are never silent.
+        plan.onGap = { [log, stats] gap in
+            log.warning("lines lost: \(gap)")
+            stats.recordFileGap(files: gap.files)
         }
-        return sources
+        return plan
     }
 
     /// SIGHUP: a new config that validates takes effect; one that does not is

@@ -39,7 +39,7 @@ public final class EventProcessor {
     public func process(_ records: [LogRecord], source: String, now: Double) -> BatchOutcome {
         var outcome = BatchOutcome()
         for record in records {
-            if let position = SourcePositions.text(record.position) { outcome.position = position }
+            if let position = record.position.text { outcome.position = position }
             guard case .event(let event) = rules.match(record) else { continue }
             outcome.events += 1
             let verdict = detector.decide(event)
@@ -66,25 +66,11 @@ public final class EventProcessor {
 
     private func alert(_ e: LoginEvent, _ v: Verdict, source: String, record: LogRecord, now: Double) -> Alert {
         // Stable across restarts: where the record was read from, and what it said.
-        let identity = "\(source)|\(SourcePositions.text(record.position) ?? "")|\(e.time ?? 0)|\(e.service)|\(e.user ?? "")|\(e.ip ?? "")|\(e.port ?? 0)"
+        let identity = "\(source)|\(record.position.text ?? "")|\(e.time ?? 0)|\(e.service)|\(e.user ?? "")|\(e.ip ?? "")|\(e.port ?? 0)"
         let id = String(StableHash.xxh64(identity), radix: 16)
         return Alert(id: id, time: e.time ?? now, host: e.host, service: e.service, outcome: e.outcome,
                      user: e.user ?? "", ip: e.ip ?? "", decision: v.decision,
                      severity: v.decision == .alert ? .error : .warning, risk: v.risk ?? 1,
                      dotProduct: v.dotProduct ?? 0, summary: v.summary, reasons: v.reasons)
     }
-}
-
-/// Source positions as text in the store, and back.
-public enum SourcePositions {
-    public static func text(_ position: RecordPosition) -> String? {
-        switch position {
-        case .none: return nil
-        case .journal(let cursor): return cursor
-        case .file(let p): return p.serialized
-        }
-    }
-
-    public static func fileKey(_ path: String) -> String { "file:" + path }
-    public static let journalKey = "journal"
 }

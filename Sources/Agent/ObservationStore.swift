@@ -1,4 +1,5 @@
 import IPSightCore
+import LogSources
 import SQLiteStore
 /// The agent's memory in SQLite (WAL): successful logins within the retention
 /// window, and where each source was read up to.
@@ -141,5 +142,13 @@ public final class ObservationStore: @unchecked Sendable {
         let changes = try db.prepare("SELECT changes()")
         _ = try changes.step()
         return Int(changes.int(0))
+    }
+}
+
+/// The agent's source positions live beside its logins: a batch's positions are
+/// normally committed with its observations; alone, they are saved like this.
+extension ObservationStore: PositionStore {
+    public func save(_ positions: [String: String]) throws {
+        try commit([], positions: positions)
     }
 }

@@ -184,7 +184,7 @@ public enum ModelFile {
     /// a mix: a temporary file in the same directory, flushed, then renamed over.
     public static func save(_ model: Model, to path: String) throws(ModelFileError) {
         let bytes = encode(model)
-        try AtomicFile.write(bytes, to: path)
+        do { try AtomicFile.write(bytes, to: path) } catch { throw ModelFileError(path: error.path, message: error.message) }
     }
 }
 
@@ -196,39 +196,6 @@ public struct ModelFileError: Error, CustomStringConvertible {
         self.message = message
     }
     public var description: String { "\(path): \(message)" }
-}
-
-/// Crash-safe replacement of a file's contents.
-public enum AtomicFile {
-    public static func write(_ bytes: [UInt8], to path: String) throws(ModelFileError) {
-        let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
-        let temporary = "\(path).tmp-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw ModelFileError(path: temporary, message: String(cString: strerror(errno))) }
-        var written = 0
-        let ok: Bool = bytes.withUnsafeBytes { buffer in
-            while written < buffer.count {
-                let n = Glibc.write(fd, buffer.baseAddress! + written, buffer.count - written)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return false }
-                written += n
-            }
-            return fsync(fd) == 0
-        }
-        let reason = String(cString: strerror(errno))
-        close(fd)
-        guard ok else {
-            unlink(temporary)
-            throw ModelFileError(path: path, message: "write failed: \(reason)")
-        }
-        guard rename(temporary, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporary)
-            throw ModelFileError(path: path, message: "rename failed: \(reason)")
-        }
-        let dfd = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
-    }
 }
 
 func appendLE<T: FixedWidthInteger>(_ value: T, to out: inout [UInt8]) {

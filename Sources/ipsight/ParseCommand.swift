@@ -92,104 +92,43 @@ struct ParseCommand: ParsableCommand {
             throw IngestCommandFailure("\(error)")
         }
         ruleSet.timeZone = utc ? .utc : .local
-        let session = ParseSession(rules: ruleSet, showUnmatched: showUnmatched, flushEachBatch: follow)
-        session.lineNumbers = lineNumbers
-        if let path = state {
-            do { session.state = try SourceState.load(path: path) } catch { throw IngestCommandFailure("\(error)") }
-            session.statePath = path
+        let session = ParseSession(rules: ruleSet, showUnmatched: showUnmatched, lineNumbers: lineNumbers)
+        let store: any PositionStore
+        do { store = try state.map { try PositionFile(path: $0) } ?? MemoryPositionStore() } catch {
+            throw IngestCommandFailure("\(error)")
         }
+        let group = SourceGroup()
         let started = Clock.now
-        var lastCursor: String?
         do {
-            if journal || journalDirectory != nil || !journalFiles.isEmpty {
-                lastCursor = try readJournal(ruleSet, session)
-            } else {
-                try readFiles(session)
-            }
+            try plan(ruleSet).start(in: group, store: store)
+            try session.read(group, store: state == nil ? nil : store, flushEachBatch: follow)
         } catch {
+            group.stop()
             session.flush()
             throw IngestCommandFailure("\(error)")
         }
-        session.flush()
-        do { try session.saveState() } catch { throw IngestCommandFailure("\(error)") }
-        session.report(elapsed: Clock.now - started, cpu: Clock.cpuSeconds, stats: stats, cursor: lastCursor)
+        session.report(elapsed: Clock.now - started, cpu: Clock.cpuSeconds, stats: stats)
     }
 
-    private func readJournal(_ rules: RuleSet, _ session: ParseSession) throws -> String? {
-        let source: JournalReader.Source
-        if let dir = journalDirectory { source = .directory(dir) } else if !journalFiles.isEmpty { source = .files(journalFiles) } else { source = .local }
-        let config = JournalReader.Configuration(
-            source: source, matches: rules.journalMatches.map { $0.map(\.text) }, follow: follow,
-            cursor: afterCursor ?? session.state.journalCursor, startAtEnd: fromEnd)
-        let reader = JournalReader(configuration: config)
-        try reader.start()
-        var cursor: String?
-        while let batch = try reader.nextBatch() {
-            for record in batch {
-                session.lineNumber += 1
-                session.handle(record)
-                if case .journal(let c) = record.position { cursor = c }
-            }
-            if session.statePath != nil, let cursor {
-                session.state.journalCursor = cursor
-                session.stateChanged = true
-            }
-            try session.endBatch()
+    /// The same description of what to read as the agent's.
+    private func plan(_ rules: RuleSet) -> SourcePlan {
+        var plan = SourcePlan()
+        if let dir = journalDirectory { plan.journal = .directory(dir) } else if !journalFiles.isEmpty {
+            plan.journal = .files(journalFiles)
+        } else if journal { plan.journal = .local }
+        if plan.journal != nil {
+            plan.journalMatches = rules.journalMatches.map { $0.map(\.text) }
+            plan.journalCursor = afterCursor
+        } else {
+            plan.files = files.isEmpty ? ["-"] : files
+            if let identifier { for path in plan.files { plan.fileIdentifiers[path] = identifier } }
         }
-        reader.join()
-        session.skips = session.skips + reader.skips
-        return cursor
-    }
-
-    private func readFiles(_ session: ParseSession) throws {
-        var header = SyslogHeaderParser(timeZone: utc ? .utc : .local)
-        header.firstYear = year
-        let inputs = files.isEmpty ? ["-"] : files
-        var followers: [(FileFollower, LineDecoder)] = []
-        for path in inputs {
-            let follower = path == "-" ? FileFollower(fileDescriptor: 0)
-                : FileFollower(path: path, follow: follow, from: session.state.files[path])
-            follower.onGap = { printError("ipsight parse: warning: lines lost: \($0)") }
-            followers.append((follower, LineDecoder(header: header, identifier: identifier)))
-        }
-        if follow && fromEnd {
-            // Skip what the files hold now by reading it without handing it out.
-            for (follower, _) in followers {
-                while case .lines = try follower.poll({ _, _ in }) {}
-            }
-        }
-        let keepPositions = session.statePath != nil
-        while true {
-            var active = false
-            var idle = true
-            for index in followers.indices {
-                let follower = followers[index].0
-                var last: FilePosition?
-                let progress = try follower.poll { line, position in
-                    if keepPositions { last = position }
-                    session.lines += 1
-                    session.lineNumber = follower.lineNumber
-                    if let record = followers[index].1.decode(line, position: .file(position)) {
-                        session.handle(record)
-                    } else {
-                        session.skips.binaryLines += 1
-                    }
-                }
-                if let last, inputs[index] != "-" {
-                    session.state.files[inputs[index]] = last
-                    session.stateChanged = true
-                }
-                switch progress {
-                case .lines: active = true; idle = false
-                case .idle: active = true
-                case .end: break
-                }
-            }
-            try session.endBatch()
-            if !active { break }
-            if idle { Clock.sleep(0.25) }
-        }
-        for (follower, _) in followers { session.skips = session.skips + follower.skips }
+        plan.follow = follow
+        plan.startAtEnd = fromEnd
+        plan.header = SyslogHeaderParser(timeZone: utc ? .utc : .local)
+        plan.header.firstYear = year
+        plan.onGap = { printError("ipsight parse: warning: lines lost: \($0)") }
+        return plan
     }
 }
 
@@ -204,9 +143,8 @@ struct IngestCommandFailure: Error, CustomStringConvertible {
 final class ParseSession {
     let rules: RuleSet
     let showUnmatched: Int
-    let flushEachBatch: Bool
+    let lineNumbers: Bool
     let out = OutputBuffer()
-    var lines = 0
     var records = 0
     var successes = 0
     var failures = 0
@@ -216,25 +154,52 @@ final class ParseSession {
     var ambiguous = 0
     var shown = 0
     var skips = SkipCounts()
-    var lineNumbers = false
-    var lineNumber = 0
-    /// `--state`: positions to start from and to save after events are written.
-    var state = SourceState()
-    var statePath: String?
-    var stateChanged = false
+    /// Journal entries read, numbering them for `--line-numbers`.
+    var entries = 0
+    var lastCursor: String?
 
-    init(rules: RuleSet, showUnmatched: Int, flushEachBatch: Bool) {
+    init(rules: RuleSet, showUnmatched: Int, lineNumbers: Bool) {
         self.rules = rules
         self.showUnmatched = showUnmatched
-        self.flushEachBatch = flushEachBatch
+        self.lineNumbers = lineNumbers
+    }
+
+    /// Everything the sources hand out until they end; positions go to `store`
+    /// once the events before them are written (after each batch when following,
+    /// at the end otherwise). The first failing source ends the run.
+    func read(_ group: SourceGroup, store: (any PositionStore)?, flushEachBatch: Bool) throws {
+        var active = Set(group.keys)
+        var positions: [String: String] = [:]
+        while !active.isEmpty {
+            guard let item = group.next(timeout: .infinity) else { continue }
+            switch item {
+            case .records(let key, let batch):
+                for record in batch { handle(record) }
+                if let position = batch.last?.position.text { positions[key] = position }
+                if case .journal(let cursor)? = batch.last?.position { lastCursor = cursor }
+                if flushEachBatch {
+                    flush()
+                    if let store, !positions.isEmpty { try store.save(positions) }
+                    positions.removeAll()
+                }
+            case .finished(let key):
+                active.remove(key)
+            case .failed(_, let error):
+                throw error
+            }
+        }
+        flush()
+        if let store, !positions.isEmpty { try store.save(positions) }
+        skips = group.skips
     }
 
     func handle(_ record: LogRecord) {
         records += 1
+        if record.line == 0 { entries += 1 }
         switch rules.match(record) {
         case .event(let event):
             if event.outcome == .success { successes += 1 } else { failures += 1 }
-            EventJSON.append(event, to: out, line: lineNumbers ? lineNumber : nil)
+            EventJSON.append(event, to: out, line: lineNumbers ? (record.line > 0 ? record.line : entries) : nil)
             if out.count >= 1 << 16 { flush() }
         case .unmatched:
             unmatched += 1
@@ -256,20 +221,6 @@ final class ParseSession {
         printError("unmatched: \(record.identifier ?? "-"): \(record.message)")
     }
 
-    /// While following: write the events out, then record how far they go.
-    func endBatch() throws {
-        if flushEachBatch {
-            flush()
-            try saveState()
-        }
-    }
-
-    func saveState() throws {
-        guard let statePath, stateChanged else { return }
-        try state.save(path: statePath)
-        stateChanged = false
-    }
-
     func flush() {
         var offset = 0
         while offset < out.count {
@@ -283,8 +234,8 @@ final class ParseSession {
         out.removeAll()
     }
 
-    func report(elapsed: Double, cpu: Double, stats: Bool, cursor: String?) {
-        let inputCount = max(lines, records)
+    func report(elapsed: Double, cpu: Double, stats: Bool) {
+        let inputCount = records + skips.longLines + skips.binaryLines
         printError("ipsight parse: \(inputCount) lines, \(successes + failures) events (\(successes) success, \(failures) failure), "
             + "\(unmatched) unmatched, \(noRule) without a rule, \(untrusted) untrusted, \(ambiguous) ambiguous, "
             + "\(skips.longLines) too long, \(skips.binaryLines) binary")
@@ -292,7 +243,7 @@ final class ParseSession {
         let seconds = max(elapsed, 1e-9)
         printError("ipsight parse: \(format(seconds)) s wall, \(format(cpu)) s CPU, "
             + "\(Int(Double(inputCount) / seconds)) lines/s, \(Int(Double(successes + failures) / seconds)) events/s")
-        if let cursor { printError("ipsight parse: last cursor \(cursor)") }
+        if let lastCursor { printError("ipsight parse: last cursor \(lastCursor)") }
     }
 
     private func format(_ v: Double) -> String {

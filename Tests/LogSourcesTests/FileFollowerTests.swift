@@ -211,11 +211,11 @@ import Testing
         let text = "Nov  4 10:00:00 h sshd[1]: one\nplain line\n"
         try s.append("auth.log", text)
         let source: any LogSource = FileSource(path: s.path("auth.log"), follow: false,
-                                               decoder: LineDecoder(header: SyslogHeaderParser(timeZone: .utc)),
-                                               identifier: "app")
+                                               decoder: LineDecoder(header: SyslogHeaderParser(timeZone: .utc)))
         let batch = try #require(try source.nextBatch())
         #expect(batch.map(\.message) == ["one", "plain line"])
-        #expect(batch.map(\.identifier) == ["sshd", "app"])
+        #expect(batch.map(\.identifier) == ["sshd", nil])
+        #expect(batch.map(\.line) == [1, 2])
         guard case .file(let position) = batch[1].position else {
             Issue.record("no file position")
             return

@@ -13,7 +13,6 @@ extension Journald {
     static func collect(_ configuration: JournalReader.Configuration, deadline seconds: Double = 30,
                         until done: ([LogRecord]) -> Bool) throws -> [LogRecord] {
         let reader = JournalReader(configuration: configuration)
-        try reader.start()
         let guardTimer = DispatchWorkItem { reader.stop() }
         DispatchQueue.global().asyncAfter(deadline: .now() + seconds, execute: guardTimer)
         var records: [LogRecord] = []
@@ -23,7 +22,6 @@ extension Journald {
         }
         guardTimer.cancel()
         reader.stop()
-        reader.join()
         return records
     }
 }
@@ -34,19 +32,20 @@ extension Journald {
         let token = Journald.token()
         let config = JournalReader.Configuration(
             matches: [["IPSIGHT_TEST=\(token)"], ["SYSLOG_IDENTIFIER=ipsight-\(token)"]], follow: true)
-        let reader = JournalReader(configuration: config)
-        try reader.start()
-        // Written after the reader started: it must see them as they arrive.
+        // Read as the agent and `parse` read it: on a source thread of a group.
+        let group = SourceGroup()
+        group.add(SourceKey.journal, JournalReader(configuration: config))
+        // Written while the source is waiting: it must see them as they arrive.
         try Journald.run(["logger", "--journald"], input: "MESSAGE=first \(token)\nSYSLOG_IDENTIFIER=ipsight-test\nIPSIGHT_TEST=\(token)\n")
         try Journald.run(["logger", "--journald"], input: "MESSAGE=second \(token)\nSYSLOG_IDENTIFIER=ipsight-test\nIPSIGHT_TEST=\(token)\n")
         try Journald.run(["systemd-cat", "-t", "ipsight-\(token)", "echo", "third \(token)"])
-        let stopper = DispatchWorkItem { reader.stop() }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: stopper)
         var records: [LogRecord] = []
-        while records.count < 3, let batch = try reader.nextBatch() { records += batch }
-        stopper.cancel()
-        reader.stop()
-        reader.join()
+        let deadline = Date(timeIntervalSinceNow: 30)
+        while records.count < 3 && Date() < deadline {
+            if case .records(_, let batch)? = group.next(timeout: 1) { records += batch }
+        }
+        group.stop()
+        #expect(group.join(timeout: 5))
         // journald serves its datagram and stream sockets separately: compare as a set.
         #expect(records.count == 3)
         #expect(Set(records.map(\.message)) == ["first \(token)", "second \(token)", "third \(token)"])
@@ -135,7 +134,6 @@ extension Journald {
             try Journald.run(["logger", "--journald"], input: "MESSAGE=\(token) \(i)\nIPSIGHT_TEST=\(token)\n")
         }
         let reader = JournalReader(configuration: .init(matches: [["IPSIGHT_TEST=\(token)"]], follow: true))
-        try reader.start()
         let stopper = DispatchWorkItem { reader.stop() }
         DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: stopper)
         var records: [LogRecord] = []
@@ -152,7 +150,6 @@ extension Journald {
         while records.count < 4, let batch = try reader.nextBatch() { records += batch }
         stopper.cancel()
         reader.stop()
-        reader.join()
         #expect(records.map(\.message) == (1...4).map { "\(token) \($0)" })
     }
 

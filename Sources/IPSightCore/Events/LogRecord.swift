@@ -17,10 +17,12 @@ public struct LogRecord: Sendable, Equatable {
     public var trusted: TrustedFields?
     /// Where to resume so that the next record read is the one after this.
     public var position: RecordPosition
+    /// The line's 1-based number in its file (refused lines counted); 0 outside files.
+    public var line: Int
 
     public init(time: Double? = nil, host: String? = nil, identifier: String? = nil,
                 pid: Int? = nil, message: String, trusted: TrustedFields? = nil,
-                position: RecordPosition = .none) {
+                position: RecordPosition = .none, line: Int = 0) {
         self.time = time
         self.host = host
         self.identifier = identifier
@@ -28,6 +30,7 @@ public struct LogRecord: Sendable, Equatable {
         self.message = message
         self.trusted = trusted
         self.position = position
+        self.line = line
     }
 }
 

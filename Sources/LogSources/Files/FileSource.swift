@@ -6,28 +6,26 @@ import Synchronization
 public final class FileSource: LogSource, @unchecked Sendable {
     private let follower: FileFollower
     private var decoder: LineDecoder
-    private let identifier: String?
+    /// Standard input: read once, never resumed, so its records carry no position.
+    private let resumable: Bool
     private let stopped = Atomic<Bool>(false)
     private var refused = 0
 
-    /// - Parameters:
-    ///   - identifier: given to lines without a syslog header.
-    ///   - onGap: told (on the reading thread) each time lines are lost because a
-    ///     rotated file cannot be read any more.
+    /// - Parameter onGap: told (on the reading thread) each time lines are lost
+    ///   because a rotated file cannot be read any more.
     public init(path: String, follow: Bool, from position: FilePosition? = nil,
-                decoder: LineDecoder = LineDecoder(), identifier: String? = nil,
-                onGap: (@Sendable (FileGap) -> Void)? = nil) {
+                decoder: LineDecoder = LineDecoder(), onGap: (@Sendable (FileGap) -> Void)? = nil) {
         follower = FileFollower(path: path, follow: follow, from: position)
         follower.onGap = onGap
         self.decoder = decoder
-        self.identifier = identifier
+        resumable = true
     }
 
     /// Standard input or another open descriptor, read to its end.
-    public init(fileDescriptor: Int32, decoder: LineDecoder = LineDecoder(), identifier: String? = nil) {
+    public init(fileDescriptor: Int32, decoder: LineDecoder = LineDecoder()) {
         follower = FileFollower(fileDescriptor: fileDescriptor)
         self.decoder = decoder
-        self.identifier = identifier
+        resumable = false
     }
 
     public func stop() { stopped.store(true, ordering: .relaxed) }
@@ -44,8 +42,8 @@ public final class FileSource: LogSource, @unchecked Sendable {
             let progress: FileFollower.Progress
             do {
                 progress = try follower.poll { line, position in
-                    if var record = decoder.decode(line, position: .file(position)) {
-                        if record.identifier == nil { record.identifier = identifier }
+                    if var record = decoder.decode(line, position: resumable ? .file(position) : .none) {
+                        record.line = follower.lineNumber
                         records.append(record)
                     } else {
                         refused += 1

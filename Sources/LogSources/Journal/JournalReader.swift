@@ -1,20 +1,22 @@
 import IPSightCore
 import CSystemd
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
 
-/// Reads the systemd journal through sd-journal on one dedicated thread (an
-/// `sd_journal` handle must stay on the thread that opened it) and hands out
-/// batches of records through a bounded queue.
+/// Reads the systemd journal through sd-journal, on the thread that calls
+/// `nextBatch` (an `sd_journal` handle is not shared between threads: the
+/// journal is opened by the first call and closed by the last one, so a
+/// `SourceGroup` thread owns it from start to end).
 ///
 /// Each record carries its cursor; start a new reader `after:` the cursor of the
 /// last record processed to resume with nothing lost or repeated. Journal file
 /// rotation and vacuuming (`SD_JOURNAL_INVALIDATE`) are survived by seeking
 /// back to the last cursor read.
-public final class JournalReader: @unchecked Sendable {
+public final class JournalReader: LogSource, @unchecked Sendable {
     public enum Source: Sendable, Equatable {
         /// The local machine's journal (system and user journals readable to us).
         case local
@@ -36,7 +38,6 @@ public final class JournalReader: @unchecked Sendable {
         /// Start at the end of the journal when there is no cursor (only new entries).
         public var startAtEnd: Bool
         public var batchSize: Int
-        public var queueCapacity: Int
         /// How long one `sd_journal_wait` lasts: a stop request is noticed, and new
         /// entries are looked for, at least this often. journald coalesces its change
         /// notifications over 250 ms, but an entry is readable as soon as it is
@@ -45,7 +46,7 @@ public final class JournalReader: @unchecked Sendable {
         public var maxMessageLength: Int
 
         public init(source: Source = .local, matches: [[String]] = [], follow: Bool = false, cursor: String? = nil,
-                    startAtEnd: Bool = false, batchSize: Int = 512, queueCapacity: Int = 8,
+                    startAtEnd: Bool = false, batchSize: Int = 512,
                     waitInterval: Double = 0.05, maxMessageLength: Int = 64 * 1024) {
             self.source = source
             self.matches = matches
@@ -53,47 +54,34 @@ public final class JournalReader: @unchecked Sendable {
             self.cursor = cursor
             self.startAtEnd = startAtEnd
             self.batchSize = batchSize
-            self.queueCapacity = queueCapacity
             self.waitInterval = waitInterval
             self.maxMessageLength = maxMessageLength
         }
     }
 
     public let configuration: Configuration
-    private let queue: BatchQueue<RawJournalBatch>
-    private var thread: pthread_t?
-    /// Entries skipped as too long or not UTF-8, counted by the consumer as it decodes.
-    public private(set) var skips = SkipCounts()
+    private let stopped = Atomic<Bool>(false)
+    /// Open from the first `nextBatch` until the end, `stop()` or a failure.
+    private var journal: OpaquePointer?
+    private var finished = false
+    /// The journal stands on the next entry to hand out (after a seek).
+    private var standing = false
+    /// The cursor of the last entry handed out: where to seek back after rotation.
+    private var lastCursor: String?
+    private var refused = SkipCounts()
+    private let skipCounts = Mutex(SkipCounts())
 
     public init(configuration: Configuration) {
         self.configuration = configuration
-        queue = BatchQueue(capacity: configuration.queueCapacity)
+        lastCursor = configuration.cursor
     }
 
     deinit {
-        stop()
-        if let thread {
-            // The last reference may be dropped by the reading thread itself.
-            if pthread_equal(thread, pthread_self()) != 0 { pthread_detach(thread) } else { pthread_join(thread, nil) }
-        }
+        if let journal { sd_journal_close(journal) }
     }
 
-    /// Starts the reading thread.
-    public func start() throws(SourceError) {
-        precondition(thread == nil, "a JournalReader starts once")
-        let box = Unmanaged.passRetained(self)
-        var handle = pthread_t()
-        let result = pthread_create(&handle, nil, { raw in
-            let reader = Unmanaged<JournalReader>.fromOpaque(raw!).takeRetainedValue()
-            reader.run()
-            return nil
-        }, box.toOpaque())
-        guard result == 0 else {
-            box.release()
-            throw SourceError.io(path: nil, operation: "pthread_create", errno: result)
-        }
-        thread = handle
-    }
+    /// Entries skipped as too long or not UTF-8.
+    public var skips: SkipCounts { skipCounts.withLock { $0 } }
 
     /// The cursor of the last entry matching the configuration's matches, or nil
     /// when none exists. A consumer that starts at the end saves it at once, so that
@@ -113,44 +101,32 @@ public final class JournalReader: @unchecked Sendable {
         return String(cString: pointer)
     }
 
-    /// Stops reading: a waiting consumer sees the end at once, the thread
-    /// notices within one wait interval and closes the journal.
-    public func stop() {
-        queue.cancel()
-    }
+    /// Ends `nextBatch` within one wait interval, from any thread.
+    public func stop() { stopped.store(true, ordering: .relaxed) }
 
-    /// Waits for the reading thread to end (after `stop()` or the end of input).
-    public func join() {
-        if let thread {
-            pthread_join(thread, nil)
-            self.thread = nil
-        }
-    }
-
-    /// The next batch, blocking the calling thread; nil at the end (not following).
-    /// One consumer at a time.
+    /// The next entries, waiting for new ones when following; nil at the end of
+    /// the journal (not following) or after `stop()`, when the journal is closed.
     public func nextBatch() throws(SourceError) -> [LogRecord]? {
-        try queue.pop().map(decode)
-    }
-
-    /// The next batch, suspending the calling task; nil at the end (not following).
-    /// One consumer at a time.
-    public func next() async throws -> [LogRecord]? {
-        try await queue.next().map(decode)
-    }
-
-    // MARK: - The reading thread
-
-    private func run() {
-        var journal: OpaquePointer?
+        guard !finished else { return nil }
         do {
-            journal = try open()
-            try read(journal!)
-            queue.finish()
+            if journal == nil {
+                let opened = try open()
+                journal = opened
+                standing = try seek(opened, after: configuration.cursor)
+            }
+            if let records = try read(journal!) { return records }
         } catch {
-            queue.finish(error: error)
+            close()
+            throw error
         }
+        close()
+        return nil
+    }
+
+    private func close() {
+        finished = true
         if let journal { sd_journal_close(journal) }
+        journal = nil
     }
 
     private func open() throws(SourceError) -> OpaquePointer {
@@ -212,33 +188,24 @@ public final class JournalReader: @unchecked Sendable {
         return false
     }
 
-    private func read(_ journal: OpaquePointer) throws(SourceError) {
-        var standing = try seek(journal, after: configuration.cursor)
-        var lastCursor = configuration.cursor
-        var batch = RawJournalBatch()
+    /// Up to a batch of records; waits while following and there are none; nil
+    /// at the end or once stopped.
+    private func read(_ journal: OpaquePointer) throws(SourceError) -> [LogRecord]? {
+        var records: [LogRecord] = []
+        records.reserveCapacity(configuration.batchSize)
         let waitMicros = UInt64(configuration.waitInterval * 1_000_000)
-        func push() -> Bool {
-            if let cursor = batch.cursor(batch.count - 1) { lastCursor = cursor }
-            defer { batch = RawJournalBatch() }
-            return queue.push(batch)
-        }
-        while true {
-            // Cancellation is noticed at the next push, or here while waiting.
+        while !stopped.load(ordering: .relaxed) {
             let advanced: Int32 = standing ? 1 : sd_journal_next(journal)
             standing = false
             if advanced < 0 { throw SourceError.journal(operation: "next", code: advanced) }
             if advanced > 0 {
-                copyEntry(journal, into: &batch)
-                if batch.count >= configuration.batchSize {
-                    guard push() else { return }
-                }
+                if let record = record(journal) { records.append(record) }
+                if records.count >= configuration.batchSize { break }
                 continue
             }
             // At the end: hand out what we have, then wait or finish.
-            if batch.count > 0 {
-                guard push() else { return }
-            }
-            guard configuration.follow, !queue.isCancelled else { return }
+            if !records.isEmpty { break }
+            guard configuration.follow else { return nil }
             let w = sd_journal_wait(journal, waitMicros)
             if w < 0 { throw SourceError.journal(operation: "wait", code: w) }
             if w == Int32(SD_JOURNAL_INVALIDATE), let cursor = lastCursor {
@@ -246,6 +213,9 @@ public final class JournalReader: @unchecked Sendable {
                 standing = try seek(journal, after: cursor)
             }
         }
+        let refused = self.refused
+        skipCounts.withLock { $0 = refused }
+        return records.isEmpty ? nil : records
     }
 
     /// The fields a record is made of, by their position in `fieldNames`.
@@ -253,18 +223,12 @@ public final class JournalReader: @unchecked Sendable {
         "MESSAGE=", "SYSLOG_IDENTIFIER=", "SYSLOG_PID=", "_SYSTEMD_UNIT=", "_COMM=", "_UID=", "_PID=", "_HOSTNAME=", "_EXE=",
     ].map { Array($0.utf8) }
 
-    /// Copies the current entry's fields, cursor and time into the batch. This
-    /// is all the reading thread does per entry; making strings and records is
-    /// left to the consumer's thread, so the two run side by side.
-    private func copyEntry(_ journal: OpaquePointer, into batch: inout RawJournalBatch) {
-        batch.beginEntry()
-        var cursorPointer: UnsafeMutablePointer<CChar>?
-        if sd_journal_get_cursor(journal, &cursorPointer) >= 0, let cursorPointer {
-            batch.setField(RawJournalBatch.cursorIndex, UnsafeRawBufferPointer(start: cursorPointer, count: strlen(cursorPointer)))
-            free(cursorPointer)
-        }
-        // One pass over the entry's fields: each sd_journal_get_data call would
-        // scan them again.
+    /// The current entry as a record, in one pass over its fields (each
+    /// `sd_journal_get_data` call would scan them again); nil when it is refused
+    /// (too long, not text) or has no message.
+    private func record(_ journal: OpaquePointer) -> LogRecord? {
+        var values = [UnsafeRawBufferPointer?](repeating: nil, count: Self.fieldNames.count)
+        var tooLong = false
         sd_journal_restart_data(journal)
         var pointer: UnsafeRawPointer?
         var length = 0
@@ -273,7 +237,7 @@ public final class JournalReader: @unchecked Sendable {
             guard let pointer else { continue }
             let first = pointer.load(as: UInt8.self)
             guard first == UInt8(ascii: "M") || first == UInt8(ascii: "S") || first == UInt8(ascii: "_") else { continue }
-            for index in 0..<Self.fieldNames.count where !batch.hasField(index) {
+            for index in 0..<Self.fieldNames.count where values[index] == nil {
                 let matched = Self.fieldNames[index].withUnsafeBytes { name in
                     length >= name.count && name[0] == first && memcmp(name.baseAddress!, pointer, name.count) == 0
                 }
@@ -281,44 +245,41 @@ public final class JournalReader: @unchecked Sendable {
                 let nameLength = Self.fieldNames[index].count
                 let value = UnsafeRawBufferPointer(start: pointer + nameLength, count: length - nameLength)
                 if index == 0 && value.count > configuration.maxMessageLength {
-                    batch.markTooLong()
+                    tooLong = true
                 } else if index == 0 || value.count <= 4096 {
-                    batch.setField(index, value)
+                    values[index] = value
                 }
                 found += 1
                 break
             }
         }
-        var usec: UInt64 = 0
-        batch.setTime(sd_journal_get_realtime_usec(journal, &usec) >= 0 ? Double(usec) / 1_000_000 : nil)
-    }
-
-    /// Records from copied entries, on the consumer's thread.
-    private func decode(_ batch: RawJournalBatch) -> [LogRecord] {
-        var records: [LogRecord] = []
-        records.reserveCapacity(batch.count)
-        batch.withBytes { raw in
-            for entry in 0..<batch.count {
-                if batch.isTooLong(entry) {
-                    skips.longLines += 1
-                    continue
-                }
-                guard let bytes = batch.field(entry, 0, in: raw) else { continue }
-                guard !bytes.contains(0), let message = Self.string(bytes) else {
-                    skips.binaryLines += 1
-                    continue
-                }
-                func text(_ index: Int) -> String? { batch.field(entry, index, in: raw).flatMap(Self.string) }
-                let trusted = TrustedFields(systemdUnit: text(3), comm: text(4), uid: text(5), pid: text(6),
-                                            hostname: text(7), exe: text(8))
-                let identifier = text(1) ?? trusted.comm
-                let pid = (text(2) ?? trusted.pid).flatMap { Int($0) }
-                let cursor = batch.field(entry, RawJournalBatch.cursorIndex, in: raw).map { String(decoding: $0, as: UTF8.self) }
-                records.append(LogRecord(time: batch.time(entry), host: trusted.hostname, identifier: identifier, pid: pid,
-                                         message: message, trusted: trusted, position: cursor.map { .journal(cursor: $0) } ?? .none))
-            }
+        // The data pointers stay valid until the journal moves: read them now.
+        var cursorPointer: UnsafeMutablePointer<CChar>?
+        var cursor: String?
+        if sd_journal_get_cursor(journal, &cursorPointer) >= 0, let cursorPointer {
+            cursor = String(cString: cursorPointer)
+            free(cursorPointer)
         }
-        return records
+        // A refused entry still moves the resume point past it.
+        if let cursor { lastCursor = cursor }
+        if tooLong {
+            refused.longLines += 1
+            return nil
+        }
+        guard let bytes = values[0] else { return nil }
+        let hasNul = bytes.count > 0 && memchr(bytes.baseAddress!, 0, bytes.count) != nil
+        guard !hasNul, let message = Self.string(bytes) else {
+            refused.binaryLines += 1
+            return nil
+        }
+        func text(_ index: Int) -> String? { values[index].flatMap(Self.string) }
+        let trusted = TrustedFields(systemdUnit: text(3), comm: text(4), uid: text(5), pid: text(6),
+                                    hostname: text(7), exe: text(8))
+        var usec: UInt64 = 0
+        let time = sd_journal_get_realtime_usec(journal, &usec) >= 0 ? Double(usec) / 1_000_000 : nil
+        return LogRecord(time: time, host: trusted.hostname, identifier: text(1) ?? trusted.comm,
+                         pid: (text(2) ?? trusted.pid).flatMap { Int($0) }, message: message, trusted: trusted,
+                         position: cursor.map { .journal(cursor: $0) } ?? .none)
     }
 
     /// UTF-8 text, with a fast path for ASCII; nil if invalid.
