@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Which rows of the IP table make an IPv4 model's scores of unrelated addresses vary by user.
 
-  python3 docs/row-ablation.py model.ipsight /tmp/sim/test.csv [ROWS ...]
+  python3 docs/research/row-ablation.py model.ipsight /tmp/sim/test.csv [ROWS ...]
 
 Reads the model file (one residual layer, the default layout: IPv4 /8 /12 /16 /20
 /24 prefix rows, four byte rows and, in models that have it, the family row shared
@@ -25,7 +25,7 @@ import sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "shared", "bench"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "..", "shared", "bench"))
 import evaluate  # noqa: E402
 
 KINDS = ["8", "12", "16", "20", "24", "b0", "b1", "b2", "b3"]
@@ -75,7 +75,7 @@ def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
     model, test = sys.argv[1], sys.argv[2]
-    binary = os.environ.get("IPSIGHT", os.path.join(HERE, "..", ".build", "release", "ipsight"))
+    binary = os.environ.get("IPSIGHT", os.path.join(HERE, "..", "..", ".build", "release", "ipsight"))
     table, w, b, buckets, family, prior = load(model)
     rows = [line.strip().split(",") for line in open(test)]
 

@@ -3,7 +3,7 @@
 
   python3 ../shared/bench/simulate.py --users 10000 --seed 1 --truth --out /tmp/sim
   cut -d, -f1,2 /tmp/sim/test.csv | ipsight score --model model.ipsight > scores.jsonl
-  python3 docs/dot-product-bounds.py /tmp/sim [scores.jsonl]
+  python3 docs/research/dot-product-bounds.py /tmp/sim [scores.jsonl]
 
 Every test login within 40 routed networks of the user's home or work network (the
 simulator's hidden parameters, from truth.jsonl) is ranked as normal; the others get
@@ -22,7 +22,7 @@ import random
 import statistics
 import sys
 
-SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared")
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared")
 sys.path.insert(0, os.path.join(SHARED, "bench"))
 import evaluate  # noqa: E402  (the benchmark's own AUC and recall)
 
