@@ -1,5 +1,5 @@
 /// Builds a sink from the flat string settings of one config table, e.g.
-/// `[alerts.sinks.oncall] type = "pagerduty", routing_key = "file:/etc/ipsight/pd.key"`.
+/// `[sink.oncall] type = "pagerduty", routing_key = "file:/etc/ipsight/pd.key"`.
 ///
 /// | type | settings |
 /// |---|---|

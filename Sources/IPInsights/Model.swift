@@ -22,7 +22,7 @@ import Darwin
 /// each entity as often as it logs in, so its log odds say nothing of how active
 /// the account is; attackers, though, pick accounts regardless of activity. Adding
 /// log n turns the score into the log odds of "real" against a takeover of a
-/// uniformly chosen account, and a dot product it stays (see docs/activity-prior.md).
+/// uniformly chosen account, and a dot product it stays (see docs/research/activity-prior.md).
 public final class Model: @unchecked Sendable {
     public let hyperparameters: Hyperparameters
     public let layout: IPEncoderLayout

@@ -50,7 +50,7 @@ import TestSupport
             try PositionFile.parse("bogus\n", path: "st")
         }
         let s = try FileFollowerTests.Scratch("state-binary")
-        try s.append("st", bytes: [0xFF, 0xFE, 0x0A])
+        FileManager.default.createFile(atPath: s.path("st"), contents: Data([0xFF, 0xFE, 0x0A]))
         #expect(throws: SourceError.invalidPosition("\(s.path("st")): not UTF-8 text")) { try PositionFile(path: s.path("st")) }
     }
 }
