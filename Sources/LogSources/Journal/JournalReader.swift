@@ -28,8 +28,8 @@ public final class JournalReader: LogSource, @unchecked Sendable {
 
     public struct Configuration: Sendable {
         public var source: Source
-        /// Match alternatives, each a list of `FIELD=value` terms that must all hold;
-        /// empty reads everything.
+        /// Match alternatives, each a list of `FIELD=value` terms that must all hold
+        /// (values of one field are alternatives); empty reads everything.
         public var matches: [[String]]
         /// Keep waiting for new entries at the end of the journal.
         public var follow: Bool
@@ -70,10 +70,38 @@ public final class JournalReader: LogSource, @unchecked Sendable {
     private var lastCursor: String?
     private var refused = SkipCounts()
     private let skipCounts = Mutex(SkipCounts())
+    /// Nil when a match term is malformed: the first `nextBatch` says so.
+    private let filter: Result<JournalFilter, SourceError>
+    /// The fields read from each entry: the record's (`recordFields`), then the filter's others.
+    private let names: [[UInt8]]
+    /// Where each of the filter's fields is among `names`.
+    private let filterFields: [Int]
+    /// The current entry's field values, copied out of sd-journal (its pointers
+    /// are valid only until the next enumeration call), and their spans in it.
+    private var scratch: [UInt8] = []
+    private var spans: [Range<Int>?]
+    /// The first bytes of `names`: other fields are passed over at once.
+    private let firstBytes: [Bool]
 
     public init(configuration: Configuration) {
         self.configuration = configuration
         lastCursor = configuration.cursor
+        do throws(SourceError) { filter = .success(try JournalFilter(configuration.matches)) } catch { filter = .failure(error) }
+        var names = Self.recordFields
+        var filterFields: [Int] = []
+        for name in (try? filter.get())?.names ?? [] {
+            if let index = names.firstIndex(of: name) { filterFields.append(index) } else {
+                names.append(name)
+                filterFields.append(names.count - 1)
+            }
+        }
+        self.names = names
+        self.filterFields = filterFields
+        var firstBytes = [Bool](repeating: false, count: 256)
+        for name in names { firstBytes[Int(name[0])] = true }
+        self.firstBytes = firstBytes
+        spans = Array(repeating: nil, count: names.count)
+        scratch.reserveCapacity(1 << 16)
     }
 
     deinit {
@@ -83,10 +111,9 @@ public final class JournalReader: LogSource, @unchecked Sendable {
     /// Entries skipped as too long or not UTF-8.
     public var skips: SkipCounts { skipCounts.withLock { $0 } }
 
-    /// The cursor of the last entry matching the configuration's matches, or nil
-    /// when none exists. A consumer that starts at the end saves it at once, so that
-    /// a restart before the first new entry resumes there instead of skipping to a
-    /// later end.
+    /// The cursor of the journal's last entry, or nil when it is empty. A consumer
+    /// that starts at the end saves it at once, so that a restart before the first
+    /// new entry resumes there instead of skipping to a later end.
     public func tailCursor() throws(SourceError) -> String? {
         let journal = try open()
         defer { sd_journal_close(journal) }
@@ -109,12 +136,13 @@ public final class JournalReader: LogSource, @unchecked Sendable {
     public func nextBatch() throws(SourceError) -> [LogRecord]? {
         guard !finished else { return nil }
         do {
+            let filter = try filter.get()
             if journal == nil {
                 let opened = try open()
                 journal = opened
                 standing = try seek(opened, after: configuration.cursor)
             }
-            if let records = try read(journal!) { return records }
+            if let records = try read(journal!, filter) { return records }
         } catch {
             close()
             throw error
@@ -148,20 +176,6 @@ public final class JournalReader: LogSource, @unchecked Sendable {
             for p in cStrings { free(p) }
         }
         guard r >= 0, let journal else { throw SourceError.journal(operation: "open", code: r) }
-        for alternative in configuration.matches {
-            for term in alternative {
-                r = sd_journal_add_match(journal, term, 0)
-                if r < 0 {
-                    sd_journal_close(journal)
-                    throw SourceError.journal(operation: "add match \(term)", code: r)
-                }
-            }
-            r = sd_journal_add_disjunction(journal)
-            if r < 0 {
-                sd_journal_close(journal)
-                throw SourceError.journal(operation: "add disjunction", code: r)
-            }
-        }
         return journal
     }
 
@@ -190,7 +204,7 @@ public final class JournalReader: LogSource, @unchecked Sendable {
 
     /// Up to a batch of records; waits while following and there are none; nil
     /// at the end or once stopped.
-    private func read(_ journal: OpaquePointer) throws(SourceError) -> [LogRecord]? {
+    private func read(_ journal: OpaquePointer, _ filter: JournalFilter) throws(SourceError) -> [LogRecord]? {
         var records: [LogRecord] = []
         records.reserveCapacity(configuration.batchSize)
         let waitMicros = UInt64(configuration.waitInterval * 1_000_000)
@@ -199,7 +213,7 @@ public final class JournalReader: LogSource, @unchecked Sendable {
             standing = false
             if advanced < 0 { throw SourceError.journal(operation: "next", code: advanced) }
             if advanced > 0 {
-                if let record = record(journal) { records.append(record) }
+                if let record = record(journal, filter) { records.append(record) }
                 if records.count >= configuration.batchSize { break }
                 continue
             }
@@ -218,42 +232,20 @@ public final class JournalReader: LogSource, @unchecked Sendable {
         return records.isEmpty ? nil : records
     }
 
-    /// The fields a record is made of, by their position in `fieldNames`.
-    static let fieldNames: [[UInt8]] = [
+    /// The fields a record is made of, by their position here.
+    static let recordFields: [[UInt8]] = [
         "MESSAGE=", "SYSLOG_IDENTIFIER=", "SYSLOG_PID=", "_SYSTEMD_UNIT=", "_COMM=", "_UID=", "_PID=", "_HOSTNAME=", "_EXE=",
     ].map { Array($0.utf8) }
 
-    /// The current entry as a record, in one pass over its fields (each
-    /// `sd_journal_get_data` call would scan them again); nil when it is refused
-    /// (too long, not text) or has no message.
-    private func record(_ journal: OpaquePointer) -> LogRecord? {
-        var values = [UnsafeRawBufferPointer?](repeating: nil, count: Self.fieldNames.count)
-        var tooLong = false
-        sd_journal_restart_data(journal)
-        var pointer: UnsafeRawPointer?
-        var length = 0
-        var found = 0
-        while found < Self.fieldNames.count, sd_journal_enumerate_available_data(journal, &pointer, &length) > 0 {
-            guard let pointer else { continue }
-            let first = pointer.load(as: UInt8.self)
-            guard first == UInt8(ascii: "M") || first == UInt8(ascii: "S") || first == UInt8(ascii: "_") else { continue }
-            for index in 0..<Self.fieldNames.count where values[index] == nil {
-                let matched = Self.fieldNames[index].withUnsafeBytes { name in
-                    length >= name.count && name[0] == first && memcmp(name.baseAddress!, pointer, name.count) == 0
-                }
-                guard matched else { continue }
-                let nameLength = Self.fieldNames[index].count
-                let value = UnsafeRawBufferPointer(start: pointer + nameLength, count: length - nameLength)
-                if index == 0 && value.count > configuration.maxMessageLength {
-                    tooLong = true
-                } else if index == 0 || value.count <= 4096 {
-                    values[index] = value
-                }
-                found += 1
-                break
-            }
+    /// The current entry as a record when the filter passes it; nil when it does
+    /// not, or is refused (too long, not text), or has no message.
+    private func record(_ journal: OpaquePointer, _ filter: JournalFilter) -> LogRecord? {
+        let tooLong = copyFields(journal)
+        func value(_ index: Int) -> UnsafeRawBufferPointer? {
+            guard let span = spans[index] else { return nil }
+            return scratch.withUnsafeBytes { UnsafeRawBufferPointer(rebasing: $0[span]) }
         }
-        // The data pointers stay valid until the journal moves: read them now.
+        guard filter.passes({ value(filterFields[$0]) }) else { return nil }
         var cursorPointer: UnsafeMutablePointer<CChar>?
         var cursor: String?
         if sd_journal_get_cursor(journal, &cursorPointer) >= 0, let cursorPointer {
@@ -266,13 +258,13 @@ public final class JournalReader: LogSource, @unchecked Sendable {
             refused.longLines += 1
             return nil
         }
-        guard let bytes = values[0] else { return nil }
+        guard let bytes = value(0) else { return nil }
         let hasNul = bytes.count > 0 && memchr(bytes.baseAddress!, 0, bytes.count) != nil
         guard !hasNul, let message = Self.string(bytes) else {
             refused.binaryLines += 1
             return nil
         }
-        func text(_ index: Int) -> String? { values[index].flatMap(Self.string) }
+        func text(_ index: Int) -> String? { value(index).flatMap(Self.string) }
         let trusted = TrustedFields(systemdUnit: text(3), comm: text(4), uid: text(5), pid: text(6),
                                     hostname: text(7), exe: text(8))
         var usec: UInt64 = 0
@@ -280,6 +272,41 @@ public final class JournalReader: LogSource, @unchecked Sendable {
         return LogRecord(time: time, host: trusted.hostname, identifier: text(1) ?? trusted.comm,
                          pid: (text(2) ?? trusted.pid).flatMap { Int($0) }, message: message, trusted: trusted,
                          position: cursor.map { .journal(cursor: $0) } ?? .none)
+    }
+
+    /// Copies the current entry's values of `names` into `scratch`, in one pass
+    /// over its fields (each `sd_journal_get_data` call would scan them again).
+    /// Returns true when the message is over the length limit (it is not copied).
+    private func copyFields(_ journal: OpaquePointer) -> Bool {
+        scratch.removeAll(keepingCapacity: true)
+        for index in spans.indices { spans[index] = nil }
+        var tooLong = false
+        sd_journal_restart_data(journal)
+        var pointer: UnsafeRawPointer?
+        var length = 0
+        var found = 0
+        while found < names.count, sd_journal_enumerate_available_data(journal, &pointer, &length) > 0 {
+            guard let pointer, length > 0 else { continue }
+            let first = pointer.load(as: UInt8.self)
+            guard firstBytes[Int(first)] else { continue }
+            for index in names.indices where spans[index] == nil {
+                let matched = names[index].withUnsafeBytes { name in
+                    length >= name.count && name[0] == first && memcmp(name.baseAddress!, pointer, name.count) == 0
+                }
+                guard matched else { continue }
+                let nameLength = names[index].count
+                let value = UnsafeRawBufferPointer(start: pointer + nameLength, count: length - nameLength)
+                if index == 0 && value.count > configuration.maxMessageLength {
+                    tooLong = true
+                } else if index == 0 || value.count <= 4096 {
+                    spans[index] = scratch.count..<scratch.count + value.count
+                    scratch.append(contentsOf: value)
+                }
+                found += 1
+                break
+            }
+        }
+        return tooLong
     }
 
     /// UTF-8 text, with a fast path for ASCII; nil if invalid.
