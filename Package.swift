@@ -81,10 +81,13 @@ let package = Package(
             .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
         ]),
 
+        // The client of the agent's API that `ipsight check` (inside a PAM login),
+        // `status` and `feedback` use: blocking, one deadline, nothing but the core.
+        .target(name: "AgentClient", dependencies: ["IPSightCore"]),
         // The running agent's HTTP API (decide, feedback, status, metrics) on a Unix
-        // socket and TCP, and the client `ipsight check` and `ipsight status` use.
+        // socket and TCP.
         .target(name: "AgentAPI", dependencies: [
-            "IPSightCore", "Agent", "Detection", "Server", "IPInsights", "IPInsightsFormats", "Rules", "SQLiteStore",
+            "IPSightCore", "Agent", "AgentClient", "Detection", "Server", "IPInsights", "IPInsightsFormats", "Rules", "SQLiteStore",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
@@ -92,7 +95,7 @@ let package = Package(
         ]),
 
         .executableTarget(name: "ipsight", dependencies: [
-            "IPSightCore", "IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "Detection", "Agent", "Server", "AgentAPI",
+            "IPSightCore", "IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "Detection", "Agent", "Server", "AgentAPI", "AgentClient",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -100,11 +103,11 @@ let package = Package(
         .testTarget(name: "IPInsightsTests", dependencies: ["IPSightCore", "IPInsights", "IPInsightsFormats"]),
         .testTarget(name: "IPInsightsFormatsTests", dependencies: ["IPSightCore", "IPInsights", "IPInsightsFormats"]),
         .testTarget(name: "DetectionTests", dependencies: ["IPSightCore", "IPInsights", "Detection", "TestSupport"]),
-        .testTarget(name: "ipsightTests", dependencies: ["ipsight", "IPSightCore", "TestSupport"]),
+        .testTarget(name: "ipsightTests", dependencies: ["ipsight", "Agent", "IPSightCore", "TestSupport"]),
         .testTarget(name: "LogSourcesTests", dependencies: ["IPSightCore", "LogSources", "TestSupport"]),
         .testTarget(name: "RulesTests", dependencies: ["IPSightCore", "Rules", "LogSources", "TestSupport"]),
         .testTarget(name: "AlertSinksTests", dependencies: ["IPSightCore", "AlertSinks", "TestSupport"]),
-        .testTarget(name: "AgentTests", dependencies: ["IPSightCore", "Detection", "Agent", "AgentAPI", "IPInsights", "TestSupport"]),
+        .testTarget(name: "AgentTests", dependencies: ["IPSightCore", "Detection", "Agent", "AgentAPI", "AgentClient", "IPInsights", "TestSupport"]),
         // One copy of what several test targets need: package paths, temporary
         // directories, synthetic users and models, waiting on a condition, and the
         // real world's parts (a journald, webhook receivers).

@@ -85,6 +85,15 @@ public final class ObservationStore: @unchecked Sendable {
         return Int(query.int(0))
     }
 
+    /// Logins of `user` from `ip` in the history (learnt).
+    public func learnedCount(user: String, ip: String) throws(SQLiteError) -> Int {
+        let query = try db.prepare("SELECT count(*) FROM observations WHERE user = ? AND ip = ? AND learned = 1")
+        query.bind(1, user)
+        query.bind(2, ip)
+        _ = try query.step()
+        return Int(query.int(0))
+    }
+
     /// Feedback: logins of `user` from `ip` that were alerted on were the user's
     /// own; they join the history (the agent learns them on reload or restart).
     /// Returns how many logins changed.

@@ -1,3 +1,4 @@
+import AgentClient
 import Agent
 import Foundation
 import Hummingbird

@@ -66,34 +66,23 @@ struct DecisionRoutes: Sendable {
         let body = try await object(request)
         let (user, ip) = try login(body)
         let service = try optionalString(body, "service") ?? "sshd"
-        guard let verdict = try optionalString(body, "verdict"), verdict == "legitimate" || verdict == "compromised" else {
+        guard let text = try optionalString(body, "verdict"), let verdict = FeedbackVerdict(rawValue: text) else {
             throw HTTPError(.badRequest, message: "'verdict' must be \"legitimate\" or \"compromised\"")
         }
         let agent = self.agent, config = self.config
         // SQLite and, for a compromise, rebuilding the memory: off the request threads.
-        let result: Result<(Int, Bool), SQLiteError> = await ServingRoutes<BasicRequestContext>.offload {
-            Result { () throws(SQLiteError) -> (Int, Bool) in
-                let store = try ObservationStore(path: config.databasePath)
-                if verdict == "legitimate" {
-                    let changed = try store.markLearned(user: user, ip: ip)
-                    if changed == 0 {
-                        try store.commit([Observation(time: Clock.wall, user: user, ip: ip, service: service)], positions: [:])
-                    }
-                    agent.detector.confirm(user: user, service: service, ip: ip, times: min(max(changed, 1), 1000))
-                    return (changed, changed == 0)
-                }
-                let changed = try store.markUnlearned(user: user, ip: ip)
-                if changed > 0 {
-                    agent.detector.replaceMemory(try store.observations(since: Clock.wall - config.retention, learnedOnly: true))
-                }
-                return (changed, false)
+        let result: Result<FeedbackOutcome, SQLiteError> = await ServingRoutes<BasicRequestContext>.offload {
+            Result { () throws(SQLiteError) -> FeedbackOutcome in
+                try ObservationStore(path: config.databasePath).apply(verdict, user: user, ip: ip, service: service,
+                                                                     detector: agent.detector, retention: config.retention)
             }
         }
-        let (changed, added) = try result.mapError { HTTPError(.internalServerError, message: "the store: \($0)") }.get()
-        agent.log.notice("feedback: \(user) from \(ip) is \(verdict) (\(changed) stored logins changed\(added ? ", one added" : ""))")
+        let outcome = try result.mapError { HTTPError(.internalServerError, message: "the store: \($0)") }.get()
+        agent.log.notice("feedback: \(user) from \(ip) is \(verdict.rawValue) (\(outcome.changed) stored logins changed"
+            + (outcome.added ? ", one added)" : ")"))
         return json(.object([
-            ("user", .string(user)), ("ip", .string(ip)), ("verdict", .string(verdict)),
-            ("logins_changed", .number(Double(changed))), ("login_added", .bool(added)),
+            ("user", .string(user)), ("ip", .string(ip)), ("verdict", .string(verdict.rawValue)),
+            ("logins_changed", .number(Double(outcome.changed))), ("login_added", .bool(outcome.added)),
         ]))
     }
 

@@ -1,3 +1,4 @@
+import AgentClient
 import IPSightCore
 import AgentAPI
 import ArgumentParser

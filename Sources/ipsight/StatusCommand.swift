@@ -1,3 +1,4 @@
+import AgentClient
 import IPSightCore
 import Agent
 import AgentAPI

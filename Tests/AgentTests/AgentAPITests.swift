@@ -1,3 +1,4 @@
+import AgentClient
 import TestSupport
 import IPSightCore
 import Foundation
@@ -107,6 +108,8 @@ import Testing
         let (status, answer) = try running.request("POST", "/v1/feedback", #"{"user": "bob", "ip": "198.51.100.20", "verdict": "legitimate"}"#)
         #expect(status == 200)
         #expect(answer?["login_added"] == .bool(true))
+        // Told twice: the history holds it once.
+        #expect(try running.request("POST", "/v1/feedback", #"{"user": "bob", "ip": "198.51.100.20", "verdict": "legitimate"}"#).1?["login_added"] == .bool(false))
         let store = try ObservationStore(path: running.agent.config.databasePath)
         let learnt = try store.observations(since: Clock.wall - 86_400 * 3650, learnedOnly: true)
         #expect(learnt.contains { $0.user == "bob" && $0.ip == "198.51.100.20" }, "the retraining window now holds it")

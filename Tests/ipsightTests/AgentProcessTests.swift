@@ -112,6 +112,11 @@ import Testing
         let tcp = try CommandLineTests.ipsight(["check", "--url", "127.0.0.1:\(port)", "--token-file", dir + "/api.token", "--user", "user4", "--ip", "203.0.113.9"])
         #expect(tcp.status == 20, "\(tcp.out)\(tcp.err)")
 
+        // Feedback reaches the running agent through its API.
+        let safe = try CommandLineTests.ipsight(["feedback", "safe", "--socket", socket, "user4", "203.0.113.9"])
+        #expect(safe.status == 0 && safe.out == "a login of user4 from 203.0.113.9 added as safe; the running agent uses it now\n",
+                "\(safe.out)\(safe.err)")
+
         // Garbage and a 1 MB line in the followed file: the agent keeps going.
         var junk = Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7919) })
         junk.append(Data(String(repeating: "A", count: 1 << 20).utf8))
@@ -127,6 +132,11 @@ import Testing
         #expect(agent.terminate() == 0, "\(agent.log)")
         #expect(Date().timeIntervalSince(stopping) < 5, "SIGTERM ends the agent within 5 s")
         #expect(!FileManager.default.fileExists(atPath: socket), "the socket is removed on exit")
+        // With the agent down, the same feedback goes to its store.
+        let compromised = try CommandLineTests.ipsight(["feedback", "compromised", "--socket", socket, "--config", dir + "/agent.conf",
+                                                        "user4", "203.0.113.9"])
+        #expect(compromised.status == 0 && compromised.out.hasPrefix("1 login of user4 from 203.0.113.9 marked compromised in \(dir)/state/"),
+                "\(compromised.out)\(compromised.err)")
         let openFail = try CommandLineTests.ipsight(["check", "--socket", socket, "--user", "user4", "--ip", "203.0.113.9"])
         #expect(openFail.status == 0, "fails open by default")
         #expect(openFail.err.contains("cannot reach the agent at unix:\(socket)"), "\(openFail.err)")

@@ -50,6 +50,11 @@ public enum JSONValue: Sendable, Equatable {
         return nil
     }
 
+    public var boolValue: Bool? {
+        if case .bool(let b) = self { return b }
+        return nil
+    }
+
     /// A short name of the kind of value, for error messages.
     public var kindName: String {
         switch self {

@@ -1,9 +1,6 @@
-#if canImport(Glibc)
 import IPSightCore
 import Glibc
-#endif
 import Foundation
-import IPInsights
 
 /// A small blocking HTTP/1.1 client for the agent's API, over its Unix socket or
 /// TCP, with one deadline for the whole exchange: `ipsight check` runs inside a
@@ -205,8 +202,8 @@ public enum AgentClientError: Error, CustomStringConvertible {
 }
 
 /// Whether something listens on a Unix socket (a stale file from a dead agent does not).
-enum UnixSocketClient {
-    static func accepts(_ path: String) -> Bool {
+public enum UnixSocketClient {
+    public static func accepts(_ path: String) -> Bool {
         do {
             _ = try AgentClient(endpoint: .unix(path), timeout: 0.5).request("GET", "/ping")
             return true
