@@ -390,7 +390,7 @@ struct ConfigReader {
     /// Comma-separated, blanks around items ignored, empty items refused.
     func list(_ e: ConfigFile.Entry) throws(ConfigError) -> [String] {
         if e.value.isEmpty { return [] }
-        let items = e.value.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmedBlanks() }
+        let items = e.value.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingBlanks() }
         if items.contains(where: \.isEmpty) { throw error(e, "empty item in a comma-separated list") }
         return items
     }

@@ -1,3 +1,5 @@
+import IPSightCore
+
 /// A configuration problem, named by file, line and key so it can be fixed
 /// without guessing.
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
@@ -40,68 +42,40 @@ struct ConfigFile {
 
     init(text: String, path: String) throws(ConfigError) {
         self.path = path
+        let lines: [(line: Int, INIText.Line)]
+        do { lines = try INIText.lines(text, inlineComments: true) } catch {
+            throw ConfigError(file: path, line: error.line, key: nil, message: error.message)
+        }
         var section = ""
         var seen: [String: Int] = [:]
-        var number = 0
-        // Any newline, CRLF included: `"\r\n"` is one Character, not a "\n".
-        for raw in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
-            number += 1
-            let line = ConfigFile.stripComment(raw).trimmedBlanks()
-            if line.isEmpty { continue }
-            if line.hasPrefix("[") {
-                guard line.hasSuffix("]"), line.count > 2 else {
-                    throw ConfigError(file: path, line: number, key: nil, message: "a section header looks like [name]")
+        for (number, line) in lines {
+            switch line {
+            case .section(let name):
+                guard ConfigFile.isName(name) else {
+                    throw ConfigError(file: path, line: number, key: nil, message: "'\(name)' is not a section name")
                 }
-                section = String(line.dropFirst().dropLast()).trimmedBlanks()
-                guard ConfigFile.isName(section) else {
-                    throw ConfigError(file: path, line: number, key: nil, message: "'\(section)' is not a section name")
+                section = name
+            case .entry(let key, var value):
+                guard ConfigFile.isName(key) else {
+                    throw ConfigError(file: path, line: number, key: key.isEmpty ? nil : key, message: "not a key name")
                 }
-                continue
-            }
-            guard let equals = line.firstIndex(of: "=") else {
-                throw ConfigError(file: path, line: number, key: nil, message: "expected 'key = value'")
-            }
-            let key = String(line[..<equals]).trimmedBlanks()
-            var value = String(line[line.index(after: equals)...]).trimmedBlanks()
-            guard ConfigFile.isName(key) else {
-                throw ConfigError(file: path, line: number, key: key.isEmpty ? nil : key, message: "not a key name")
-            }
-            if value.hasPrefix("\"") {
-                guard value.count >= 2, value.hasSuffix("\"") else {
-                    throw ConfigError(file: path, line: number, key: key, message: "unterminated quoted value")
+                if value.hasPrefix("\"") {
+                    guard value.count >= 2, value.hasSuffix("\"") else {
+                        throw ConfigError(file: path, line: number, key: key, message: "unterminated quoted value")
+                    }
+                    value = String(value.dropFirst().dropLast())
                 }
-                value = String(value.dropFirst().dropLast())
+                let entry = Entry(section: section, key: key, value: value, line: number)
+                if let first = seen[entry.name] {
+                    throw ConfigError(file: path, line: number, key: entry.name, message: "set twice (first on line \(first))")
+                }
+                seen[entry.name] = number
+                entries.append(entry)
             }
-            let entry = Entry(section: section, key: key, value: value, line: number)
-            if let first = seen[entry.name] {
-                throw ConfigError(file: path, line: number, key: entry.name, message: "set twice (first on line \(first))")
-            }
-            seen[entry.name] = number
-            entries.append(entry)
         }
-    }
-
-    /// A `#` starts a comment unless it is inside double quotes.
-    private static func stripComment(_ line: Substring) -> Substring {
-        var quoted = false
-        for index in line.indices {
-            let c = line[index]
-            if c == "\"" { quoted.toggle() }
-            if c == "#" && !quoted { return line[..<index] }
-        }
-        return line
     }
 
     private static func isName(_ text: String) -> Bool {
         !text.isEmpty && text.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "." || $0 == "@" }
-    }
-}
-
-extension StringProtocol {
-    func trimmedBlanks() -> String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" || f == "\r" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" || l == "\r" { s = s.dropLast() }
-        return String(s)
     }
 }

@@ -72,7 +72,7 @@ public struct Hyperparameters: Sendable, Equatable {
                 problems.append("\(spec.name) is required (valid: \(spec.rangeDescription))")
                 continue
             }
-            let trimmed = text.trimmingSpaces()
+            let trimmed = text.trimmingBlanks()
             let value: Double?
             switch spec.kind {
             case .integer: value = Int(trimmed).map(Double.init)
@@ -136,14 +136,6 @@ public struct HyperparameterError: Error, CustomStringConvertible, Equatable {
 }
 
 extension String {
-    /// The string without leading and trailing spaces, tabs and line ends.
-    public func trimmingSpaces() -> String {
-        var s = Substring(self)
-        while let c = s.first, c == " " || c == "\t" || c == "\n" || c == "\r" { s.removeFirst() }
-        while let c = s.last, c == " " || c == "\t" || c == "\n" || c == "\r" { s.removeLast() }
-        return String(s)
-    }
-
     init(format1 v: Double) {
         self = v == v.rounded() && abs(v) < 1e15 ? "\(Int64(v)).0" : "\(v)"
     }

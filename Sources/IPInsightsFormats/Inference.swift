@@ -34,7 +34,7 @@ public enum RequestFormat: String, Sendable, CaseIterable {
 
     /// Parses a Content-Type header value (parameters such as charset are ignored).
     public init?(contentType: String) {
-        let media = contentType.split(separator: ";", maxSplits: 1).first.map { String($0).trimmingSpaces().lowercased() } ?? ""
+        let media = contentType.split(separator: ";", maxSplits: 1).first.map { String($0).trimmingBlanks().lowercased() } ?? ""
         switch media {
         case "text/csv": self = .csv
         case "application/json": self = .json
@@ -66,7 +66,7 @@ public struct ResponseFormat: Sendable, Equatable {
         var risk = false
         // An Accept header may list several types; take the first we serve.
         for alternative in accept.split(separator: ",") {
-            let parts = alternative.split(separator: ";").map { String($0).trimmingSpaces() }
+            let parts = alternative.split(separator: ";").map { String($0).trimmingBlanks() }
             let media = parts.first?.lowercased() ?? ""
             let candidate: Kind?
             switch media {
@@ -77,14 +77,14 @@ public struct ResponseFormat: Sendable, Equatable {
             guard let candidate else { continue }
             kind = candidate
             for parameter in parts.dropFirst() {
-                let kv = parameter.split(separator: "=", maxSplits: 1).map { String($0).trimmingSpaces() }
+                let kv = parameter.split(separator: "=", maxSplits: 1).map { String($0).trimmingBlanks() }
                 let on = kv.count == 2 && ["true", "1", "yes"].contains(kv[1].lowercased().trimmingCharacters(in: "\"'"))
                 if kv.count == 2, kv[0].lowercased() == "verbose" { verbose = on }
                 if kv.count == 2, kv[0].lowercased() == "risk" { risk = on }
             }
             break
         }
-        if accept.trimmingSpaces().isEmpty { kind = .json }
+        if accept.trimmingBlanks().isEmpty { kind = .json }
         guard let kind else { return nil }
         self.kind = kind
         self.verbose = verbose

@@ -48,16 +48,14 @@ public enum RuleFileParser {
             current = nil
         }
 
-        var number = 0
-        for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
-            number += 1
-            let line = rawLine.trimmingSpaces()
-            if line.isEmpty || line.hasPrefix("#") { continue }
-            if line.hasPrefix("[") {
-                guard line.hasSuffix("]"), line.count > 2 else { throw fail(number, "a section header is [name]") }
+        let lines: [(line: Int, INIText.Line)]
+        do { lines = try INIText.lines(text, inlineComments: false) } catch { throw fail(error.line, error.message) }
+        for (number, line) in lines {
+            let key: String, value: String
+            switch line {
+            case .section(let name):
                 if let pending = pendingExample { throw fail(pending.line, "example without an expect line") }
                 try finishRule(number)
-                let name = String(line.dropFirst().dropLast()).trimmingSpaces()
                 guard name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
                     throw fail(number, "a rule name uses letters, digits, '-' and '_'")
                 }
@@ -70,10 +68,10 @@ public enum RuleFileParser {
                     current = Rule(name: name, qualifiedName: "\(file.service)/\(name)", line: number)
                 }
                 continue
+            case .entry(let k, let v):
+                key = k
+                value = v
             }
-            guard let eq = line.firstIndex(of: "=") else { throw fail(number, "expected 'key = value'") }
-            let key = String(line[..<eq]).trimmingSpaces()
-            let value = String(line[line.index(after: eq)...]).trimmingSpaces()
             if pendingExample != nil && key != "expect" { throw fail(number, "an example must be followed by its expect line") }
 
             switch key {
@@ -200,7 +198,7 @@ public enum RuleFileParser {
                 rule.conditions.append(alternative)
             case "field-match":
                 guard let space = value.firstIndex(of: " ") else { throw fail(number, "field-match is FIELD PATTERN") }
-                let text = String(value[value.index(after: space)...]).trimmingSpaces()
+                let text = String(value[value.index(after: space)...]).trimmingBlanks()
                 let pattern: Pattern
                 do { pattern = try Pattern(text) } catch { throw fail(number, "pattern \(error.description)") }
                 guard pattern.structured == nil else { throw fail(number, "a field-match pattern cannot hold <json> or <kv>") }
@@ -211,7 +209,7 @@ public enum RuleFileParser {
             current = rule
         }
         if let pending = pendingExample { throw fail(pending.line, "example without an expect line") }
-        try finishRule(number)
+        try finishRule(lines.last?.line ?? 0)
         guard sawService else { throw fail(1, "the file must name its service (service = name)") }
         guard !file.identifiers.isEmpty else { throw fail(1, "the file must list the identifiers it applies to") }
         if !file.journalMatches.isEmpty && file.trusted.isEmpty {
@@ -255,14 +253,5 @@ public enum RuleFileParser {
         }
         guard !result.isEmpty else { throw ExpectError(message: "expect needs fields or 'nothing'") }
         return result
-    }
-}
-
-extension StringProtocol {
-    func trimmingSpaces() -> String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" || f == "\r" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" || l == "\r" { s = s.dropLast() }
-        return String(s)
     }
 }

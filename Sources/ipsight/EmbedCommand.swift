@@ -32,7 +32,7 @@ struct EmbedCommand: ParsableCommand {
         var skipped = 0
         let embedding = FloatBuffer(count: d), scratch = FloatBuffer(count: d)
         try reader.forEachLine { input in
-            let text = String(decoding: input.bytes, as: UTF8.self).trimmingSpaces()
+            let text = String(decoding: input.bytes, as: UTF8.self).trimmingBlanks()
             if text.isEmpty { return true }
             line.removeAll(keepingCapacity: true)
             if ips != nil {
