@@ -35,7 +35,7 @@ import Testing
         }
         dir.write("auth.log", usual)
         let firstRouter = CollectingRouter()
-        let first = try AgentRuntime(config: config(dir), configPath: nil, router: firstRouter, log: AgentLog(minimum: .warning))
+        let first = try AgentRuntime(config: config(dir), configPath: nil, router: firstRouter, logger: .discarding)
         try first.run(retrain: false)
         #expect(first.events == 250)
         #expect(firstRouter.received.isEmpty, "cold start and calibration: nothing to alert yet")
@@ -53,7 +53,7 @@ import Testing
         later += Synthetic.sshdLine(minute: minute, user: "alice", ip: "203.0.113.251")
         dir.write("auth.log", later, append: true)
         let secondRouter = CollectingRouter()
-        let second = try AgentRuntime(config: config(dir), configPath: nil, router: secondRouter, log: AgentLog(minimum: .warning))
+        let second = try AgentRuntime(config: config(dir), configPath: nil, router: secondRouter, logger: .discarding)
         #expect(second.detector.calibration != nil, "calibrated at start from the stored logins")
         try second.run(retrain: false)
         #expect(second.events == 2 * Synthetic.users.count + 1, "only the new lines are read")
@@ -77,7 +77,7 @@ import Testing
 
         // A third start finds nothing new.
         let thirdRouter = CollectingRouter()
-        let third = try AgentRuntime(config: config(dir), configPath: nil, router: thirdRouter, log: AgentLog(minimum: .warning))
+        let third = try AgentRuntime(config: config(dir), configPath: nil, router: thirdRouter, logger: .discarding)
         try third.run(retrain: false)
         #expect(third.events == 0 && thirdRouter.received.isEmpty)
     }
@@ -94,7 +94,7 @@ import Testing
         dir.write("auth.log", text)
         var c = config(dir)
         c.bootstrapMinLogins = 100
-        let agent = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), log: AgentLog(minimum: .warning))
+        let agent = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), logger: .discarding)
         #expect(agent.detector.model == nil)
         // The background thread is not started; the final step of a one-off run trains.
         try agent.run(retrain: true)
@@ -141,11 +141,11 @@ import Testing
         dir.write("auth.log", Synthetic.sshdLine(minute: 0, user: "alice", ip: "10.1.0.1"))
         var c = config(dir)
         c.startAtEnd = true
-        let first = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), log: AgentLog(minimum: .warning))
+        let first = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), logger: .discarding)
         try first.run(retrain: false)
         #expect(first.events == 0)
         dir.write("auth.log", Synthetic.sshdLine(minute: 1, user: "bob", ip: "10.2.0.1"), append: true)
-        let second = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), log: AgentLog(minimum: .warning))
+        let second = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), logger: .discarding)
         try second.run(retrain: false)
         #expect(second.events == 1)
         #expect(try second.store.observations().map(\.user) == ["bob"])
@@ -163,7 +163,7 @@ import Testing
         c.files = [dir.file("auth.log"), dir.file("broken.log")]
         dir.write("auth.log", Synthetic.sshdLine(minute: 0, user: "alice", ip: "10.1.0.5"))
         mkdir(dir.file("broken.log"), 0o755)
-        let agent = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), log: AgentLog(minimum: .error))
+        let agent = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), logger: .discarding)
         let running = Thread { try? agent.run(retrain: false) }
         running.start()
         defer { agent.stop() }
