@@ -1,6 +1,7 @@
 import IPSightCore
 import Foundation
 import IPInsights
+import Observability
 import TestSupport
 import Testing
 @testable import Agent
@@ -19,6 +20,32 @@ import Testing
         c.retention = 3650 * 86_400   // the log's times are in the past
         c.coldStartMinLogins = 5
         return c
+    }
+
+    /// A rotated file deleted before the agent read its end: one warning in the
+    /// agent's log, one count on `/metrics`, and the new file read from its start.
+    @Test func linesLostToRotationAreAWarningAndACount() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        dir.write("auth.log", Synthetic.sshdLine(minute: 0, user: "alice", ip: "10.1.0.1"))
+        try AgentRuntime(config: config(dir), configPath: nil, router: CollectingRouter(), logger: .discarding).run(retrain: false)
+        dir.write("auth.log", Synthetic.sshdLine(minute: 1, user: "bob", ip: "10.2.0.1"), append: true)
+        #expect(rename(dir.file("auth.log"), dir.file("auth.log.1")) == 0)
+        dir.write("auth.log", Synthetic.sshdLine(minute: 2, user: "carol", ip: "10.3.0.1"))
+        #expect(unlink(dir.file("auth.log.1")) == 0)
+
+        let log = LogCapture()
+        let metrics = PrometheusMetrics(help: AgentStats.help, timerBuckets: AgentStats.timerBuckets)
+        let agent = try AgentRuntime(config: config(dir), configPath: nil, router: CollectingRouter(), logger: log.logger(),
+                                     metrics: metrics.factory)
+        try agent.run(retrain: false)
+        #expect(agent.events == 1)
+        let lost = log.messages(at: .warning).filter { $0.hasPrefix("lines lost: \(dir.file("auth.log")): ") }
+        #expect(lost.count == 1, "\(log.entries)")
+        #expect(Exposition.value("ipsight_unread_rotated_files_total", in: metrics.text()) == 1)
+        #expect(Exposition.value("ipsight_login_events_total", in: metrics.text()) == 1)
+        #expect(agent.stats.snapshot.unreadRotated == 1)
+        #expect(log.messages(at: .notice).last == "stopped after 1 login events, 0 alerts")
     }
 
     @Test func alertsForUnrelatedNetworksAndResumesWithoutRepeating() throws {
