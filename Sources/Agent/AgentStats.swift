@@ -55,7 +55,7 @@ public final class AgentStats: @unchecked Sendable {
         let factory: any MetricsFactory
         let uptime, logins, entities: Gauge
         let events, alerts, unreadRotated, tooLong, binary: Counter
-        let decisions: [String: Counter]
+        let decisions: [Origin: [Decision: Counter]]
         let lag: CoreMetrics.Timer
         let retrains: [RetrainResult: Counter]
     }
@@ -70,10 +70,10 @@ public final class AgentStats: @unchecked Sendable {
         }
         func gauge(_ name: String) -> Gauge { Gauge(label: name, factory: factory) }
         // Every (origin, decision) series exists from the start at 0, as scrapers expect.
-        var decisions: [String: Counter] = [:]
+        var decisions: [Origin: [Decision: Counter]] = [:]
         for origin in [Origin.logs, .api] {
             for decision in Decision.allCases {
-                decisions["\(origin.rawValue)/\(decision.rawValue)"] =
+                decisions[origin, default: [:]][decision] =
                     counter("ipsight_decisions_total", [("origin", origin.rawValue), ("decision", decision.rawValue)])
             }
         }
@@ -96,12 +96,12 @@ public final class AgentStats: @unchecked Sendable {
 
     /// A batch from the logs: events read, decisions with how long after their log time they were made, alerts raised.
     public func recordBatch(events: Int, decisions: [(Decision, lag: Double?)], alerts: Int) {
+        var counts: [Decision: Int] = [:]
         lock.withLock {
             s.events += events
             s.alerts += alerts
             for (decision, lag) in decisions {
-                s.decisions["\(Origin.logs.rawValue)/\(decision.rawValue)", default: 0] += 1
-                metrics.decisions["\(Origin.logs.rawValue)/\(decision.rawValue)"]!.increment()
+                counts[decision, default: 0] += 1
                 // A clock step or an old entry replayed is not latency: count the live ones only.
                 guard let lag, lag >= 0, lag < 3600 else { continue }
                 if let k = AgentStats.lagBuckets.firstIndex(where: { lag <= $0 }) { s.lagCounts[k] += 1 }
@@ -109,7 +109,10 @@ public final class AgentStats: @unchecked Sendable {
                 s.lagTotal += 1
                 metrics.lag.recordSeconds(lag)
             }
+            for (decision, count) in counts { s.decisions["\(Origin.logs.rawValue)/\(decision.rawValue)", default: 0] += count }
         }
+        // Once per kind of decision in the batch, not once per login.
+        for (decision, count) in counts { metrics.decisions[.logs]![decision]!.increment(by: count) }
         metrics.events.increment(by: events)
         metrics.alerts.increment(by: alerts)
     }
@@ -134,7 +137,7 @@ public final class AgentStats: @unchecked Sendable {
 
     public func recordAPIDecision(_ decision: Decision) {
         lock.withLock { s.decisions["\(Origin.api.rawValue)/\(decision.rawValue)", default: 0] += 1 }
-        metrics.decisions["\(Origin.api.rawValue)/\(decision.rawValue)"]!.increment()
+        metrics.decisions[.api]![decision]!.increment()
     }
 
     public enum RetrainResult { case installed, keptOut, failed }
