@@ -18,7 +18,13 @@ let package = Package(
         // Already under Hummingbird; named for the agent's API, which runs its two
         // listeners in one service group and quietens the server's own logging.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // The agent's log: one Logger API, a journald handler of our own, and swift-log's
+        // in-memory handler for the tests that check what was logged.
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // Counters, gauges and timers for /metrics through one API (already under Hummingbird),
+        // collected in one Prometheus registry that renders the exposition text.
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         // Under Hummingbird too; named for the connection guard's channel handler.
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
@@ -62,19 +68,32 @@ let package = Package(
 
         // One SQLite connection type (WAL, synchronous FULL) for the agent's state and the spool.
         .target(name: "SQLiteStore", dependencies: ["CSQLite"]),
+        // The agent's log and metrics output: swift-log handlers for the journal and for
+        // standard error, and the process's Prometheus registry behind swift-metrics.
+        .target(name: "Observability", dependencies: [
+            "CSystemd",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
         // Alert delivery: sinks, the durable spool, retries.
         .target(name: "AlertSinks", dependencies: ["IPSightCore", "SQLiteStore", "CCurl",
-                                                   .product(name: "Crypto", package: "swift-crypto")]),
+                                                   .product(name: "Crypto", package: "swift-crypto"),
+                                                   .product(name: "Logging", package: "swift-log"),
+                                                   .product(name: "CoreMetrics", package: "swift-metrics")]),
         // "Is this login usual?" as a library: the calibrated risk over the entities'
         // history, the decision policy, the detector. No threads of its own, no I/O.
         .target(name: "Detection", dependencies: ["IPSightCore", "IPInsights", "IPInsightsFormats"],
                 swiftSettings: [.unsafeFlags(["-O"])]),
         // The agent: config, detector and decisions, observation store, retraining, lifecycle.
-        .target(name: "Agent", dependencies: ["IPSightCore", "Detection", "IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "SQLiteStore", "CSystemd"]),
+        .target(name: "Agent", dependencies: ["IPSightCore", "Detection", "IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "SQLiteStore", "CSystemd",
+                                              .product(name: "Logging", package: "swift-log"),
+                                              .product(name: "CoreMetrics", package: "swift-metrics")]),
 
         // `ipsight serve`: the SageMaker hosting contract over HTTP, with hot model reload.
         .target(name: "Server", dependencies: [
-            "IPSightCore", "IPInsights", "IPInsightsFormats",
+            "IPSightCore", "IPInsights", "IPInsightsFormats", "Observability",
+            .product(name: "CoreMetrics", package: "swift-metrics"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -87,7 +106,7 @@ let package = Package(
         // The running agent's HTTP API (decide, feedback, status, metrics) on a Unix
         // socket and TCP.
         .target(name: "AgentAPI", dependencies: [
-            "IPSightCore", "Agent", "AgentClient", "Detection", "Server", "IPInsights", "IPInsightsFormats", "Rules", "SQLiteStore",
+            "IPSightCore", "Agent", "AgentClient", "Detection", "Server", "Observability", "IPInsights", "IPInsightsFormats", "Rules", "SQLiteStore",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
@@ -95,8 +114,11 @@ let package = Package(
         ]),
 
         .executableTarget(name: "ipsight", dependencies: [
-            "IPSightCore", "IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "Detection", "Agent", "Server", "AgentAPI", "AgentClient",
+            "IPSightCore", "IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "Detection", "Agent", "Server", "AgentAPI",
+            "AgentClient", "Observability",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
         ]),
 
         .testTarget(name: "IPSightCoreTests", dependencies: ["IPSightCore"]),
@@ -106,14 +128,24 @@ let package = Package(
         .testTarget(name: "ipsightTests", dependencies: ["ipsight", "Agent", "IPSightCore", "TestSupport"]),
         .testTarget(name: "LogSourcesTests", dependencies: ["IPSightCore", "LogSources", "TestSupport"]),
         .testTarget(name: "RulesTests", dependencies: ["IPSightCore", "Rules", "LogSources", "TestSupport"]),
-        .testTarget(name: "AlertSinksTests", dependencies: ["IPSightCore", "AlertSinks", "TestSupport"]),
-        .testTarget(name: "AgentTests", dependencies: ["IPSightCore", "Detection", "Agent", "AgentAPI", "AgentClient", "IPInsights", "TestSupport"]),
+        .testTarget(name: "AlertSinksTests", dependencies: ["IPSightCore", "AlertSinks", "Observability", "TestSupport"]),
+        .testTarget(name: "AgentTests", dependencies: ["IPSightCore", "Detection", "Agent", "AgentAPI", "AgentClient", "IPInsights", "Observability", "TestSupport"]),
+        .testTarget(name: "ObservabilityTests", dependencies: [
+            "Observability", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+        ]),
         // One copy of what several test targets need: package paths, temporary
         // directories, synthetic users and models, waiting on a condition, and the
-        // real world's parts (a journald, webhook receivers).
-        .target(name: "TestSupport", dependencies: ["IPSightCore", "IPInsights"], path: "Tests/TestSupport"),
+        // real world's parts (a journald, webhook receivers), and swift-log's in-memory
+        // handler for tests that check what was logged.
+        .target(name: "TestSupport", dependencies: [
+            "IPSightCore", "IPInsights",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "InMemoryLogging", package: "swift-log"),
+        ], path: "Tests/TestSupport"),
         .testTarget(name: "ServerTests", dependencies: [
-            "IPSightCore", "Server", "IPInsights", "IPInsightsFormats",
+            "IPSightCore", "Server", "IPInsights", "IPInsightsFormats", "Observability", "TestSupport",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),

@@ -1,7 +1,9 @@
+import CoreMetrics
 import Detection
 import IPSightCore
 import AlertSinks
 import IPInsights
+import Logging
 import LogSources
 import Rules
 import Synchronization
@@ -16,10 +18,11 @@ import Synchronization
 public final class AgentRuntime: @unchecked Sendable {
     public let configPath: String?
     public private(set) var config: AgentConfig
-    public let log: AgentLog
+    /// The agent's own log (label `ipsight`).
+    public let logger: Logger
     public let detector: Detector
     public let store: ObservationStore
-    public let stats = AgentStats()
+    public let stats: AgentStats
     private let processor: EventProcessor
     private let router: any AlertRouting
     public let retrainer: Retrainer
@@ -37,10 +40,13 @@ public final class AgentRuntime: @unchecked Sendable {
     public typealias SourceFactory = (_ only: String?) throws -> [(key: String, source: any LogSource)]
     private let sourceFactory: SourceFactory?
 
+    /// The agent logs to `logger`, alert delivery to `alertLogger`, and both count
+    /// through `metrics`.
     /// - Parameter sources: what to read instead of the config's journal and files
     ///   (in-memory sources in tests).
     public init(config: AgentConfig, configPath: String?, router: (any AlertRouting)? = nil,
-                log: AgentLog = AgentLog(), sources: SourceFactory? = nil) throws {
+                logger: Logger = Logger(label: "ipsight"), alertLogger: Logger = Logger(label: "ipsight.alerts"),
+                metrics: any MetricsFactory = MetricsSystem.factory, sources: SourceFactory? = nil) throws {
         sourceFactory = sources
         var config = config
         // Read once here (a reload reads it again only if it changed): the first
@@ -48,7 +54,8 @@ public final class AgentRuntime: @unchecked Sendable {
         if config.networks == nil { try config.loadNetworks() }
         self.config = config
         self.configPath = configPath
-        self.log = log
+        self.logger = logger
+        stats = AgentStats(metrics: metrics)
         guard makeDirectories(config.stateDirectory) else {
             throw ConfigError(file: configPath ?? "(built-in)", line: nil, key: "agent.state_dir",
                               message: "cannot create \(config.stateDirectory)")
@@ -72,16 +79,16 @@ public final class AgentRuntime: @unchecked Sendable {
                             entities: entities)
         }
         processor = EventProcessor(rules: rules, detector: detector, config: config)
-        self.router = try router ?? AgentRuntime.makeRouter(config)
-        retrainer = Retrainer(config: config, detector: detector, log: log, stats: stats)
-        if let table = config.networks { log.info("routed-network table \(table.path): \(table.networks.count) networks") }
-        log.info("state in \(config.stateDirectory): \(window.count) logins in the window (\(pruned) older ones removed); "
-            + (model == nil ? "no model yet, one is trained after \(config.bootstrapMinLogins) logins" : "model \(config.resolvedModelPath)")
-            + (detector.calibration == nil ? "; risk not calibrated yet" : "; risk calibrated"))
+        self.router = try router ?? AgentRuntime.makeRouter(config, logger: alertLogger, metrics: metrics)
+        retrainer = Retrainer(config: config, detector: detector, logger: logger, stats: stats)
+        if let table = config.networks { logger.info("routed-network table \(table.path): \(table.networks.count) networks") }
+        let modelState = model == nil ? "no model yet, one is trained after \(config.bootstrapMinLogins) logins" : "model \(config.resolvedModelPath)"
+        let riskState = detector.calibration == nil ? "risk not calibrated yet" : "risk calibrated"
+        logger.info("state in \(config.stateDirectory): \(window.count) logins in the window (\(pruned) older ones removed); \(modelState); \(riskState)")
     }
 
     /// The local outputs, and the spooled remote sinks when any are configured.
-    static func makeRouter(_ config: AgentConfig) throws -> any AlertRouting {
+    static func makeRouter(_ config: AgentConfig, logger: Logger, metrics: any MetricsFactory) throws -> any AlertRouting {
         let local = try JSONLinesAlertRouter(outputs: config.alertOutputs)
         guard !config.sinks.isEmpty else { return local }
         var sinks: [any AlertSink] = []
@@ -91,7 +98,8 @@ public final class AgentRuntime: @unchecked Sendable {
         var options = AlertRouter.Options()
         // What the stop leaves for the delivery threads once it cancels them.
         options.shutdownGrace = 0.5
-        let remote = try AlertRouter(spoolPath: config.stateDirectory + "/alerts.sqlite", sinks: sinks, options: options)
+        let remote = try AlertRouter(spoolPath: config.stateDirectory + "/alerts.sqlite", sinks: sinks, options: options,
+                                     logger: logger, metrics: metrics)
         return FanOutAlertRouter([local, remote])
     }
 
@@ -124,7 +132,7 @@ public final class AgentRuntime: @unchecked Sendable {
         for (key, source) in try makeSources(nil) { group.add(key, source) }
         if retrain { retrainer.start() }
         SystemdNotifier.ready()
-        log.notice("ipsight agent running: " + group.keys.joined(separator: ", "))
+        logger.notice("ipsight agent running: \(group.keys.joined(separator: ", "))")
         let watchdog = SystemdNotifier.watchdogInterval()
         var lastPing = Clock.now
         var lastPrune = Clock.now
@@ -156,7 +164,7 @@ public final class AgentRuntime: @unchecked Sendable {
 
         // Shutdown: stop the sources, keep what was already read, save, drain alerts.
         SystemdNotifier.stopping()
-        log.notice("stopping")
+        logger.notice("stopping")
         let finished = failure == nil && active.isEmpty && !config.follow
         if !finished { retrainer.stop() }
         group.stop()
@@ -181,7 +189,7 @@ public final class AgentRuntime: @unchecked Sendable {
             if retrain { retrainer.step() }
             retrainer.stop()
         }
-        log.notice("stopped after \(events) login events, \(alertsSent) alerts")
+        logger.notice("stopped after \(events) login events, \(alertsSent) alerts")
         if let failure { throw failure }
         // Every source ended and one of them failed: exit with an error so that the
         // service manager restarts the agent rather than leaving it idle.
@@ -193,8 +201,7 @@ public final class AgentRuntime: @unchecked Sendable {
     private func reportSkips(_ group: SourceGroup, _ reported: inout SkipCounts) {
         let now = group.skips
         guard now != reported else { return }
-        log.warning("skipped input: \(now.longLines - reported.longLines) over the length limit, "
-                    + "\(now.binaryLines - reported.binaryLines) binary (\(now.longLines + now.binaryLines) since start)")
+        logger.warning("skipped input: \(now.longLines - reported.longLines) over the length limit, \(now.binaryLines - reported.binaryLines) binary (\(now.longLines + now.binaryLines) since start)")
         stats.recordSkipped(tooLong: now.longLines, binary: now.binaryLines)
         reported = now
     }
@@ -204,13 +211,13 @@ public final class AgentRuntime: @unchecked Sendable {
         case .records(let key, let records):
             failedRestarts[key] = nil
             let outcome = processor.process(records, source: key, now: Clock.wall)
-            if log.minimum == .debug {
+            if logger.logLevel <= .debug {
                 for (_, v) in outcome.verdicts {
-                    log.debug("\(v.decision.rawValue) (\(v.reason)): \(v.summary); " + v.reasons.map { "\($0.0): \($0.1)" }.joined(separator: "; "))
+                    logger.debug("\(v.decision.rawValue) (\(v.reason)): \(v.summary); \(v.reasons.map { "\($0.0): \($0.1)" }.joined(separator: "; "))")
                 }
             }
             if outcome.invalidScores > 0 {
-                log.warning("\(outcome.invalidScores) logins had no finite risk score and were challenged: the model or its calibration is broken")
+                logger.warning("\(outcome.invalidScores) logins had no finite risk score and were challenged: the model or its calibration is broken")
             }
             // One write to disk for the batch's alerts, not one per alert: an alert storm
             // (every login alerting) must not slow scoring down to the disk's sync rate.
@@ -234,10 +241,10 @@ public final class AgentRuntime: @unchecked Sendable {
                 let attempt = (pendingRestarts[key]?.attempt ?? failedRestarts[key] ?? 0) + 1
                 let pause = min(60, Double(1 << min(attempt - 1, 6)))
                 pendingRestarts[key] = (attempt, Clock.now + pause)
-                log.error("\(key): \(error); reading it again in \(Format.duration(pause))")
+                logger.error("\(key): \(error); reading it again in \(Format.duration(pause))")
                 return
             }
-            log.error("\(key): \(error)")
+            logger.error("\(key): \(error)")
             if sourceFailure == nil { sourceFailure = "\(key): \(error)" }
             active.remove(key)
         }
@@ -254,11 +261,11 @@ public final class AgentRuntime: @unchecked Sendable {
             do {
                 for (key, source) in try makeSources(key) { group.add(key, source) }
                 failedRestarts[key] = restart.attempt
-                log.notice("\(key): reading again (attempt \(restart.attempt))")
+                logger.notice("\(key): reading again (attempt \(restart.attempt))")
             } catch {
                 let pause = min(60, Double(1 << min(restart.attempt, 6)))
                 pendingRestarts[key] = (restart.attempt + 1, Clock.now + pause)
-                log.error("\(key): \(error); reading it again in \(Format.duration(pause))")
+                logger.error("\(key): \(error); reading it again in \(Format.duration(pause))")
             }
         }
     }
@@ -282,8 +289,8 @@ public final class AgentRuntime: @unchecked Sendable {
         plan.startAtEnd = config.startAtEnd
         plan.header = SyslogHeaderParser(timeZone: config.utc ? .utc : .local)
         // Lines lost to rotation (a rotated file deleted or unreadable) are never silent.
-        plan.onGap = { [log, stats] gap in
-            log.warning("lines lost: \(gap)")
+        plan.onGap = { [logger, stats] gap in
+            logger.warning("lines lost: \(gap)")
             stats.recordFileGap(files: gap.files)
         }
         return plan
@@ -296,7 +303,7 @@ public final class AgentRuntime: @unchecked Sendable {
         defer { SystemdNotifier.ready() }
         reloadMemory()
         guard let path = configPath else {
-            log.notice("reload: running on the built-in config, no config file to reload")
+            logger.notice("reload: running on the built-in config, no config file to reload")
             return
         }
         do {
@@ -305,28 +312,28 @@ public final class AgentRuntime: @unchecked Sendable {
             try new.loadNetworks(reusing: config.networks)
             if new.entity != config.entity {
                 // Histories and the model are keyed by entity: a new key needs a restart.
-                log.warning("reload: agent.entity changes only on restart; keeping \(config.entity.rawValue)")
+                logger.warning("reload: agent.entity changes only on restart; keeping \(config.entity.rawValue)")
                 new.entity = config.entity
             }
             let rules = try AgentRuntime.loadRules(new, configPath: path)
             if new.journal != config.journal || new.files != config.files || new.fileIdentifiers != config.fileIdentifiers || new.stateDirectory != config.stateDirectory
                 || new.alertOutputs != config.alertOutputs || new.modelPath != config.modelPath {
-                log.warning("reload: sources, state_dir, model and alert output change only on restart")
+                logger.warning("reload: sources, state_dir, model and alert output change only on restart")
             }
             let tableChanged = new.networks !== config.networks
             processor.reconfigure(new, rules: rules)
             retrainer.reconfigure(new)
             config = new
-            log.notice("reloaded \(path)")
+            logger.notice("reloaded \(path)")
             if tableChanged {
                 // The risk weights were fitted with the old table: refitted with the
                 // new one, scoring keeps the old pair until then.
-                log.notice("reload: " + (new.networks.map { "routed-network table \($0.path): \($0.networks.count) networks" }
-                    ?? "no routed-network table") + "; recalibrating the risk")
+                let table = new.networks.map { "routed-network table \($0.path): \($0.networks.count) networks" } ?? "no routed-network table"
+                logger.notice("reload: \(table); recalibrating the risk")
                 retrainer.recalibrate()
             }
         } catch {
-            log.error("reload refused, the running config stays: \(error)")
+            logger.error("reload refused, the running config stays: \(error)")
         }
     }
 
@@ -335,7 +342,7 @@ public final class AgentRuntime: @unchecked Sendable {
         do {
             detector.replaceMemory(try store.observations(since: Clock.wall - config.retention, learnedOnly: true))
         } catch {
-            log.error("reload: \(error)")
+            logger.error("reload: \(error)")
         }
     }
 
@@ -345,10 +352,10 @@ public final class AgentRuntime: @unchecked Sendable {
             let removed = try store.prune(before: Clock.wall - config.retention)
             if removed > 0 {
                 detector.replaceMemory(try store.observations(since: Clock.wall - config.retention, learnedOnly: true))
-                log.info("removed \(removed) logins older than the retention window")
+                logger.info("removed \(removed) logins older than the retention window")
             }
         } catch {
-            log.error("prune: \(error)")
+            logger.error("prune: \(error)")
         }
     }
 }

@@ -2,6 +2,7 @@ import Detection
 import IPSightCore
 import Foundation
 import IPInsights
+import Logging
 import Synchronization
 
 /// Keeps the model and its calibration current, on a thread of its own:
@@ -11,7 +12,7 @@ import Synchronization
 /// is not worse. Scoring carries on with the old model meanwhile.
 public final class Retrainer: @unchecked Sendable {
     private let detector: Detector
-    private let log: AgentLog
+    private let logger: Logger
     private let config: Mutex<AgentConfig>
     private let stopped = Atomic<Bool>(false)
     private let wake = NSCondition()
@@ -25,11 +26,11 @@ public final class Retrainer: @unchecked Sendable {
     /// How often the thread looks for work (a first model, a due retraining).
     public var checkInterval: Double
 
-    public init(config: AgentConfig, detector: Detector, log: AgentLog, stats: AgentStats? = nil, checkInterval: Double = 60) {
+    public init(config: AgentConfig, detector: Detector, logger: Logger, stats: AgentStats? = nil, checkInterval: Double = 60) {
         self.stats = stats
         self.config = Mutex(config)
         self.detector = detector
-        self.log = log
+        self.logger = logger
         self.checkInterval = checkInterval
         lastTraining = Clock.now
     }
@@ -82,7 +83,7 @@ public final class Retrainer: @unchecked Sendable {
                 .observations(since: Clock.wall - config.retention, learnedOnly: true)
             calibrate(model, observations, config)
         } catch {
-            log.error("recalibrate: \(error)")
+            logger.error("recalibrate: \(error)")
         }
     }
 
@@ -102,8 +103,8 @@ public final class Retrainer: @unchecked Sendable {
     private func calibrate(_ model: Model, _ observations: [Observation], _ config: AgentConfig) {
         guard let calibration = Calibration.fit(model: model, observations: observations, policy: config.policy, threads: 1) else { return }
         detector.install(model: model, calibration: calibration)
-        log.info("risk calibrated on \(observations.count) logins"
-            + (config.networks.map { " with \($0.networks.count) routed networks from \($0.path)" } ?? ""))
+        let table = config.networks.map { " with \($0.networks.count) routed networks from \($0.path)" } ?? ""
+        logger.info("risk calibrated on \(observations.count) logins\(table)")
     }
 
     /// One round of work: whatever is due now. Public so that tests and the
@@ -122,7 +123,7 @@ public final class Retrainer: @unchecked Sendable {
             let store = try ObservationStore(path: config.databasePath)
             observations = try store.observations(since: Clock.wall - config.retention, learnedOnly: true)
         } catch {
-            log.error("retrain: \(error)")
+            logger.error("retrain: \(error)")
             stats?.recordRetrain(.failed)
             return
         }
@@ -130,7 +131,7 @@ public final class Retrainer: @unchecked Sendable {
         guard let current = detector.model else {
             guard observations.count >= config.bootstrapMinLogins else { return }
             let (train, validation) = split(observations, config)
-            log.notice("training a first model on \(train.count) logins")
+            logger.notice("training a first model on \(train.count) logins")
             let model = ModelTraining.train(train, seed: UInt64(observations.count), threads: threads)
             let auc = Evaluation.discriminatorAUC(model: model, pairs: validation, threads: threads)
             install(model, entities: Set(train.entityHashes), observations, config,
@@ -149,7 +150,7 @@ public final class Retrainer: @unchecked Sendable {
             install(candidate, entities: Set(train.entityHashes), observations, config,
                     note: "retrained model installed: \(aucs)")
         } else {
-            log.warning("retrained model kept out: \(aucs)")
+            logger.warning("retrained model kept out: \(aucs)")
             stats?.recordRetrain(.keptOut)
         }
     }
@@ -162,14 +163,14 @@ public final class Retrainer: @unchecked Sendable {
             try ModelFile.save(model, to: config.resolvedModelPath)
             try ObservationStore(path: config.databasePath).replaceModelEntities(entities)
         } catch {
-            log.error("cannot save the model: \(error)")
+            logger.error("cannot save the model: \(error)")
             stats?.recordRetrain(.failed)
             return
         }
         let calibration = Calibration.fit(model: model, observations: observations, policy: config.policy, threads: 1)
         detector.install(model: model, calibration: calibration, entities: entities)
         stats?.recordRetrain(.installed)
-        log.notice(note)
+        logger.notice("\(note)")
     }
 
     /// Older logins to train on, the most recent share to validate on.

@@ -4,6 +4,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import Observability
 import Server
 import ServiceLifecycle
 
@@ -14,7 +15,10 @@ import ServiceLifecycle
 public final class AgentAPI: @unchecked Sendable {
     private let agent: AgentRuntime
     private let config: AgentConfig
-    private let metrics = ServerMetrics()
+    /// The process's registry, which `/metrics` renders.
+    private let exposition: PrometheusMetrics
+    /// The API's own figures (requests by route), in that registry.
+    private let metrics: ServerMetrics
     /// One guard per listener: a flood on TCP leaves the socket's slots to PAM.
     public let socketGuard: ConnectionGuard
     public let tcpGuard: ConnectionGuard
@@ -29,11 +33,15 @@ public final class AgentAPI: @unchecked Sendable {
                                           name: "ipsight-api")
 
     /// - Parameters:
+    ///   - metrics: the process's registry, the one the agent records into.
     ///   - connectionLimit: connections each listener holds at once.
     ///   - headTimeout: how long a connection may wait before its request head arrives.
-    public init(agent: AgentRuntime, config: AgentConfig, connectionLimit: Int = 256, headTimeout: Double = 10) {
+    public init(agent: AgentRuntime, config: AgentConfig, metrics: PrometheusMetrics,
+                connectionLimit: Int = 256, headTimeout: Double = 10) {
         self.agent = agent
         self.config = config
+        exposition = metrics
+        self.metrics = ServerMetrics(factory: metrics.factory)
         socketGuard = ConnectionGuard(limit: connectionLimit, headTimeout: .milliseconds(Int64(headTimeout * 1000)))
         tcpGuard = ConnectionGuard(limit: connectionLimit, headTimeout: .milliseconds(Int64(headTimeout * 1000)))
     }
@@ -49,7 +57,8 @@ public final class AgentAPI: @unchecked Sendable {
         }
         var services: [any Service] = []
         let started = self.started
-        var logger = Logger(label: "ipsight-api")
+        // Hummingbird's own messages: only what needs an operator.
+        var logger = Logger(label: "ipsight.api")
         logger.logLevel = .warning
         if let path = config.apiSocket {
             try UnixSocketFile.prepare(path)
@@ -91,7 +100,7 @@ public final class AgentAPI: @unchecked Sendable {
             if Date() > deadline { stop(); throw AgentAPIError(message: "the API did not start listening within 60 s") }
             usleep(10_000)
         }
-        agent.log.notice("API listening on " + started.addresses.joined(separator: ", "))
+        agent.logger.notice("API listening on \(started.addresses.joined(separator: ", "))")
     }
 
     /// Where the listeners are, as `unix:PATH` and `http://HOST:PORT` (the real port when 0 was asked for).
@@ -108,14 +117,16 @@ public final class AgentAPI: @unchecked Sendable {
 
     private func makeRouter(token: String?) -> Router<BasicRequestContext> {
         let router = Router()
-        router.add(middleware: MetricsMiddleware(metrics: metrics))
+        router.add(middleware: RequestMetricsMiddleware(metrics: metrics,
+                                                        routes: DecisionRoutes.paths.union(ServingRoutes<BasicRequestContext>.paths)))
         if let token { router.add(middleware: BearerAuthMiddleware(token: token)) }
-        let routes = DecisionRoutes(agent: agent, config: config, metrics: metrics)
+        let routes = DecisionRoutes(agent: agent, config: config, metrics: metrics, exposition: exposition)
         routes.add(to: router)
         if config.apiInvocations {
             let served = DetectorModel(detector: agent.detector, path: config.resolvedModelPath)
+            // The agent's own `/metrics` (above) reports the serving model too.
             ServingRoutes<BasicRequestContext>(store: served, metrics: metrics, configuration: ServerConfiguration())
-                .add(to: router, metricsRoute: false)
+                .add(to: router, exposition: nil)
         }
         return router
     }

@@ -5,6 +5,7 @@ import Hummingbird
 import IPInsights
 import IPInsightsFormats
 import NIOCore
+import Observability
 import Rules
 import Server
 import SQLiteStore
@@ -17,8 +18,12 @@ struct DecisionRoutes: Sendable {
     /// reload on its thread, and the paths used here change only on restart anyway.
     let config: AgentConfig
     let metrics: ServerMetrics
+    let exposition: PrometheusMetrics
     /// Requests to these routes are small JSON objects.
     static let maxBody = 64 * 1024
+
+    /// The paths these routes serve, for `RequestMetricsMiddleware`.
+    static let paths: Set<String> = ["/v1/decide", "/v1/feedback", "/v1/status", "/v1/retrain", "/metrics"]
 
     func add(to router: Router<BasicRequestContext>) {
         router.post("/v1/decide") { request, _ in try await decide(request) }
@@ -29,12 +34,12 @@ struct DecisionRoutes: Sendable {
             return json(.object([("status", .string("a retraining starts now in the background"))]), status: .accepted)
         }
         router.get("/metrics") { _, _ in
+            // The gauges known only now, then the registry the whole agent records into.
             let served = DetectorModel(detector: agent.detector, path: config.resolvedModelPath).serving
             let (logins, entities) = agent.detector.memorySize
-            let text = metrics.render(model: served, reloads: (0, 0))
-                + agent.stats.render(logins: logins, entities: entities,
-                                     modelAge: served.map { max(0, Clock.wall - $0.fileModified) }, delivery: agent.delivery)
-            return ServingRoutes<BasicRequestContext>.prometheus(text)
+            metrics.observe(model: served)
+            agent.stats.observe(logins: logins, entities: entities, modelAge: served.map { max(0, Clock.wall - $0.fileModified) })
+            return ServingRoutes<BasicRequestContext>.prometheus(exposition.text())
         }
     }
 
@@ -78,8 +83,7 @@ struct DecisionRoutes: Sendable {
             }
         }
         let outcome = try result.mapError { HTTPError(.internalServerError, message: "the store: \($0)") }.get()
-        agent.log.notice("feedback: \(user) from \(ip) is \(verdict.rawValue) (\(outcome.changed) stored logins changed"
-            + (outcome.added ? ", one added)" : ")"))
+        agent.logger.notice("feedback: \(user) from \(ip) is \(verdict.rawValue) (\(outcome.changed) stored logins changed\(outcome.added ? ", one added" : ""))")
         return json(.object([
             ("user", .string(user)), ("ip", .string(ip)), ("verdict", .string(verdict.rawValue)),
             ("logins_changed", .number(Double(outcome.changed))), ("login_added", .bool(outcome.added)),

@@ -19,7 +19,4 @@ struct DetectorModel: ServedModel {
     }
 
     var model: Model? { detector.installedModel?.model }
-
-    /// The agent swaps models in memory; it does not reload files.
-    var reloads: (succeeded: Int, refused: Int) { (0, 0) }
 }

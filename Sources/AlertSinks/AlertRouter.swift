@@ -1,5 +1,7 @@
+import CoreMetrics
 import IPSightCore
 import Glibc
+import Logging
 import Synchronization
 
 /// Ties the spool, the sinks and the delivery threads together: `submit` queues alerts
@@ -84,9 +86,9 @@ public final class AlertRouter: AlertRouting {
     private let sinks: [String: any AlertSink]
     private let sinkNames: [String]
     private let options: Options
-    private let logger: AlertLogger
+    private let logger: Logger
     private let spool: Spool
-    private let counterSet = CounterSet()
+    private let counterSet: DeliveryCounters
     private let folders: Mutex<[String: BurstFolder]>
     private let control: Mutex<Control>
     /// Wakes the dispatcher: a submit, a finished delivery, a drain, the shutdown.
@@ -98,10 +100,15 @@ public final class AlertRouter: AlertRouting {
     private let workersEnded = Wakeup()
     private let overflowLog = Mutex<(last: Double, dropped: Int)>((-.infinity, 0))
 
+    /// The help text of the metrics the router records, by name, for the exposition.
+    public static var metricHelp: [String: String] { DeliveryCounters.help }
+
     /// Opens (or creates) the spool at `spoolPath` and starts delivering, including
     /// anything left from a previous run. Sink names must be unique and stable.
+    /// Delivery is logged to `logger` and counted through `metrics`.
     public init(spoolPath: String, sinks: [any AlertSink], options: Options = Options(),
-                logger: AlertLogger = .standardError()) throws(AlertRouterError) {
+                logger: Logger = Logger(label: "ipsight.alerts"),
+                metrics: any MetricsFactory = MetricsSystem.factory) throws(AlertRouterError) {
         var byName: [String: any AlertSink] = [:]
         for sink in sinks {
             guard byName[sink.name] == nil else { throw AlertRouterError(message: "two alert sinks are named \(sink.name)") }
@@ -116,6 +123,7 @@ public final class AlertRouter: AlertRouting {
         self.sinkNames = sinks.map(\.name)
         self.options = options
         self.logger = logger
+        counterSet = DeliveryCounters(factory: metrics)
         do {
             spool = try Spool(path: spoolPath, capacity: options.capacity)
         } catch {
@@ -126,6 +134,7 @@ public final class AlertRouter: AlertRouting {
         }))
         control = Mutex(Control(sinks: Dictionary(uniqueKeysWithValues: sinks.map { ($0.name, SinkState()) })))
         queues = Dictionary(uniqueKeysWithValues: sinks.map { ($0.name, WorkQueue<Spool.Row>()) })
+        counterSet.queued(spool.count)
         let orphans = spool.count - ((try? spool.pending(sinks: sinkNames)) ?? 0)
         if orphans > 0 {
             logger.warning("alert spool \(spoolPath): \(orphans) queued alerts are for sinks no longer configured; kept until the spool overflows")
@@ -177,9 +186,10 @@ public final class AlertRouter: AlertRouting {
             }
             return try spool.enqueue(batch, now: now)
         }
-        counterSet.folded.add(result.folded, ordering: .relaxed)
+        counterSet.add(.folded, result.folded)
+        counterSet.queued(spool.count)
         if result.overflowed > 0 {
-            counterSet.overflowed.add(result.overflowed, ordering: .relaxed)
+            counterSet.add(.overflowed, result.overflowed)
             // At most one warning per 10 s: in a storm every batch overflows.
             let report = overflowLog.withLock { log -> Int? in
                 log.dropped += result.overflowed
@@ -292,7 +302,7 @@ public final class AlertRouter: AlertRouting {
         var dispatched = false
         for (name, slots, excluding) in plans where slots > 0 {
             let rows = try spool.due(now: draining ? .infinity : now, sinks: [name], limit: slots, excluding: excluding) { error in
-                counterSet.dropped.add(1, ordering: .relaxed)
+                counterSet.add(.dropped, 1)
                 logger.error("\(error)")
             }
             guard !rows.isEmpty else { continue }
@@ -302,6 +312,8 @@ public final class AlertRouter: AlertRouting {
             for row in rows { queues[name]!.put(row) }
             dispatched = true
         }
+        // Rows leave the spool when recorded above or when unreadable in `due`.
+        counterSet.queued(spool.count)
         if draining && !dispatched && !recorded {
             control.withLock { control in
                 // Nothing out and nothing left to try: the drain need not wait for its deadline.
@@ -346,9 +358,9 @@ public final class AlertRouter: AlertRouting {
         }
         do {
             try spool.complete(completions) {
-                counterSet.delivered.add(delivered, ordering: .relaxed)
-                counterSet.dropped.add(dropped, ordering: .relaxed)
-                counterSet.retried.add(retried, ordering: .relaxed)
+                counterSet.add(.delivered, delivered)
+                counterSet.add(.dropped, dropped)
+                counterSet.add(.retried, retried)
             }
         } catch {
             // Kept for the next pass: the rows stay in flight, so none is sent twice meanwhile.

@@ -1,3 +1,6 @@
+import CoreMetrics
+import Logging
+
 /// Builds a sink from the flat string settings of one config table, e.g.
 /// `[sink.oncall] type = "pagerduty", routing_key = "file:/etc/ipsight/pd.key"`.
 ///
@@ -79,11 +82,12 @@ extension AlertRouter {
     /// (see `SinkConfiguration`). Every sink is built, and every secret resolved, before
     /// the spool opens, so a bad config fails at start-up.
     public convenience init(spoolPath: String, sinks settings: [String: [String: String]], options: Options = Options(),
-                            logger: AlertLogger = .standardError()) throws {
+                            logger: Logger = Logger(label: "ipsight.alerts"),
+                            metrics: any MetricsFactory = MetricsSystem.factory) throws {
         var sinks: [any AlertSink] = []
         for name in settings.keys.sorted() {
             sinks.append(try SinkConfiguration.makeSink(name: name, settings: settings[name]!))
         }
-        try self.init(spoolPath: spoolPath, sinks: sinks, options: options, logger: logger)
+        try self.init(spoolPath: spoolPath, sinks: sinks, options: options, logger: logger, metrics: metrics)
     }
 }

@@ -24,8 +24,6 @@ public struct LoadedModel: Sendable {
 public protocol ServedModel: Sendable {
     /// The model requests score with now; nil until there is one (`/ping` says 503).
     var serving: LoadedModel? { get }
-    /// Reloads attempted since start: (loaded and now serving, refused).
-    var reloads: (succeeded: Int, refused: Int) { get }
     /// Just the model, for requests: cheaper than `serving` where that reads the file's metadata.
     var model: Model? { get }
 }
@@ -57,15 +55,19 @@ struct FileSignature: Equatable {
 public final class ModelStore: ServedModel, @unchecked Sendable {
     public let path: String
     let log: @Sendable (String) -> Void
+    /// Where reloads are counted for `/metrics`.
+    let metrics: ServerMetrics?
     private let lock = NSLock()
     private var loaded: LoadedModel
     // The last file version tried, loaded or refused, so a bad file is reported once.
     private var lastTried: FileSignature?
     private var reloadCounts = (succeeded: 0, refused: 0)
 
-    public init(path: String, log: @escaping @Sendable (String) -> Void = ModelStore.standardError) throws(ModelFileError) {
+    public init(path: String, log: @escaping @Sendable (String) -> Void = ModelStore.standardError,
+                metrics: ServerMetrics? = nil) throws(ModelFileError) {
         self.path = path
         self.log = log
+        self.metrics = metrics
         let signature = FileSignature(path: path)
         loaded = try ModelStore.load(path: path, signature: signature)
         lastTried = signature
@@ -89,10 +91,12 @@ public final class ModelStore: ServedModel, @unchecked Sendable {
                 loaded = fresh
                 reloadCounts.succeeded += 1
             }
+            metrics?.recordReload(loaded: true)
             log("ipsight serve: reloaded \(path) (\(reason)) in \(String(format: "%.3f", fresh.loadSeconds)) s")
             return true
         } catch {
             lock.withLock { reloadCounts.refused += 1 }
+            metrics?.recordReload(loaded: false)
             log("ipsight serve: refused the new model (\(reason)): \(error); the previous model keeps serving")
             return false
         }

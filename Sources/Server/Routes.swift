@@ -3,6 +3,7 @@ import Hummingbird
 import IPInsights
 import IPInsightsFormats
 import NIOCore
+import Observability
 
 /// The hosting contract's routes: `/ping`, `/invocations`, `/execution-parameters`, and `/metrics`.
 public struct ServingRoutes<Context: RequestContext>: Sendable {
@@ -10,27 +11,33 @@ public struct ServingRoutes<Context: RequestContext>: Sendable {
     let metrics: ServerMetrics
     let configuration: ServerConfiguration
 
+    /// The paths these routes serve, for `RequestMetricsMiddleware`.
+    public static var paths: Set<String> { ["/ping", "/invocations", "/execution-parameters", "/metrics"] }
+
     public init(store: any ServedModel, metrics: ServerMetrics, configuration: ServerConfiguration) {
         self.store = store
         self.metrics = metrics
         self.configuration = configuration
     }
 
-    /// The contract's routes and, unless `metricsRoute` is false (a caller that
-    /// renders more figures adds its own), `/metrics`.
-    public func add(to router: Router<Context>, metricsRoute: Bool = true) {
+    /// The contract's routes and, given the process's registry, `/metrics` (a caller
+    /// that reports more figures before rendering adds its own instead).
+    public func add(to router: Router<Context>, exposition: PrometheusMetrics?) {
         // Ready once there is a model: `serve` loads one before it listens; the
         // agent may still be waiting for its first.
         router.get("/ping") { _, _ in Response(status: store.model == nil ? .serviceUnavailable : .ok) }
         router.post("/invocations") { request, context in try await invocations(request, context: context) }
         router.get("/execution-parameters") { _, _ in executionParameters() }
-        if metricsRoute {
-            router.get("/metrics") { _, _ in ServingRoutes.prometheus(metrics.render(model: store.serving, reloads: store.reloads)) }
+        if let exposition {
+            router.get("/metrics") { _, _ in
+                metrics.observe(model: store.serving)
+                return ServingRoutes.prometheus(exposition.text())
+            }
         }
     }
 
     public static func prometheus(_ text: String) -> Response {
-        Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+        Response(status: .ok, headers: [.contentType: PrometheusMetrics.contentType],
                  body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 

@@ -1,6 +1,11 @@
 import Agent
 import AgentAPI
+import AlertSinks
 import ArgumentParser
+import CoreMetrics
+import Logging
+import Observability
+import Server
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -47,17 +52,25 @@ struct RunCommand: ParsableCommand {
             throw IngestCommandFailure("\(error)")
         }
         AgentSignals.install()
-        let log = AgentLog(minimum: verbose ? .debug : .info)
+        // Once for the process, before the first logger or metric is made: the journal
+        // when systemd connected standard error to it, else standard error.
+        LogOutput.detect().bootstrap(level: verbose ? .debug : .info)
+        let logger = Logger(label: LogLine.rootLabel)
+        // One registry for everything the agent counts, which /metrics renders.
+        let help = [AgentStats.help, AlertRouter.metricHelp, ServerMetrics.help].reduce(into: [String: String]()) { $0.merge($1) { a, _ in a } }
+        let metrics = PrometheusMetrics(help: help, timerBuckets: AgentStats.timerBuckets.merging(ServerMetrics.timerBuckets) { a, _ in a })
+        MetricsSystem.bootstrap(metrics.factory)
         do {
-            let agent = try AgentRuntime(config: settings, configPath: config, log: log)
+            let agent = try AgentRuntime(config: settings, configPath: config, logger: logger,
+                                         alertLogger: Logger(label: "ipsight.alerts"), metrics: metrics.factory)
             // The API changes only on restart (a reload keeps its listeners).
-            let api = AgentAPI(agent: agent, config: settings)
+            let api = AgentAPI(agent: agent, config: settings, metrics: metrics)
             try api.start()
             // Within the agent's 5 s: the pipeline takes at most 3.5 s to stop.
             defer { api.stop(seconds: 1) }
             try agent.run()
         } catch {
-            log.error("\(error)")
+            logger.error("\(error)")
             throw ExitCode.failure
         }
     }

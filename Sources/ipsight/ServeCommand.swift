@@ -1,7 +1,9 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import CoreMetrics
 import IPInsights
+import Observability
 import Server
 
 struct ServeCommand: ParsableCommand {
@@ -47,10 +49,13 @@ struct ServeCommand: ParsableCommand {
             throw ValidationError(error.description)
         }
         if let maxConcurrentTransforms { configuration.maxConcurrentTransforms = maxConcurrentTransforms }
-        let store = try ModelStore(path: model)
+        // One registry for the process, which /metrics renders.
+        let metrics = PrometheusMetrics(help: ServerMetrics.help, timerBuckets: ServerMetrics.timerBuckets)
+        MetricsSystem.bootstrap(metrics.factory)
+        let store = try ModelStore(path: model, metrics: ServerMetrics(factory: metrics.factory))
         let watcher = ModelWatcher(store: store)
         watcher.start(pollInterval: configuration.pollInterval)
-        let app = buildServingApplication(store: store, metrics: ServerMetrics(), configuration: configuration)
+        let app = buildServingApplication(store: store, metrics: metrics, configuration: configuration)
         Console.error("ipsight serve: \(model) on http://\(host):\(port)")
         // The command line is synchronous; the server runs on the concurrency pool until SIGTERM or SIGINT.
         let done = DispatchSemaphore(value: 0)

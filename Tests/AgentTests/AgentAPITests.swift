@@ -4,6 +4,8 @@ import IPSightCore
 import Foundation
 import IPInsights
 import IPInsightsFormats
+import Observability
+import Server
 import Testing
 @testable import Agent
 @testable import AgentAPI
@@ -17,6 +19,9 @@ import Testing
         let dir = TemporaryDirectory()
         let agent: AgentRuntime
         let api: AgentAPI
+        /// The test's own registry, as `ipsight run` has one for the process.
+        let metrics = PrometheusMetrics(help: AgentStats.help.merging(ServerMetrics.help) { a, _ in a },
+                                        timerBuckets: AgentStats.timerBuckets.merging(ServerMetrics.timerBuckets) { a, _ in a })
         var socket: String { dir.file("api.sock") }
 
         init(token: String? = nil, connectionLimit: Int = 256, headTimeout: Double = 10) throws {
@@ -39,8 +44,9 @@ import Testing
                 Observation(time: now - Double(300 - k) * 60, user: o.user, ip: o.ip, service: o.service)
             }
             try ObservationStore(path: config.databasePath).commit(observations, positions: [:])
-            agent = try AgentRuntime(config: config, configPath: nil, router: CollectingRouter())
-            api = AgentAPI(agent: agent, config: config, connectionLimit: connectionLimit, headTimeout: headTimeout)
+            agent = try AgentRuntime(config: config, configPath: nil, router: CollectingRouter(), logger: .discarding,
+                                     metrics: metrics.factory)
+            api = AgentAPI(agent: agent, config: config, metrics: metrics, connectionLimit: connectionLimit, headTimeout: headTimeout)
             try api.start()
         }
 
@@ -91,13 +97,52 @@ import Testing
         #expect(metrics.contains(#"ipsight_decisions_total{origin="api",decision="alert"} 1"#), "\(metrics)")
         #expect(metrics.contains(#"ipsight_decisions_total{origin="api",decision="allow"} 1"#))
         #expect(metrics.contains(#"ipsight_http_requests_total{route="/v1/decide",status="400"} 3"#))
-        #expect(metrics.contains("ipsight_history_logins 300"))
+        #expect(Exposition.value("ipsight_history_logins", in: metrics) == 300)
         let (_, status) = try running.request("GET", "/v1/status")
         #expect(status?["history"]?["entities"]?.numberValue == Double(Synthetic.users.count))
         #expect(status?["model"]?["calibrated"] == .bool(true))
         // The hosting contract on the agent's own model.
         let reply = try AgentClient(endpoint: .unix(running.socket), timeout: 20).request("GET", "/ping")
         #expect(reply.status == 200)
+    }
+
+    /// The names dashboards and alerting rules already use, with their types and help,
+    /// on the agent's `/metrics` (remote delivery's are checked in WebhookDeliveryTests).
+    @Test func theMetricNamesUsersScrapeAreKept() throws {
+        let running = try Running()
+        _ = try running.request("POST", "/v1/decide", #"{"user": "alice", "ip": "203.0.113.50"}"#)
+        let text = try running.text("/metrics")
+        let kept = [
+            ("ipsight_uptime_seconds", "gauge"), ("ipsight_login_events_total", "counter"),
+            ("ipsight_decisions_total", "counter"), ("ipsight_skipped_input_total", "counter"),
+            ("ipsight_unread_rotated_files_total", "counter"), ("ipsight_alerts_total", "counter"),
+            ("ipsight_decision_lag_seconds", "histogram"), ("ipsight_retrains_total", "counter"),
+            ("ipsight_history_logins", "gauge"), ("ipsight_history_entities", "gauge"),
+            ("ipsight_agent_model_age_seconds", "gauge"), ("ipsight_http_requests_total", "counter"),
+            ("ipsight_http_request_duration_seconds", "histogram"), ("ipsight_pairs_scored_total", "counter"),
+            ("ipsight_model_age_seconds", "gauge"), ("ipsight_model_load_seconds", "gauge"),
+            ("ipsight_model_loaded_timestamp_seconds", "gauge"), ("ipsight_model_reloads_total", "counter"),
+        ]
+        for (name, type) in kept {
+            #expect(Exposition.type(of: name, in: text) == type, "\(name) in \(text)")
+            #expect(text.contains("# HELP \(name) "), "\(name) has its help")
+        }
+        // Every labelled series a rule may select exists from the start, at 0.
+        for origin in ["logs", "api"] {
+            for decision in Decision.allCases where !(origin == "api" && decision == .alert) {
+                #expect(Exposition.value(#"ipsight_decisions_total{origin="\#(origin)",decision="\#(decision.rawValue)"}"#, in: text) == 0)
+            }
+        }
+        #expect(Exposition.value(#"ipsight_decisions_total{origin="api",decision="alert"}"#, in: text) == 1)
+        for reason in ["too_long", "binary"] {
+            #expect(Exposition.value(#"ipsight_skipped_input_total{reason="\#(reason)"}"#, in: text) == 0)
+        }
+        for result in ["installed", "kept_out", "failed"] {
+            #expect(Exposition.value(#"ipsight_retrains_total{result="\#(result)"}"#, in: text) == 0)
+        }
+        #expect(Exposition.value("ipsight_decision_lag_seconds_count", in: text) == 0)
+        #expect((Exposition.value("ipsight_uptime_seconds", in: text) ?? -1) >= 0)
+        #expect(Exposition.value("ipsight_history_entities", in: text) == Double(Synthetic.users.count))
     }
 
     @Test func feedbackChangesWhatTheNextRetrainingLearns() throws {
@@ -142,7 +187,7 @@ import Testing
         let running = try Running()
         var config = running.agent.config
         config.apiListen = nil
-        #expect(throws: AgentAPIError.self) { try AgentAPI(agent: running.agent, config: config).start() }
+        #expect(throws: AgentAPIError.self) { try AgentAPI(agent: running.agent, config: config, metrics: running.metrics).start() }
         running.api.stop()
         // A socket file nobody listens on (an agent that was killed) is replaced.
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
@@ -152,7 +197,7 @@ import Testing
         _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
         close(fd)
         #expect(FileManager.default.fileExists(atPath: running.socket))
-        let fresh = AgentAPI(agent: running.agent, config: config)
+        let fresh = AgentAPI(agent: running.agent, config: config, metrics: running.metrics)
         try fresh.start()
         #expect(try AgentClient(endpoint: .unix(running.socket), timeout: 20).request("GET", "/ping").status == 200)
         fresh.stop()
@@ -190,7 +235,7 @@ import Testing
         config.apiSocket = nil
         config.apiListen = .init(host: "127.0.0.1", port: 0)
         config.apiTokenFile = nil
-        #expect(throws: AgentAPIError.self) { try AgentAPI(agent: running.agent, config: config).start() }
+        #expect(throws: AgentAPIError.self) { try AgentAPI(agent: running.agent, config: config, metrics: running.metrics).start() }
         #expect(throws: ConfigError.self) { try AgentConfig.parse("[api]\nlisten = 127.0.0.1:8081", path: "t.conf") }
         #expect(!AgentConfig.isLoopback("127.evil.example") && AgentConfig.isLoopback("127.0.0.2") && AgentConfig.isLoopback("::1"))
     }

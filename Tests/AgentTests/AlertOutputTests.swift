@@ -96,7 +96,7 @@ import Testing
         c.coldStartPolicy = .alert
         c.coldStartMinLogins = 1_000_000
         let router = BatchCountingRouter()
-        let agent = try AgentRuntime(config: c, configPath: nil, router: router, log: AgentLog(minimum: .warning))
+        let agent = try AgentRuntime(config: c, configPath: nil, router: router, logger: .discarding)
         try agent.run(retrain: false)
         let (single, batches) = router.calls.withLock { $0 }
         #expect(batches.reduce(0, +) == 3000, "every login alerted, handed over in batches")

@@ -1,6 +1,7 @@
 import IPSightCore
 import Foundation
 import IPInsights
+import Observability
 import TestSupport
 import Testing
 @testable import Agent
@@ -21,6 +22,32 @@ import Testing
         return c
     }
 
+    /// A rotated file deleted before the agent read its end: one warning in the
+    /// agent's log, one count on `/metrics`, and the new file read from its start.
+    @Test func linesLostToRotationAreAWarningAndACount() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        dir.write("auth.log", Synthetic.sshdLine(minute: 0, user: "alice", ip: "10.1.0.1"))
+        try AgentRuntime(config: config(dir), configPath: nil, router: CollectingRouter(), logger: .discarding).run(retrain: false)
+        dir.write("auth.log", Synthetic.sshdLine(minute: 1, user: "bob", ip: "10.2.0.1"), append: true)
+        #expect(rename(dir.file("auth.log"), dir.file("auth.log.1")) == 0)
+        dir.write("auth.log", Synthetic.sshdLine(minute: 2, user: "carol", ip: "10.3.0.1"))
+        #expect(unlink(dir.file("auth.log.1")) == 0)
+
+        let log = LogCapture()
+        let metrics = PrometheusMetrics(help: AgentStats.help, timerBuckets: AgentStats.timerBuckets)
+        let agent = try AgentRuntime(config: config(dir), configPath: nil, router: CollectingRouter(), logger: log.logger(),
+                                     metrics: metrics.factory)
+        try agent.run(retrain: false)
+        #expect(agent.events == 1)
+        let lost = log.messages(at: .warning).filter { $0.hasPrefix("lines lost: \(dir.file("auth.log")): ") }
+        #expect(lost.count == 1, "\(log.entries)")
+        #expect(Exposition.value("ipsight_unread_rotated_files_total", in: metrics.text()) == 1)
+        #expect(Exposition.value("ipsight_login_events_total", in: metrics.text()) == 1)
+        #expect(agent.stats.snapshot.unreadRotated == 1)
+        #expect(log.messages(at: .notice).last == "stopped after 1 login events, 0 alerts")
+    }
+
     @Test func alertsForUnrelatedNetworksAndResumesWithoutRepeating() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
@@ -35,7 +62,7 @@ import Testing
         }
         dir.write("auth.log", usual)
         let firstRouter = CollectingRouter()
-        let first = try AgentRuntime(config: config(dir), configPath: nil, router: firstRouter, log: AgentLog(minimum: .warning))
+        let first = try AgentRuntime(config: config(dir), configPath: nil, router: firstRouter, logger: .discarding)
         try first.run(retrain: false)
         #expect(first.events == 250)
         #expect(firstRouter.received.isEmpty, "cold start and calibration: nothing to alert yet")
@@ -53,7 +80,7 @@ import Testing
         later += Synthetic.sshdLine(minute: minute, user: "alice", ip: "203.0.113.251")
         dir.write("auth.log", later, append: true)
         let secondRouter = CollectingRouter()
-        let second = try AgentRuntime(config: config(dir), configPath: nil, router: secondRouter, log: AgentLog(minimum: .warning))
+        let second = try AgentRuntime(config: config(dir), configPath: nil, router: secondRouter, logger: .discarding)
         #expect(second.detector.calibration != nil, "calibrated at start from the stored logins")
         try second.run(retrain: false)
         #expect(second.events == 2 * Synthetic.users.count + 1, "only the new lines are read")
@@ -77,7 +104,7 @@ import Testing
 
         // A third start finds nothing new.
         let thirdRouter = CollectingRouter()
-        let third = try AgentRuntime(config: config(dir), configPath: nil, router: thirdRouter, log: AgentLog(minimum: .warning))
+        let third = try AgentRuntime(config: config(dir), configPath: nil, router: thirdRouter, logger: .discarding)
         try third.run(retrain: false)
         #expect(third.events == 0 && thirdRouter.received.isEmpty)
     }
@@ -94,7 +121,7 @@ import Testing
         dir.write("auth.log", text)
         var c = config(dir)
         c.bootstrapMinLogins = 100
-        let agent = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), log: AgentLog(minimum: .warning))
+        let agent = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), logger: .discarding)
         #expect(agent.detector.model == nil)
         // The background thread is not started; the final step of a one-off run trains.
         try agent.run(retrain: true)
@@ -141,11 +168,11 @@ import Testing
         dir.write("auth.log", Synthetic.sshdLine(minute: 0, user: "alice", ip: "10.1.0.1"))
         var c = config(dir)
         c.startAtEnd = true
-        let first = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), log: AgentLog(minimum: .warning))
+        let first = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), logger: .discarding)
         try first.run(retrain: false)
         #expect(first.events == 0)
         dir.write("auth.log", Synthetic.sshdLine(minute: 1, user: "bob", ip: "10.2.0.1"), append: true)
-        let second = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), log: AgentLog(minimum: .warning))
+        let second = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), logger: .discarding)
         try second.run(retrain: false)
         #expect(second.events == 1)
         #expect(try second.store.observations().map(\.user) == ["bob"])
@@ -163,7 +190,7 @@ import Testing
         c.files = [dir.file("auth.log"), dir.file("broken.log")]
         dir.write("auth.log", Synthetic.sshdLine(minute: 0, user: "alice", ip: "10.1.0.5"))
         mkdir(dir.file("broken.log"), 0o755)
-        let agent = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), log: AgentLog(minimum: .error))
+        let agent = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), logger: .discarding)
         let running = Thread { try? agent.run(retrain: false) }
         running.start()
         defer { agent.stop() }

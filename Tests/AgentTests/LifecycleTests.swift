@@ -28,14 +28,20 @@ import Testing
         dir.write("auth.log", "")
         dir.write("agent.conf", config(dir, follow: false))
         let path = dir.file("agent.conf")
+        let log = LogCapture()
         let agent = try AgentRuntime(config: try AgentConfig.load(path: path), configPath: path,
-                                     router: CollectingRouter(), log: AgentLog(minimum: .error))
+                                     router: CollectingRouter(), logger: log.logger())
         dir.write("agent.conf", config(dir, follow: false) + "\n[cold_start]\npolicy = panic\n")
         agent.reload()
         #expect(agent.config.coldStartMinLogins == 5)
+        // The operator learns why, as an error naming the line and the key.
+        let refused = log.messages(at: .error)
+        #expect(refused.count == 1 && refused[0].hasPrefix("reload refused, the running config stays: \(path):"), "\(log.entries)")
+        #expect(refused.first?.contains("cold_start.policy") == true, "\(refused)")
         dir.write("agent.conf", config(dir, follow: false).replacingOccurrences(of: "min_logins = 5", with: "min_logins = 9"))
         agent.reload()
         #expect(agent.config.coldStartMinLogins == 9)
+        #expect(log.messages(at: .notice).last == "reloaded \(path)")
     }
 
     @Test func theRoutedNetworkTableLoadsAtStartAndOnlyAGoodReloadReplacesIt() throws {
@@ -50,7 +56,7 @@ import Testing
         let path = dir.file("agent.conf")
         dir.write("agent.conf", text)
         let agent = try AgentRuntime(config: try AgentConfig.load(path: path), configPath: path,
-                                     router: CollectingRouter(), log: AgentLog(minimum: .error))
+                                     router: CollectingRouter(), logger: .discarding)
         let first = try #require(agent.config.networks)
         #expect(first.networks.count == 2 && agent.detector.calibration?.networks === first)
 
@@ -87,7 +93,7 @@ import Testing
             + Synthetic.sshdLine(minute: 1, user: "bob", ip: "10.2.0.1"))
         dir.write("agent.conf", config(dir, follow: true))
         let agent = try AgentRuntime(config: try AgentConfig.load(path: dir.file("agent.conf")), configPath: nil,
-                                     router: CollectingRouter(), log: AgentLog(minimum: .error))
+                                     router: CollectingRouter(), logger: .discarding)
         let finished = NSCondition()
         nonisolated(unsafe) var done = false
         nonisolated(unsafe) var failure: Error?
@@ -118,7 +124,7 @@ import Testing
         defer { dir.remove() }
         dir.write("agent.conf", config(dir, follow: false))
         let agent = try AgentRuntime(config: try AgentConfig.load(path: dir.file("agent.conf")), configPath: nil,
-                                     router: CollectingRouter(), log: AgentLog(minimum: .error))
+                                     router: CollectingRouter(), logger: .discarding)
         #expect(throws: AgentFailure.self) { try agent.run(retrain: false) }
     }
 }

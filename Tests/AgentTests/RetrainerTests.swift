@@ -22,7 +22,7 @@ import Testing
         let original = Synthetic.model()
         try ModelFile.save(original, to: c.resolvedModelPath)
         let detector = Detector(policy: c.policy, model: original)
-        let retrainer = Retrainer(config: c, detector: detector, log: AgentLog(minimum: .error))
+        let retrainer = Retrainer(config: c, detector: detector, logger: .discarding)
         retrainer.step()
         #expect(detector.model === original, "not due yet: only calibrated")
         #expect(detector.calibration != nil)

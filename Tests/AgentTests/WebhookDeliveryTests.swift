@@ -1,6 +1,8 @@
 import IPSightCore
 import Foundation
+import AlertSinks
 import IPInsights
+import Observability
 import Testing
 import TestSupport
 @testable import Agent
@@ -51,7 +53,7 @@ import TestSupport
         dir.write("auth.log", usual)
         var c = try config(dir, port: port)
         c.modelPath = dir.file("model.ipsm")
-        try AgentRuntime(config: c, configPath: nil, log: AgentLog(minimum: .warning)).run(retrain: false)
+        try AgentRuntime(config: c, configPath: nil, logger: .discarding, alertLogger: .discarding).run(retrain: false)
 
         // The receiver is down: the attack logins are alerted and spooled.
         var attacks = ""
@@ -59,14 +61,23 @@ import TestSupport
             attacks += Synthetic.sshdLine(minute: 300 + k, user: user, ip: "203.0.113.\(k + 1)")
         }
         dir.write("auth.log", attacks, append: true)
-        try AgentRuntime(config: c, configPath: nil, log: AgentLog(minimum: .warning)).run(retrain: false)
+        let delivery = LogCapture()
+        let down = PrometheusMetrics(help: AlertRouter.metricHelp)
+        try AgentRuntime(config: c, configPath: nil, logger: .discarding, alertLogger: delivery.logger("ipsight.alerts"),
+                         metrics: down.factory).run(retrain: false)
         let local = (readTextFile(dir.file("alerts.jsonl")) ?? "").split(separator: "\n")
         #expect(local.count == Synthetic.users.count, "every attack alerted locally")
+        // Delivery says what it could not do, in its own log, and counts what waits.
+        let warnings = delivery.messages(at: .warning)
+        #expect(warnings.contains { $0.hasPrefix("alert drain: \(Synthetic.users.count) alerts still queued") }, "\(warnings)")
+        #expect(Exposition.value("ipsight_alert_spool_depth", in: down.text()) == Double(Synthetic.users.count), "\(down.text())")
+        #expect(Exposition.value(#"ipsight_alert_deliveries_total{result="delivered"}"#, in: down.text()) == 0)
 
         // The receiver comes back; a restarted agent delivers what was spooled.
         let receiver = try WebhookReceiver(port: port, output: dir.file("received.jsonl"), secret: Self.secret)
         defer { receiver.stop() }
-        let third = try AgentRuntime(config: c, configPath: nil, log: AgentLog(minimum: .warning))
+        let up = PrometheusMetrics(help: AlertRouter.metricHelp)
+        let third = try AgentRuntime(config: c, configPath: nil, logger: .discarding, alertLogger: .discarding, metrics: up.factory)
         try third.run(retrain: false)
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline, receiver.records().count < Synthetic.users.count { usleep(100_000) }
@@ -76,6 +87,9 @@ import TestSupport
         // The Standard Webhooks envelope: {"type", "timestamp", "data": alert}.
         let users = records.compactMap { (($0["body"] as? [String: Any])?["data"] as? [String: Any])?["user"] as? String }
         #expect(Set(users) == Set(Synthetic.users))
+        // Counted as delivered before the restarted agent stopped: its drain waits for them.
+        #expect(Exposition.value(#"ipsight_alert_deliveries_total{result="delivered"}"#, in: up.text()) == Double(records.count))
+        #expect(Exposition.value("ipsight_alert_spool_depth", in: up.text()) == 0)
     }
 
     @Test func aBadSinkIsRefusedWithItsSection() throws {

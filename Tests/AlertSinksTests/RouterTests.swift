@@ -81,14 +81,17 @@ final class RouterTests {
     func permanentFailures() throws {
         let receiver = try WebhookReceiver(directory: directory, failFirst: 2, failStatus: 400)
         let logged = LogCapture()
-        let router = try AlertRouter(spoolPath: spoolPath, sinks: [webhook(receiver)], options: fastOptions, logger: logged.logger)
+        let router = try AlertRouter(spoolPath: spoolPath, sinks: [webhook(receiver)], options: fastOptions,
+                                     logger: logged.logger("ipsight.alerts"))
         defer { router.shutdown() }
         for n in 1...3 { try router.submit(sampleAlert(n)) }
         #expect(waitUntil(seconds: 20) { router.counters.delivered + router.counters.dropped == 3 })
         #expect(router.counters.dropped == 2)
         #expect(router.counters.retried == 0)
         #expect(receiver.records().count == 3)
-        #expect(logged.lines.filter { $0.contains("HTTP 400") && $0.contains("soc-webhook") }.count == 2)
+        let dropped = logged.messages(at: .error).filter { $0.hasPrefix("alert ") && $0.contains(" dropped: ") }
+        #expect(dropped.count == 2, "\(logged.entries)")
+        #expect(dropped.allSatisfy { $0.contains("HTTP 400") && $0.contains("soc-webhook") }, "\(dropped)")
     }
 
     @Test("queued alerts survive a restart: new router on the same spool, new receiver")
@@ -216,11 +219,4 @@ final class RouterTests {
             _ = try AlertRouter(spoolPath: self.spoolPath, sinks: [sink, sink], logger: .discarding)
         }
     }
-}
-
-/// Collects log lines for assertions.
-final class LogCapture: Sendable {
-    private let storage = Mutex<[String]>([])
-    var lines: [String] { storage.withLock { $0 } }
-    var logger: AlertLogger { AlertLogger(label: "test") { [self] _, line in self.storage.withLock { $0.append(line) } } }
 }

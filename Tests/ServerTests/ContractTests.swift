@@ -3,7 +3,9 @@ import Hummingbird
 import HummingbirdTesting
 import IPInsights
 import IPInsightsFormats
+import Observability
 import Testing
+import TestSupport
 @testable import Server
 
 /// `/ping`, `/execution-parameters`, `/metrics` and the bearer token.
@@ -67,10 +69,13 @@ import Testing
             #expect(response.status == .ok)
             #expect(response.headers[.contentType]?.hasPrefix("text/plain") == true)
             let text = String(buffer: response.body)
+            #expect(text.contains("# HELP ipsight_http_requests_total HTTP requests answered, by route and status.\n"))
+            #expect(text.contains("# TYPE ipsight_http_requests_total counter\n"))
             #expect(text.contains("ipsight_http_requests_total{route=\"/ping\",status=\"200\"} 1\n"))
             #expect(text.contains("ipsight_http_requests_total{route=\"/invocations\",status=\"200\"} 2\n"))
             #expect(text.contains("ipsight_http_requests_total{route=\"/invocations\",status=\"415\"} 1\n"))
             #expect(text.contains("ipsight_http_requests_total{route=\"/invocations\",status=\"400\"} 1\n"))
+            #expect(text.contains("ipsight_http_requests_total{route=\"other\",status=\"404\"} 1\n"))
             #expect(text.contains("ipsight_http_request_duration_seconds_bucket{route=\"/invocations\",le=\"+Inf\"} 4\n"))
             #expect(text.contains("ipsight_http_request_duration_seconds_count{route=\"/invocations\"} 4\n"))
             #expect(text.contains("ipsight_pairs_scored_total 4\n"))
@@ -83,24 +88,31 @@ import Testing
             #expect(again.contains("ipsight_http_requests_total{route=\"/invocations\",status=\"200\"} 3\n"))
             #expect(again.contains("ipsight_http_requests_total{route=\"/metrics\",status=\"200\"} 1\n"))
             #expect(again.contains("ipsight_pairs_scored_total 6\n"))
-            #expect(metrics.pairsScored == 6)
+            #expect(Exposition.value("ipsight_pairs_scored_total", in: metrics.text()) == 6)
         }
     }
 
     @Test func latencyBucketsAreCumulative() {
-        let metrics = ServerMetrics()
+        let exposition = PrometheusMetrics(help: ServerMetrics.help, timerBuckets: ServerMetrics.timerBuckets)
+        let metrics = ServerMetrics(factory: exposition.factory)
         metrics.recordRequest(route: "/ping", status: 200, seconds: 0.0001)
         metrics.recordRequest(route: "/ping", status: 200, seconds: 0.03)
         metrics.recordRequest(route: "/ping", status: 200, seconds: 60)
+        metrics.recordReload(loaded: false)
         let model = LoadedModel(model: try! Support.model(seed: 1), fileModified: 0, loadedAt: 0, loadSeconds: 0.5)
-        let text = metrics.render(model: model, reloads: (0, 0), now: 100)
+        metrics.observe(model: model, now: 100)
+        let text = exposition.text()
+        #expect(text.contains("# TYPE ipsight_http_request_duration_seconds histogram\n"))
         #expect(text.contains("ipsight_http_request_duration_seconds_bucket{route=\"/ping\",le=\"0.0005\"} 1\n"))
         #expect(text.contains("ipsight_http_request_duration_seconds_bucket{route=\"/ping\",le=\"0.025\"} 1\n"))
         #expect(text.contains("ipsight_http_request_duration_seconds_bucket{route=\"/ping\",le=\"0.05\"} 2\n"))
-        #expect(text.contains("ipsight_http_request_duration_seconds_bucket{route=\"/ping\",le=\"10\"} 2\n"))
+        #expect(text.contains("ipsight_http_request_duration_seconds_bucket{route=\"/ping\",le=\"10.0\"} 2\n"))
         #expect(text.contains("ipsight_http_request_duration_seconds_bucket{route=\"/ping\",le=\"+Inf\"} 3\n"))
-        #expect(text.contains("ipsight_model_age_seconds 100\n"))
-        #expect(text.contains("ipsight_model_load_seconds 0.5\n"))
+        #expect(text.contains("ipsight_http_request_duration_seconds_count{route=\"/ping\"} 3\n"))
+        #expect(Exposition.value("ipsight_model_age_seconds", in: text) == 100)
+        #expect(Exposition.value("ipsight_model_load_seconds", in: text) == 0.5)
+        #expect(Exposition.value(#"ipsight_model_reloads_total{result="refused"}"#, in: text) == 1)
+        #expect(Exposition.value(#"ipsight_model_reloads_total{result="loaded"}"#, in: text) == 0)
     }
 
     @Test func bearerTokenGuardsEveryRouteButPing() async throws {

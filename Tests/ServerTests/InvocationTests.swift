@@ -4,7 +4,9 @@ import Hummingbird
 import HummingbirdTesting
 import IPInsights
 import IPInsightsFormats
+import Observability
 import Testing
+import TestSupport
 @testable import Server
 
 /// `/invocations` with the specification's examples in every content type and accept type.
@@ -150,7 +152,7 @@ import Testing
             let response = try await Support.post(client, body, contentType: "text/csv", accept: "application/jsonlines")
             #expect(response.status == .ok)
             #expect(close(Support.dotProducts(try Support.jsonLines(response.body)), expected))
-            #expect(metrics.pairsScored == 5000)
+            #expect(Exposition.value("ipsight_pairs_scored_total", in: metrics.text()) == 5000)
         }
     }
 }

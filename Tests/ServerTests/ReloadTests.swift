@@ -4,7 +4,9 @@ import Hummingbird
 import HummingbirdTesting
 import IPInsights
 import IPInsightsFormats
+import Observability
 import Testing
+import TestSupport
 @testable import Server
 
 /// A new model file is picked up while serving; a corrupt one is refused.
@@ -31,7 +33,7 @@ import Testing
         defer { unlink(path) }
         let second = try Support.model(seed: 21)
         #expect(!Self.near(Self.expected(first), Self.expected(second)))
-        try await Support.withServer(modelPath: path) { client, store, _ in
+        try await Support.withServer(modelPath: path) { client, store, metrics in
             let watcher = ModelWatcher(store: store)
             watcher.start(pollInterval: 0.05, sighup: false)
             defer { watcher.stop() }
@@ -47,6 +49,10 @@ import Testing
             try Data("not a model".utf8).write(to: URL(fileURLWithPath: path))
             let refused = await Support.eventually { store.reloads.refused >= 1 }
             #expect(refused)
+            // Counted for /metrics too.
+            let text = metrics.text()
+            #expect(Exposition.value(#"ipsight_model_reloads_total{result="loaded"}"#, in: text) == 1, "\(text)")
+            #expect((Exposition.value(#"ipsight_model_reloads_total{result="refused"}"#, in: text) ?? 0) >= 1, "\(text)")
             let afterGarbage = try await Self.score(client)
             #expect(Self.near(afterGarbage, Self.expected(second)))
             let ping = try await client.execute(uri: "/ping", method: .get)

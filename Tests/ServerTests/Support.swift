@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTesting
 import IPInsights
 import IPInsightsFormats
+import Observability
 import Testing
 @testable import Server
 
@@ -37,10 +38,11 @@ enum Support {
     /// Runs `body` against a live server for the model at `path`.
     static func withServer<Value: Sendable>(
         modelPath: String, configuration: ServerConfiguration = ServerConfiguration(),
-        _ body: @Sendable (any TestClientProtocol, ModelStore, ServerMetrics) async throws -> Value
+        _ body: @Sendable (any TestClientProtocol, ModelStore, PrometheusMetrics) async throws -> Value
     ) async throws -> Value {
-        let store = try ModelStore(path: modelPath, log: { _ in })
-        let metrics = ServerMetrics()
+        // A registry of the test's own: one name registered twice differently stops the process.
+        let metrics = PrometheusMetrics(help: ServerMetrics.help, timerBuckets: ServerMetrics.timerBuckets)
+        let store = try ModelStore(path: modelPath, log: { _ in }, metrics: ServerMetrics(factory: metrics.factory))
         let app = buildServingApplication(store: store, metrics: metrics, configuration: configuration)
         return try await withTaskExecutorPreference(threads) {
             try await app.test(.live) { client in try await body(client, store, metrics) }

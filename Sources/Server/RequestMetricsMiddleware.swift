@@ -2,23 +2,26 @@ import Dispatch
 import Hummingbird
 
 /// Counts every request by route and status and times it, errors included.
-public struct MetricsMiddleware<Context: RequestContext>: RouterMiddleware {
+/// (Named apart from Hummingbird's own `MetricsMiddleware`, whose metric names differ.)
+public struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
     let metrics: ServerMetrics
     /// Routes reported by name; anything else is "other", so scanners cannot grow the label set.
-    static func route(_ path: String) -> String {
-        switch path {
-        case "/ping", "/invocations", "/execution-parameters", "/metrics", "/v1/decide", "/v1/feedback", "/v1/status": path
-        default: "other"
-        }
+    let routes: Set<String>
+
+    /// - Parameter routes: the paths the application serves (`ServingRoutes.paths`, and
+    ///   the caller's own), each reported under its own label.
+    public init(metrics: ServerMetrics, routes: Set<String>) {
+        self.metrics = metrics
+        self.routes = routes
     }
 
-    public init(metrics: ServerMetrics) {
-        self.metrics = metrics
+    func route(_ path: String) -> String {
+        routes.contains(path) ? path : "other"
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let start = DispatchTime.now().uptimeNanoseconds
-        let route = Self.route(request.uri.path)
+        let route = route(request.uri.path)
         do {
             let response = try await next(request, context)
             record(route: route, status: response.status.code, since: start)
