@@ -87,6 +87,8 @@ let package = Package(
                 swiftSettings: [.unsafeFlags(["-O"])]),
         // The agent: config, detector and decisions, observation store, retraining, lifecycle.
         .target(name: "Agent", dependencies: ["IPSightCore", "Detection", "IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "SQLiteStore", "CSystemd",
+                                              .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                                              .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                                               .product(name: "Logging", package: "swift-log"),
                                               .product(name: "CoreMetrics", package: "swift-metrics")]),
 
@@ -119,6 +121,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
         .testTarget(name: "IPSightCoreTests", dependencies: ["IPSightCore"]),

@@ -24,22 +24,23 @@ public final class AgentRuntime: @unchecked Sendable {
     public let store: ObservationStore
     public let stats: AgentStats
     private let processor: EventProcessor
-    private let router: any AlertRouting
+    let router: any AlertRouting
     public let retrainer: Retrainer
     private let stopRequested = Atomic<Bool>(false)
+    private let reloadRequested = Atomic<Bool>(false)
     /// The first source that failed, for the exit status once every source has ended.
     private var sourceFailure: String?
     /// Counts since start.
     public private(set) var events = 0
     public private(set) var alertsSent = 0
 
-    /// Opens the state directory, the store and the model, and loads the rules;
-    /// throws what would keep the agent from working, before anything is read.
     /// The sources to read, all of them or only the one under a key (read again
     /// after a failure).
     public typealias SourceFactory = (_ only: String?) throws -> [(key: String, source: any LogSource)]
     private let sourceFactory: SourceFactory?
 
+    /// Opens the state directory, the store and the model, and loads the rules;
+    /// throws what would keep the agent from working, before anything is read.
     /// The agent logs to `logger`, alert delivery to `alertLogger`, and both count
     /// through `metrics`.
     /// - Parameter sources: what to read instead of the config's journal and files
@@ -118,19 +119,18 @@ public final class AgentRuntime: @unchecked Sendable {
         return (router as? AlertRouter)?.counters
     }
 
-    /// The longest `run` takes to stop once asked: what was read, then the alert
-    /// drain, then cancelling deliveries in flight.
-    static let stopSeconds = 3.5
-
-    /// Ends `run` soon, as SIGTERM does.
+    /// Ends the pipeline soon, as SIGTERM does.
     public func stop() { stopRequested.store(true, ordering: .relaxed) }
 
-    /// The pipeline until every source ends (sources that are not followed) or
-    /// SIGTERM; then saves state within a few seconds.
-    public func run(retrain: Bool = true) throws {
+    /// Reloads the config between two batches, as SIGHUP does.
+    public func requestReload() { reloadRequested.store(true, ordering: .relaxed) }
+
+    /// The pipeline until every source ends (sources that are not followed),
+    /// `stop()` or a failure; then keeps what was already read and saves it,
+    /// within 1.5 s of being asked. True when every source was read to its end.
+    func runPipeline() throws -> Bool {
         let group = SourceGroup()
         for (key, source) in try makeSources(nil) { group.add(key, source) }
-        if retrain { retrainer.start() }
         SystemdNotifier.ready()
         logger.notice("ipsight agent running: \(group.keys.joined(separator: ", "))")
         let watchdog = SystemdNotifier.watchdogInterval()
@@ -141,8 +141,8 @@ public final class AgentRuntime: @unchecked Sendable {
         var skipped = SkipCounts()
 
         while !active.isEmpty {
-            if stopRequested.load(ordering: .relaxed) || AgentSignals.takeTerminate() { break }
-            if AgentSignals.takeReload() { reload() }
+            if stopRequested.load(ordering: .relaxed) { break }
+            if reloadRequested.exchange(false, ordering: .relaxed) { reload() }
             if let watchdog, Clock.now - lastPing >= watchdog {
                 SystemdNotifier.watchdog()
                 lastPing = Clock.now
@@ -162,38 +162,25 @@ public final class AgentRuntime: @unchecked Sendable {
             reportSkips(group, &skipped)
         }
 
-        // Shutdown: stop the sources, keep what was already read, save, drain alerts.
+        // Stopping: stop the sources, keep and save what was already read; the
+        // delivery service drains the alerts after this returns. Bounded, so that
+        // with the drain and the API's own stop the agent is gone within 5 s.
         SystemdNotifier.stopping()
         logger.notice("stopping")
-        let finished = failure == nil && active.isEmpty && !config.follow
-        if !finished { retrainer.stop() }
         group.stop()
-        // Every step below is bounded by one deadline, so a stop takes at most
-        // `stopSeconds` here (the documented 5 s with the API's own stop and the exit).
-        let stopBy = Clock.now + AgentRuntime.stopSeconds
+        let stopBy = Clock.now + 1.5
         if failure == nil {
-            let deadline = min(Clock.now + 2, stopBy - 1.5)
-            while Clock.now < deadline, let item = group.next(timeout: 0.05) {
+            while Clock.now < stopBy - 0.5, let item = group.next(timeout: 0.05) {
                 do { try handle(item, &active) } catch { failure = error; break }
             }
         }
-        group.join(timeout: max(0, min(1, stopBy - 1.5 - Clock.now)))
-        // Remote sinks get up to two seconds to empty the spool; then deliveries still
-        // in flight are cancelled (a hanging receiver does not hold up the exit), and
-        // what is left is delivered by the next start.
-        router.drain(seconds: max(0, min(2, stopBy - 0.5 - Clock.now)))
-        (router as? FanOutAlertRouter)?.shutdown()
-        // Every source read to its end (a one-off run over files): bring the model
-        // up to date with what was read, as the background thread would have.
-        if finished {
-            if retrain { retrainer.step() }
-            retrainer.stop()
-        }
+        group.join(timeout: max(0, stopBy - Clock.now))
         logger.notice("stopped after \(events) login events, \(alertsSent) alerts")
         if let failure { throw failure }
         // Every source ended and one of them failed: exit with an error so that the
         // service manager restarts the agent rather than leaving it idle.
         if active.isEmpty, let sourceFailure { throw AgentFailure(message: sourceFailure) }
+        return active.isEmpty && !config.follow
     }
 
     /// Tells the log and the counters when a source refused input (a line over the

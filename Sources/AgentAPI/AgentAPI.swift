@@ -1,6 +1,7 @@
 import AgentClient
 import Agent
 import Foundation
+import IPSightCore
 import Hummingbird
 import Logging
 import NIOCore
@@ -12,7 +13,7 @@ import ServiceLifecycle
 /// and `ipsight status`) and optionally on TCP. Both listeners serve the same
 /// routes; a bearer token, when configured, guards TCP only, since the socket's
 /// file permissions already say who may connect.
-public final class AgentAPI: @unchecked Sendable {
+public final class AgentAPI: Service, @unchecked Sendable {
     private let agent: AgentRuntime
     private let config: AgentConfig
     /// The process's registry, which `/metrics` renders.
@@ -101,6 +102,13 @@ public final class AgentAPI: @unchecked Sendable {
             usleep(10_000)
         }
         agent.logger.notice("API listening on \(started.addresses.joined(separator: ", "))")
+    }
+
+    /// As one of the agent's services: serves (from `start()`) until graceful
+    /// shutdown, then stops within a second, after the pipeline and delivery.
+    public func run() async {
+        try? await gracefulShutdown()
+        stop(seconds: 1)
     }
 
     /// Where the listeners are, as `unix:PATH` and `http://HOST:PORT` (the real port when 0 was asked for).

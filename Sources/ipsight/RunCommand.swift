@@ -6,6 +6,7 @@ import CoreMetrics
 import Logging
 import Observability
 import Server
+import ServiceLifecycle
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -51,7 +52,7 @@ struct RunCommand: ParsableCommand {
         } catch {
             throw IngestCommandFailure("\(error)")
         }
-        AgentSignals.install()
+        ProcessSignals.prepare()
         // Once for the process, before the first logger or metric is made: the journal
         // when systemd connected standard error to it, else standard error.
         LogOutput.detect().bootstrap(level: verbose ? .debug : .info)
@@ -63,12 +64,14 @@ struct RunCommand: ParsableCommand {
         do {
             let agent = try AgentRuntime(config: settings, configPath: config, logger: logger,
                                          alertLogger: Logger(label: "ipsight.alerts"), metrics: metrics.factory)
-            // The API changes only on restart (a reload keeps its listeners).
+            // The API changes only on restart (a reload keeps its listeners). Bound
+            // before the rest starts: a port in use stops the start at once.
             let api = AgentAPI(agent: agent, config: settings, metrics: metrics)
             try api.start()
-            // Within the agent's 5 s: the pipeline takes at most 3.5 s to stop.
-            defer { api.stop(seconds: 1) }
-            try agent.run()
+            try runBlocking {
+                try await agent.run(before: [.init(service: api)], after: [.init(service: ReloadOnHangup(agent: agent))],
+                                    signals: [.sigterm, .sigint])
+            }
         } catch {
             logger.error("\(error)")
             throw ExitCode.failure

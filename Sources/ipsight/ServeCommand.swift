@@ -57,20 +57,8 @@ struct ServeCommand: ParsableCommand {
         watcher.start(pollInterval: configuration.pollInterval)
         let app = buildServingApplication(store: store, metrics: metrics, configuration: configuration)
         Console.error("ipsight serve: \(model) on http://\(host):\(port)")
-        // The command line is synchronous; the server runs on the concurrency pool until SIGTERM or SIGINT.
-        let done = DispatchSemaphore(value: 0)
-        let outcome = ResultBox()
-        Task {
-            do { try await app.runService() } catch { outcome.error = error }
-            done.signal()
-        }
-        done.wait()
-        watcher.stop()
-        if let error = outcome.error { throw error }
+        // The server runs on the concurrency pool until SIGTERM or SIGINT.
+        defer { watcher.stop() }
+        try runBlocking { try await app.runService() }
     }
-}
-
-/// Carries the server's error out of its task.
-private final class ResultBox: @unchecked Sendable {
-    var error: (any Error)?
 }

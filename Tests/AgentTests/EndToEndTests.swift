@@ -24,11 +24,11 @@ import Testing
 
     /// A rotated file deleted before the agent read its end: one warning in the
     /// agent's log, one count on `/metrics`, and the new file read from its start.
-    @Test func linesLostToRotationAreAWarningAndACount() throws {
+    @Test func linesLostToRotationAreAWarningAndACount() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         dir.write("auth.log", Synthetic.sshdLine(minute: 0, user: "alice", ip: "10.1.0.1"))
-        try AgentRuntime(config: config(dir), configPath: nil, router: CollectingRouter(), logger: .discarding).run(retrain: false)
+        try await AgentRuntime(config: config(dir), configPath: nil, router: CollectingRouter(), logger: .discarding).run(retrain: false)
         dir.write("auth.log", Synthetic.sshdLine(minute: 1, user: "bob", ip: "10.2.0.1"), append: true)
         #expect(rename(dir.file("auth.log"), dir.file("auth.log.1")) == 0)
         dir.write("auth.log", Synthetic.sshdLine(minute: 2, user: "carol", ip: "10.3.0.1"))
@@ -38,7 +38,7 @@ import Testing
         let metrics = PrometheusMetrics(help: AgentStats.help, timerBuckets: AgentStats.timerBuckets)
         let agent = try AgentRuntime(config: config(dir), configPath: nil, router: CollectingRouter(), logger: log.logger(),
                                      metrics: metrics.factory)
-        try agent.run(retrain: false)
+        try await agent.run(retrain: false)
         #expect(agent.events == 1)
         let lost = log.messages(at: .warning).filter { $0.hasPrefix("lines lost: \(dir.file("auth.log")): ") }
         #expect(lost.count == 1, "\(log.entries)")
@@ -48,7 +48,7 @@ import Testing
         #expect(log.messages(at: .notice).last == "stopped after 1 login events, 0 alerts")
     }
 
-    @Test func alertsForUnrelatedNetworksAndResumesWithoutRepeating() throws {
+    @Test func alertsForUnrelatedNetworksAndResumesWithoutRepeating() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         try ModelFile.save(Synthetic.model(), to: dir.file("model.ipsm"))
@@ -63,7 +63,7 @@ import Testing
         dir.write("auth.log", usual)
         let firstRouter = CollectingRouter()
         let first = try AgentRuntime(config: config(dir), configPath: nil, router: firstRouter, logger: .discarding)
-        try first.run(retrain: false)
+        try await first.run(retrain: false)
         #expect(first.events == 250)
         #expect(firstRouter.received.isEmpty, "cold start and calibration: nothing to alert yet")
         #expect(try first.store.count() == 250)
@@ -82,7 +82,7 @@ import Testing
         let secondRouter = CollectingRouter()
         let second = try AgentRuntime(config: config(dir), configPath: nil, router: secondRouter, logger: .discarding)
         #expect(second.detector.calibration != nil, "calibrated at start from the stored logins")
-        try second.run(retrain: false)
+        try await second.run(retrain: false)
         #expect(second.events == 2 * Synthetic.users.count + 1, "only the new lines are read")
         #expect(try second.store.count() == 251 + 2 * Synthetic.users.count, "nothing stored twice")
         let kept = try second.store.observations()
@@ -105,11 +105,11 @@ import Testing
         // A third start finds nothing new.
         let thirdRouter = CollectingRouter()
         let third = try AgentRuntime(config: config(dir), configPath: nil, router: thirdRouter, logger: .discarding)
-        try third.run(retrain: false)
+        try await third.run(retrain: false)
         #expect(third.events == 0 && thirdRouter.received.isEmpty)
     }
 
-    @Test func aFirstModelIsTrainedFromTheStoreWhenThereIsNone() throws {
+    @Test func aFirstModelIsTrainedFromTheStoreWhenThereIsNone() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         var rng = SeededRandom(seed: 12)
@@ -124,7 +124,7 @@ import Testing
         let agent = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), logger: .discarding)
         #expect(agent.detector.model == nil)
         // The background thread is not started; the final step of a one-off run trains.
-        try agent.run(retrain: true)
+        try await agent.run(retrain: true)
         #expect(agent.detector.model != nil && agent.detector.calibration != nil)
         let saved = try ModelFile.load(path: dir.file("model.ipsm"))
         #expect(saved.trainedPairs > 0)
@@ -162,18 +162,18 @@ import Testing
         #expect(!fromOutput.isEmpty && fromOutput == fromSink)
     }
 
-    @Test func startAtEndSkipsWhatTheFileHeldAtFirstStart() throws {
+    @Test func startAtEndSkipsWhatTheFileHeldAtFirstStart() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         dir.write("auth.log", Synthetic.sshdLine(minute: 0, user: "alice", ip: "10.1.0.1"))
         var c = config(dir)
         c.startAtEnd = true
         let first = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), logger: .discarding)
-        try first.run(retrain: false)
+        try await first.run(retrain: false)
         #expect(first.events == 0)
         dir.write("auth.log", Synthetic.sshdLine(minute: 1, user: "bob", ip: "10.2.0.1"), append: true)
         let second = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), logger: .discarding)
-        try second.run(retrain: false)
+        try await second.run(retrain: false)
         #expect(second.events == 1)
         #expect(try second.store.observations().map(\.user) == ["bob"])
     }
@@ -181,7 +181,7 @@ import Testing
     /// A followed source that fails (here a directory where the file should be) is
     /// read again from its saved position once it can be: the agent neither exits
     /// nor crash-loops, and the other sources go on.
-    @Test func aFailingSourceIsReopenedWhileFollowing() throws {
+    @Test func aFailingSourceIsReopenedWhileFollowing() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         try ModelFile.save(Synthetic.model(), to: dir.file("model.ipsm"))
@@ -191,17 +191,17 @@ import Testing
         dir.write("auth.log", Synthetic.sshdLine(minute: 0, user: "alice", ip: "10.1.0.5"))
         mkdir(dir.file("broken.log"), 0o755)
         let agent = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), logger: .discarding)
-        let running = Thread { try? agent.run(retrain: false) }
-        running.start()
-        defer { agent.stop() }
-        #expect(waitUntil(seconds: 30) { agent.events == 1 })
+        let running = Task { try await agent.run(retrain: false) }
+        #expect(await waitUntil(seconds: 30) { agent.events == 1 })
         // The directory makes that source fail; it is replaced by the real file.
-        usleep(1_500_000)
+        try await Task.sleep(nanoseconds: 1_500_000_000)
         rmdir(dir.file("broken.log"))
         dir.write("broken.log", Synthetic.sshdLine(minute: 1, user: "bob", ip: "10.2.0.5"))
-        #expect(waitUntil(seconds: 30) { agent.events == 2 }, "the failed source was read again")
+        #expect(await waitUntil(seconds: 30) { agent.events == 2 }, "the failed source was read again")
         dir.write("auth.log", Synthetic.sshdLine(minute: 2, user: "alice", ip: "10.1.0.6"), append: true)
-        #expect(waitUntil(seconds: 30) { agent.events == 3 })
+        #expect(await waitUntil(seconds: 30) { agent.events == 3 })
+        agent.stop()
+        try await running.value
     }
 }
 

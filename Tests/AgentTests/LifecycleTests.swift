@@ -86,7 +86,7 @@ import Testing
         #expect(agent.config.networks == nil && agent.detector.calibration != nil && agent.detector.calibration?.networks == nil)
     }
 
-    @Test func stopEndsAFollowingAgentAndKeepsWhatItRead() throws {
+    @Test func stopEndsAFollowingAgentAndKeepsWhatItRead() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         dir.write("auth.log", Synthetic.sshdLine(minute: 0, user: "alice", ip: "10.1.0.1")
@@ -94,37 +94,24 @@ import Testing
         dir.write("agent.conf", config(dir, follow: true))
         let agent = try AgentRuntime(config: try AgentConfig.load(path: dir.file("agent.conf")), configPath: nil,
                                      router: CollectingRouter(), logger: .discarding)
-        let finished = NSCondition()
-        nonisolated(unsafe) var done = false
-        nonisolated(unsafe) var failure: Error?
-        let thread = Thread {
-            do { try agent.run(retrain: false) } catch { failure = error }
-            finished.lock(); done = true; finished.broadcast(); finished.unlock()
-        }
-        thread.start()
+        let running = Task { try await agent.run(retrain: false) }
         // Wait (bounded) until both lines are stored, then stop as SIGTERM would.
         // A connection of the test's own: the agent's belongs to its pipeline thread.
         let reader = try ObservationStore(path: dir.file("ipsight.db"))
-        let deadline = Date(timeIntervalSinceNow: 10)
-        while (try? reader.count()) != 2 && Date() < deadline { usleep(20_000) }
-        #expect(try reader.count() == 2)
+        #expect(await waitUntil(seconds: 10) { (try? reader.count()) == 2 })
         let stopped = Date()
         agent.stop()
-        finished.lock()
-        while !done { if !finished.wait(until: Date(timeIntervalSinceNow: 10)) { break } }
-        finished.unlock()
-        #expect(done, "run returns after stop")
-        #expect(Date().timeIntervalSince(stopped) < 5)
-        #expect(failure == nil)
+        await #expect(throws: Never.self) { try await running.value }
+        #expect(Date().timeIntervalSince(stopped) < 5, "run returns within 5 s of stop")
         #expect(try reader.positions()["file:" + dir.file("auth.log")] != nil)
     }
 
-    @Test func aSourceThatFailsEndsTheRunWithAnError() throws {
+    @Test func aSourceThatFailsEndsTheRunWithAnError() async throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         dir.write("agent.conf", config(dir, follow: false))
         let agent = try AgentRuntime(config: try AgentConfig.load(path: dir.file("agent.conf")), configPath: nil,
                                      router: CollectingRouter(), logger: .discarding)
-        #expect(throws: AgentFailure.self) { try agent.run(retrain: false) }
+        await #expect(throws: AgentFailure.self) { try await agent.run(retrain: false) }
     }
 }

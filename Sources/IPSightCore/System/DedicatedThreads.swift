@@ -4,7 +4,8 @@ import Foundation
 /// thread per core; anything in the process that blocks those threads (a busy test
 /// runner, a slow disk under a synchronous call) stalls every task waiting for one.
 /// Tasks that prefer this executor (the agent's API, so `ipsight check` is always
-/// answered) run as long as its own threads are free.
+/// answered; the agent's services, so SIGTERM is always handled) run as long as its
+/// own threads are free.
 public final class DedicatedThreads: TaskExecutor, @unchecked Sendable {
     private let condition = NSCondition()
     private var queue: [UnownedJob] = []
