@@ -1,68 +1,6 @@
 import IPSightCore
 import CKernels
-import Dispatch
-
-/// Training pairs in compact form: the stable hash of each entity and its address.
-public struct TrainingPairs: Sendable {
-    public var entityHashes: [UInt64] = []
-    public var ips: [IPAddress] = []
-
-    public init() {}
-
-    public init(entityHashes: [UInt64], ips: [IPAddress]) {
-        precondition(entityHashes.count == ips.count)
-        self.entityHashes = entityHashes
-        self.ips = ips
-    }
-
-    public var count: Int { ips.count }
-
-    public mutating func append(entity: String, ip: IPAddress) {
-        entityHashes.append(StableHash.xxh64(entity))
-        ips.append(ip)
-    }
-
-    public mutating func append(entityHash: UInt64, ip: IPAddress) {
-        entityHashes.append(entityHash)
-        ips.append(ip)
-    }
-}
-
-/// What the trainer reports while it runs.
-public enum TrainingEvent: Sendable {
-    /// After every batch: how far the epoch is.
-    case progress(epoch: Int, batch: Int, batches: Int)
-    /// Every `batch_metrics_publish_interval` batches, like MXNet's Speedometer.
-    case speedometer(epoch: Int, batch: Int, samplesPerSecond: Double, pairsPerSecond: Double, loss: Double, accuracy: Double)
-    case epochEnd(EpochReport)
-}
-
-public struct EpochReport: Sendable {
-    public var epoch: Int
-    public var loss: Double
-    public var accuracy: Double
-    public var pairsPerSecond: Double
-    public var samplesPerSecond: Double
-    public var seconds: Double
-    public var validationAUC: Double?
-}
-
-/// Where the addresses of random negatives come from.
-public enum RandomNegatives: Sendable, Equatable {
-    /// Any address of the positive's family, uniformly: the specification's random negatives.
-    case uniform
-    /// A routed network of the positive's family chosen uniformly from a table, then
-    /// an address inside it (uniform for a family the table lacks). The scores then
-    /// compare an entity's logins with the internet's networks rather than with the
-    /// whole address space, much of which never logs in anywhere.
-    case routed(RoutedNetworks)
-
-    /// The routed table, if the negatives come from one.
-    public var table: RoutedNetworks? {
-        if case .routed(let table) = self { return table }
-        return nil
-    }
-}
+import Glibc
 
 /// Trains a model by discriminating real pairs from negative samples: for every
 /// positive (entity, ip), R pairs of the entity with random addresses of the same
@@ -572,29 +510,3 @@ public final class Trainer: @unchecked Sendable {
     }
 }
 
-enum Adam {
-    static let beta1: Float = 0.9
-    static let beta2: Float = 0.999
-    static let epsilon: Float = 1e-8
-
-    /// One Adam step on n parameters (`lrT` holds the bias correction); zeroes `grad`.
-    @inline(__always)
-    static func update(_ theta: UnsafeMutablePointer<Float>, _ m: UnsafeMutablePointer<Float>,
-                       _ v: UnsafeMutablePointer<Float>, _ grad: UnsafeMutablePointer<Float>, _ n: Int,
-                       lrT: Float, weightDecay: Float) {
-        ipsight_adam_step(theta, m, v, grad, n, lrT, weightDecay, beta1, beta2, epsilon)
-    }
-}
-
-/// The phases of a training step, as `ipsight bench` reports them.
-public enum TrainingPhase: String, CaseIterable, Sendable {
-    case gather = "sample+gather", layersForward = "layers forward", scores = "scores+loss"
-    case layersBackward = "layers backward", group = "group rows", adam = "sum+adam"
-}
-
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
