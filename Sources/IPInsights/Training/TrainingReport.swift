@@ -1,3 +1,5 @@
+import IPSightCore
+
 /// What the trainer reports while it runs.
 public enum TrainingEvent: Sendable {
     /// After every batch: how far the epoch is.
@@ -21,4 +23,15 @@ public struct EpochReport: Sendable {
 public enum TrainingPhase: String, CaseIterable, Sendable {
     case gather = "sample+gather", layersForward = "layers forward", scores = "scores+loss"
     case layersBackward = "layers backward", group = "group rows", adam = "sum+adam"
+}
+
+/// Adds the time since the last lap to a phase's total.
+struct PhaseTimer {
+    private var mark = Clock.now
+
+    mutating func lap(_ phase: TrainingPhase, into seconds: inout [TrainingPhase: Double]) {
+        let now = Clock.now
+        seconds[phase, default: 0] += now - mark
+        mark = now
+    }
 }
