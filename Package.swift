@@ -5,7 +5,7 @@ import PackageDescription
 // numeric kernels rely on the optimiser, so keep -O even in tests' release mode.
 let package = Package(
     name: "ipsight",
-    platforms: [.macOS(.v14)],
+    // Linux only: the journal and sd_notify come from libsystemd.
     products: [
         .executable(name: "ipsight", targets: ["ipsight"]),
         .library(name: "IPInsights", targets: ["IPInsights"]),

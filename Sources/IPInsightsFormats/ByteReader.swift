@@ -1,7 +1,5 @@
 import CZlib
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// Reads a file or standard input as lines of bytes, transparently inflating gzip
 /// (detected by its magic bytes, any number of members). Lines end at `\n`; a

@@ -2,9 +2,7 @@ import IPSightCore
 import Testing
 import IPInsights
 @testable import IPInsightsFormats
-#if canImport(Glibc)
 import Glibc
-#endif
 
 @Suite struct CSVTests {
     func split(_ line: String) -> ([String], CSVProblem?) {

@@ -1,9 +1,7 @@
 import IPSightCore
 import Testing
 @testable import IPInsights
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// The activity prior: the last dimension carries log((logins + 1) / typical), so
 /// that the dot product is the log odds against a takeover of any account.

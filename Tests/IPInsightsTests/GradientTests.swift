@@ -78,12 +78,12 @@ import Testing
 
     @Test func logisticLossIsStableForExtremeScores() {
         for s: Float in [-200, -30, -1, 0, 1, 30, 200] {
-            let (lp, gp) = Trainer.logistic(s, true)
-            let (ln, gn) = Trainer.logistic(s, false)
+            let (lp, gp) = TrainingStep.logistic(s, true)
+            let (ln, gn) = TrainingStep.logistic(s, false)
             #expect(lp.isFinite && ln.isFinite && gp.isFinite && gn.isFinite)
             #expect(gp <= 0 && gn >= 0)
             #expect(abs(Double(gp - gn) + 1) < 1e-6, "d/ds of positive minus negative loss is -1")
         }
-        #expect(abs(Trainer.logistic(0, true).0 - 0.693147) < 1e-5)
+        #expect(abs(TrainingStep.logistic(0, true).0 - 0.693147) < 1e-5)
     }
 }

@@ -1,9 +1,7 @@
 import IPSightCore
 import Testing
 @testable import IPInsights
-#if canImport(Glibc)
 import Glibc
-#endif
 
 @Suite struct ModelFileTests {
     func smallModel() throws -> Model {

@@ -85,15 +85,12 @@ import Testing
         #expect(v4Only.randomAddress(ipv4: false, using: &rng) == nil)
         #expect(RoutedNetworks().randomAddress(ipv4: true, using: &rng) == nil)
 
-        let model = Model(hyperparameters: try Hyperparameters(numEntityVectors: 8, vectorDim: 4).validated(),
-                          layout: IPEncoderLayout(buckets: 64))
-        let trainer = Trainer(model: model, seed: 1, threads: 1)
-        trainer.randomNegatives = .routed(v4Only)
+        let negatives = RandomNegatives.routed(v4Only)
         var v6Prefixes = Set<UInt64>()
         for _ in 0..<1_000 {
-            let v4 = trainer.randomAddress(like: Self.ip("10.1.2.3"), from: trainer.randomNegatives.table)
+            let v4 = RandomNegatives.address(like: Self.ip("10.1.2.3"), from: negatives.table, using: &rng)
             #expect(v4.ipv4.map { $0 >> 8 } == Self.ip("192.0.2.0").ipv4! >> 8, "\(v4) is not in 192.0.2.0/24")
-            let v6 = trainer.randomAddress(like: Self.ip("2001:db8::1"), from: trainer.randomNegatives.table)
+            let v6 = RandomNegatives.address(like: Self.ip("2001:db8::1"), from: negatives.table, using: &rng)
             #expect(!v6.isIPv4 && v6.high >> 61 == 1, "\(v6) is not global unicast")
             v6Prefixes.insert(v6.high >> 32)
         }

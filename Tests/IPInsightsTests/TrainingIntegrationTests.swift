@@ -1,9 +1,7 @@
 import Testing
 import IPInsightsFormats
 @testable import IPInsights
-#if canImport(Glibc)
 import Glibc
-#endif
 
 /// Where the benchmark tools live: `shared/` beside the repository checkout.
 enum SharedTools {

@@ -1,9 +1,5 @@
-#if canImport(Glibc)
 import IPSightCore
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// The model file: one binary file, versioned and checksummed, written atomically.
 ///

@@ -18,4 +18,17 @@ public enum Parallel {
         let parts = max(1, parts)
         run(parts) { c in body(c, n * c / parts, n * (c + 1) / parts) }
     }
+
+    /// `chunks` with one part per thread (at least one), for the trainer's loops. A
+    /// loop of fewer than 64 items costs less than waking the threads, so the
+    /// calling thread runs it whole; the other parts are still called, with empty
+    /// ranges, so every part's result is written either way.
+    static func loop(_ n: Int, threads: Int, _ body: (Int, Int, Int) -> Void) {
+        if threads <= 1 || n < 64 {
+            body(0, 0, n)
+            for part in 1..<max(threads, 1) { body(part, n, n) }
+            return
+        }
+        chunks(n, parts: threads, body)
+    }
 }

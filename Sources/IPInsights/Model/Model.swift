@@ -1,10 +1,7 @@
 import IPSightCore
 import CKernels
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+
 /// A trained (or initialised) IP Insights model.
 ///
 /// score(entity, ip) = entity_embedding · ip_embedding, the log odds that the
@@ -201,9 +198,3 @@ public final class Model: @unchecked Sendable {
         return v.withUnsafeBufferPointer { Kernels.dot(entityVector(row: entityRow(entity)), $0.baseAddress!, dimension) }
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
