@@ -44,7 +44,7 @@ import Testing
                 Observation(time: now - Double(300 - k) * 60, user: o.user, ip: o.ip, service: o.service)
             }
             try ObservationStore(path: config.databasePath).commit(observations, positions: [:])
-            agent = try AgentRuntime(config: config, configPath: nil, router: CollectingRouter(), logger: .discarding,
+            agent = try AgentRuntime(config: config, configPath: nil, router: CollectingAlertRouter(), logger: .discarding,
                                      metrics: metrics.factory)
             api = AgentAPI(agent: agent, config: config, metrics: metrics, connectionLimit: connectionLimit, headTimeout: headTimeout)
             try api.start()

@@ -28,7 +28,7 @@ import Testing
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         dir.write("auth.log", Synthetic.sshdLine(minute: 0, user: "alice", ip: "10.1.0.1"))
-        try await AgentRuntime(config: config(dir), configPath: nil, router: CollectingRouter(), logger: .discarding).run(retrain: false)
+        try await AgentRuntime(config: config(dir), configPath: nil, router: CollectingAlertRouter(), logger: .discarding).run(retrain: false)
         dir.write("auth.log", Synthetic.sshdLine(minute: 1, user: "bob", ip: "10.2.0.1"), append: true)
         #expect(rename(dir.file("auth.log"), dir.file("auth.log.1")) == 0)
         dir.write("auth.log", Synthetic.sshdLine(minute: 2, user: "carol", ip: "10.3.0.1"))
@@ -36,7 +36,7 @@ import Testing
 
         let log = LogCapture()
         let metrics = PrometheusMetrics(help: AgentStats.help, timerBuckets: AgentStats.timerBuckets)
-        let agent = try AgentRuntime(config: config(dir), configPath: nil, router: CollectingRouter(), logger: log.logger(),
+        let agent = try AgentRuntime(config: config(dir), configPath: nil, router: CollectingAlertRouter(), logger: log.logger(),
                                      metrics: metrics.factory)
         try await agent.run(retrain: false)
         #expect(agent.events == 1)
@@ -61,7 +61,7 @@ import Testing
             usual += Synthetic.sshdLine(minute: minute, user: user, ip: Synthetic.address(user, &rng))
         }
         dir.write("auth.log", usual)
-        let firstRouter = CollectingRouter()
+        let firstRouter = CollectingAlertRouter()
         let first = try AgentRuntime(config: config(dir), configPath: nil, router: firstRouter, logger: .discarding)
         try await first.run(retrain: false)
         #expect(first.events == 250)
@@ -79,7 +79,7 @@ import Testing
         // The intruder comes back: alerted logins are not learnt, so this alerts again.
         later += Synthetic.sshdLine(minute: minute, user: "alice", ip: "203.0.113.251")
         dir.write("auth.log", later, append: true)
-        let secondRouter = CollectingRouter()
+        let secondRouter = CollectingAlertRouter()
         let second = try AgentRuntime(config: config(dir), configPath: nil, router: secondRouter, logger: .discarding)
         #expect(second.detector.calibration != nil, "calibrated at start from the stored logins")
         try await second.run(retrain: false)
@@ -103,7 +103,7 @@ import Testing
         #expect(try second.store.observations(learnedOnly: true).count == before + 1)
 
         // A third start finds nothing new.
-        let thirdRouter = CollectingRouter()
+        let thirdRouter = CollectingAlertRouter()
         let third = try AgentRuntime(config: config(dir), configPath: nil, router: thirdRouter, logger: .discarding)
         try await third.run(retrain: false)
         #expect(third.events == 0 && thirdRouter.received.isEmpty)
@@ -121,7 +121,7 @@ import Testing
         dir.write("auth.log", text)
         var c = config(dir)
         c.bootstrapMinLogins = 100
-        let agent = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), logger: .discarding)
+        let agent = try AgentRuntime(config: c, configPath: nil, router: CollectingAlertRouter(), logger: .discarding)
         #expect(agent.detector.model == nil)
         // The background thread is not started; the final step of a one-off run trains.
         try await agent.run(retrain: true)
@@ -168,11 +168,11 @@ import Testing
         dir.write("auth.log", Synthetic.sshdLine(minute: 0, user: "alice", ip: "10.1.0.1"))
         var c = config(dir)
         c.startAtEnd = true
-        let first = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), logger: .discarding)
+        let first = try AgentRuntime(config: c, configPath: nil, router: CollectingAlertRouter(), logger: .discarding)
         try await first.run(retrain: false)
         #expect(first.events == 0)
         dir.write("auth.log", Synthetic.sshdLine(minute: 1, user: "bob", ip: "10.2.0.1"), append: true)
-        let second = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), logger: .discarding)
+        let second = try AgentRuntime(config: c, configPath: nil, router: CollectingAlertRouter(), logger: .discarding)
         try await second.run(retrain: false)
         #expect(second.events == 1)
         #expect(try second.store.observations().map(\.user) == ["bob"])
@@ -190,7 +190,7 @@ import Testing
         c.files = [dir.file("auth.log"), dir.file("broken.log")]
         dir.write("auth.log", Synthetic.sshdLine(minute: 0, user: "alice", ip: "10.1.0.5"))
         mkdir(dir.file("broken.log"), 0o755)
-        let agent = try AgentRuntime(config: c, configPath: nil, router: CollectingRouter(), logger: .discarding)
+        let agent = try AgentRuntime(config: c, configPath: nil, router: CollectingAlertRouter(), logger: .discarding)
         let running = Task { try await agent.run(retrain: false) }
         #expect(await waitUntil(seconds: 30) { agent.events == 1 })
         // The directory makes that source fail; it is replaced by the real file.

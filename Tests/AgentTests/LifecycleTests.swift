@@ -1,3 +1,4 @@
+import IPSightCore
 import TestSupport
 import Foundation
 import IPInsights
@@ -30,7 +31,7 @@ import Testing
         let path = dir.file("agent.conf")
         let log = LogCapture()
         let agent = try AgentRuntime(config: try AgentConfig.load(path: path), configPath: path,
-                                     router: CollectingRouter(), logger: log.logger())
+                                     router: CollectingAlertRouter(), logger: log.logger())
         dir.write("agent.conf", config(dir, follow: false) + "\n[cold_start]\npolicy = panic\n")
         agent.reload()
         #expect(agent.config.coldStartMinLogins == 5)
@@ -56,7 +57,7 @@ import Testing
         let path = dir.file("agent.conf")
         dir.write("agent.conf", text)
         let agent = try AgentRuntime(config: try AgentConfig.load(path: path), configPath: path,
-                                     router: CollectingRouter(), logger: .discarding)
+                                     router: CollectingAlertRouter(), logger: .discarding)
         let first = try #require(agent.config.networks)
         #expect(first.networks.count == 2 && agent.detector.calibration?.networks === first)
 
@@ -93,7 +94,7 @@ import Testing
             + Synthetic.sshdLine(minute: 1, user: "bob", ip: "10.2.0.1"))
         dir.write("agent.conf", config(dir, follow: true))
         let agent = try AgentRuntime(config: try AgentConfig.load(path: dir.file("agent.conf")), configPath: nil,
-                                     router: CollectingRouter(), logger: .discarding)
+                                     router: CollectingAlertRouter(), logger: .discarding)
         let running = Task { try await agent.run(retrain: false) }
         // Wait (bounded) until both lines are stored, then stop as SIGTERM would.
         // A connection of the test's own: the agent's belongs to its pipeline thread.
@@ -111,7 +112,7 @@ import Testing
         defer { dir.remove() }
         dir.write("agent.conf", config(dir, follow: false))
         let agent = try AgentRuntime(config: try AgentConfig.load(path: dir.file("agent.conf")), configPath: nil,
-                                     router: CollectingRouter(), logger: .discarding)
+                                     router: CollectingAlertRouter(), logger: .discarding)
         await #expect(throws: AgentFailure.self) { try await agent.run(retrain: false) }
     }
 }

@@ -28,10 +28,13 @@ public final class AlertRouter: AlertRouting {
         public var pauseAfterFailures: Int
         /// How long `shutdown` waits for deliveries after cancelling them.
         public var shutdownGrace: Double
+        /// What alert times, backoff and pauses are read from (a `ManualClock` in unit
+        /// tests); the waits of `drain` and `shutdown` are always real.
+        public var clock: any TimeSource
 
         public init(capacity: Int = 100_000, backoff: Backoff = Backoff(), fold: FoldPolicy = FoldPolicy(limit: 3, window: 600),
                     foldBySink: [String: FoldPolicy] = [:], batchSize: Int = 64, concurrency: Int = 4,
-                    pauseAfterFailures: Int = 3, shutdownGrace: Double = 1) {
+                    pauseAfterFailures: Int = 3, shutdownGrace: Double = 1, clock: any TimeSource = SystemClock()) {
             self.capacity = capacity
             self.backoff = backoff
             self.fold = fold
@@ -40,6 +43,7 @@ public final class AlertRouter: AlertRouting {
             self.concurrency = concurrency
             self.pauseAfterFailures = pauseAfterFailures
             self.shutdownGrace = shutdownGrace
+            self.clock = clock
         }
     }
 
@@ -175,7 +179,7 @@ public final class AlertRouter: AlertRouting {
         guard !control.withLock({ $0.stopping }) else {
             throw AlertRouterError(message: "alert \(alerts[0].id) submitted after shutdown")
         }
-        let now = Clock.wall
+        let now = options.clock.wall
         // The fold decisions and the insert happen under one lock, so that concurrent
         // submits cannot interleave a decision with another's row.
         let result = try folders.withLock { folders throws(SpoolError) -> Spool.EnqueueResult in
@@ -288,7 +292,7 @@ public final class AlertRouter: AlertRouting {
     /// threads; true if it did either.
     private func dispatchPass() throws(SpoolError) -> Bool {
         let recorded = try recordFinished()
-        let now = Clock.wall
+        let now = options.clock.wall
         let (draining, round, plans) = control.withLock { control in
             let plans = sinkNames.map { name -> (String, Int, Set<Int64>) in
                 let state = control.sinks[name]!
@@ -375,7 +379,7 @@ public final class AlertRouter: AlertRouting {
 
     /// Sleep until the next row or paused sink is due, bounded so `stopping` is seen.
     private func idleWait() -> Double {
-        let now = Clock.wall
+        let now = options.clock.wall
         let (open, excluding, pausedUntil, draining) = control.withLock { control in
             var open: [String] = []
             var excluding: Set<Int64> = []
@@ -407,7 +411,7 @@ public final class AlertRouter: AlertRouting {
         let sink = sinks[name]!
         let queue = queues[name]!
         while let row = queue.take() {
-            let started = Clock.wall
+            let started = options.clock.wall
             // Queued before its sink was paused: left for after the pause rather than
             // sent to a receiver that is failing.
             let skip = control.withLock { control in
@@ -423,7 +427,7 @@ public final class AlertRouter: AlertRouting {
                     outcome = cancellation.isCancelled ? .untouched : .failed(error)
                 }
             }
-            let now = Clock.wall
+            let now = options.clock.wall
             control.withLock { control in
                 noteHealth(outcome, row: row.seq, sink: name, started: started, now: now, control: &control)
                 if control.draining, case .failed = outcome { control.failedInDrain.insert(row.seq) }

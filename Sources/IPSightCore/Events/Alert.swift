@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A decision worth telling someone about, as the agent hands it to the sinks.
 ///
 /// `id` is stable for the login it describes (the same event read twice, after a
@@ -71,4 +73,19 @@ extension AlertRouting {
     public func submit(_ alerts: [Alert]) throws {
         for alert in alerts { try submit(alert) }
     }
+}
+
+/// A router that keeps what it is given, in memory: the agent's pipeline tested
+/// without a spool or sinks (the router's own twin is `CollectingAlertSink`).
+public final class CollectingAlertRouter: AlertRouting {
+    private let alerts = Mutex<[Alert]>([])
+
+    public init() {}
+
+    /// Every alert submitted, in order.
+    public var received: [Alert] { alerts.withLock { $0 } }
+
+    public func submit(_ alert: Alert) throws { alerts.withLock { $0.append(alert) } }
+    public func submit(_ alerts: [Alert]) throws { self.alerts.withLock { $0 += alerts } }
+    public func drain(seconds: Double) {}
 }
