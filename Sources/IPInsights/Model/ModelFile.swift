@@ -180,19 +180,12 @@ public enum ModelFile {
     /// a mix: a temporary file in the same directory, flushed, then renamed over.
     public static func save(_ model: Model, to path: String) throws(ModelFileError) {
         let bytes = encode(model)
-        do { try AtomicFile.write(bytes, to: path) } catch { throw ModelFileError(path: error.path, message: error.message) }
+        try AtomicFile.write(bytes, to: path)
     }
 }
 
-public struct ModelFileError: Error, CustomStringConvertible {
-    public var path: String
-    public var message: String
-    public init(path: String, message: String) {
-        self.path = path
-        self.message = message
-    }
-    public var description: String { "\(path): \(message)" }
-}
+/// A model file that could not be read, decoded or written: a file error like any other.
+public typealias ModelFileError = FileError
 
 func appendLE<T: FixedWidthInteger>(_ value: T, to out: inout [UInt8]) {
     withUnsafeBytes(of: value.littleEndian) { out.append(contentsOf: $0) }
