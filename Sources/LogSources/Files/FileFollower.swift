@@ -360,8 +360,9 @@ public final class FileFollower {
     private func readChunk(_ visit: (UnsafeRawBufferPointer, FilePosition) throws -> Void) throws -> (bytes: Int, lines: Int) {
         var lines = 0
         var total = 0
-        // Bounded work per poll so a caller can persist positions and stop.
-        for _ in 0..<16 {
+        // Bounded work per poll (1 MiB), so a caller can persist positions and stop,
+        // and a batch of records stays a few megabytes.
+        for _ in 0..<4 {
             let n: Int
             do {
                 if let gzip { n = try buffer.fill(from: gzip) } else { n = try buffer.fill(from: fd) }

@@ -5,8 +5,9 @@ import Foundation
 /// queue that a single consumer takes from: `ipsight parse` prints what it
 /// takes, the agent decides it.
 ///
-/// Bounded: a source that gets ahead waits, so memory stays flat while the
-/// consumer catches up. A source's thread owns it from its first read to its
+/// Bounded by batches and by records: a source that gets ahead waits, so memory
+/// stays flat while the consumer catches up (a batch can hold tens of thousands of
+/// records, each a few hundred bytes). A source's thread owns it from its first read to its
 /// last (the journal handle must stay on one thread).
 public final class SourceGroup: @unchecked Sendable {
     public enum Item: Sendable {
@@ -15,6 +16,11 @@ public final class SourceGroup: @unchecked Sendable {
         case failed(source: String, SourceError)
         /// The source read to its end (one that is not followed).
         case finished(source: String)
+
+        var recordCount: Int {
+            if case let .records(_, records) = self { return records.count }
+            return 0
+        }
     }
 
     private let condition = NSCondition()
@@ -24,9 +30,18 @@ public final class SourceGroup: @unchecked Sendable {
     /// Input refused by sources that have been replaced.
     private var retiredSkips = SkipCounts()
     private var running = 0
+    private var queuedRecords = 0
     public let capacity: Int
+    public let recordCapacity: Int
 
-    public init(capacity: Int = 16) { self.capacity = max(1, capacity) }
+    /// - Parameters:
+    ///   - capacity: items queued at most.
+    ///   - recordCapacity: records queued at most; one batch larger than this still
+    ///     goes into an empty queue.
+    public init(capacity: Int = 16, recordCapacity: Int = 16_384) {
+        self.capacity = max(1, capacity)
+        self.recordCapacity = max(1, recordCapacity)
+    }
 
     /// Starts reading `source` under `key`, replacing a source that ended under it.
     public func add(_ key: String, _ source: any LogSource) {
@@ -74,9 +89,10 @@ public final class SourceGroup: @unchecked Sendable {
     private func put(_ item: Item) -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        while items.count >= capacity && !closed { condition.wait() }
+        while (items.count >= capacity || queuedRecords >= recordCapacity) && !items.isEmpty && !closed { condition.wait() }
         if closed { return false }
         items.append(item)
+        queuedRecords += item.recordCount
         condition.broadcast()
         return true
     }
@@ -91,7 +107,9 @@ public final class SourceGroup: @unchecked Sendable {
         }
         guard !items.isEmpty else { return nil }
         condition.broadcast()
-        return items.removeFirst()
+        let item = items.removeFirst()
+        queuedRecords -= item.recordCount
+        return item
     }
 
     /// Asks every source to stop and takes no more items; what is queued can
