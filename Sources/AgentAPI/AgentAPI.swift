@@ -107,7 +107,7 @@ public final class AgentAPI: Service, @unchecked Sendable {
     /// As one of the agent's services: serves (from `start()`) until graceful
     /// shutdown, then stops within a second, after the pipeline and delivery.
     public func run() async {
-        try? await gracefulShutdown()
+        await waitForShutdown()
         stop(seconds: 1)
     }
 

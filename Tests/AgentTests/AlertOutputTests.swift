@@ -78,7 +78,7 @@ import Testing
         func drain(seconds: Double) {}
     }
 
-    @Test func theAgentSubmitsEachBatchsAlertsTogether() async throws {
+    @Test func theAgentSubmitsEachBatchsAlertsTogether() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         // Every login alerts: new accounts, alerted while in cold start.
@@ -97,7 +97,7 @@ import Testing
         c.coldStartMinLogins = 1_000_000
         let router = BatchCountingRouter()
         let agent = try AgentRuntime(config: c, configPath: nil, router: router, logger: .discarding)
-        try await agent.run(retrain: false)
+        try runToEnd(agent, retrain: false)
         let (single, batches) = router.calls.withLock { $0 }
         #expect(batches.reduce(0, +) == 3000, "every login alerted, handed over in batches")
         #expect(single == 0, "no alert on its own")

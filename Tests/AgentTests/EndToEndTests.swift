@@ -24,11 +24,11 @@ import Testing
 
     /// A rotated file deleted before the agent read its end: one warning in the
     /// agent's log, one count on `/metrics`, and the new file read from its start.
-    @Test func linesLostToRotationAreAWarningAndACount() async throws {
+    @Test func linesLostToRotationAreAWarningAndACount() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         dir.write("auth.log", Synthetic.sshdLine(minute: 0, user: "alice", ip: "10.1.0.1"))
-        try await AgentRuntime(config: config(dir), configPath: nil, router: CollectingAlertRouter(), logger: .discarding).run(retrain: false)
+        try runToEnd(AgentRuntime(config: config(dir), configPath: nil, router: CollectingAlertRouter(), logger: .discarding), retrain: false)
         dir.write("auth.log", Synthetic.sshdLine(minute: 1, user: "bob", ip: "10.2.0.1"), append: true)
         #expect(rename(dir.file("auth.log"), dir.file("auth.log.1")) == 0)
         dir.write("auth.log", Synthetic.sshdLine(minute: 2, user: "carol", ip: "10.3.0.1"))
@@ -38,7 +38,7 @@ import Testing
         let metrics = PrometheusMetrics(help: AgentStats.help, timerBuckets: AgentStats.timerBuckets)
         let agent = try AgentRuntime(config: config(dir), configPath: nil, router: CollectingAlertRouter(), logger: log.logger(),
                                      metrics: metrics.factory)
-        try await agent.run(retrain: false)
+        try runToEnd(agent, retrain: false)
         #expect(agent.events == 1)
         let lost = log.messages(at: .warning).filter { $0.hasPrefix("lines lost: \(dir.file("auth.log")): ") }
         #expect(lost.count == 1, "\(log.entries)")
@@ -48,7 +48,7 @@ import Testing
         #expect(log.messages(at: .notice).last == "stopped after 1 login events, 0 alerts")
     }
 
-    @Test func alertsForUnrelatedNetworksAndResumesWithoutRepeating() async throws {
+    @Test func alertsForUnrelatedNetworksAndResumesWithoutRepeating() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         try ModelFile.save(Synthetic.model(), to: dir.file("model.ipsm"))
@@ -63,7 +63,7 @@ import Testing
         dir.write("auth.log", usual)
         let firstRouter = CollectingAlertRouter()
         let first = try AgentRuntime(config: config(dir), configPath: nil, router: firstRouter, logger: .discarding)
-        try await first.run(retrain: false)
+        try runToEnd(first, retrain: false)
         #expect(first.events == 250)
         #expect(firstRouter.received.isEmpty, "cold start and calibration: nothing to alert yet")
         #expect(try first.store.count() == 250)
@@ -82,7 +82,7 @@ import Testing
         let secondRouter = CollectingAlertRouter()
         let second = try AgentRuntime(config: config(dir), configPath: nil, router: secondRouter, logger: .discarding)
         #expect(second.detector.calibration != nil, "calibrated at start from the stored logins")
-        try await second.run(retrain: false)
+        try runToEnd(second, retrain: false)
         #expect(second.events == 2 * Synthetic.users.count + 1, "only the new lines are read")
         #expect(try second.store.count() == 251 + 2 * Synthetic.users.count, "nothing stored twice")
         let kept = try second.store.observations()
@@ -105,11 +105,11 @@ import Testing
         // A third start finds nothing new.
         let thirdRouter = CollectingAlertRouter()
         let third = try AgentRuntime(config: config(dir), configPath: nil, router: thirdRouter, logger: .discarding)
-        try await third.run(retrain: false)
+        try runToEnd(third, retrain: false)
         #expect(third.events == 0 && thirdRouter.received.isEmpty)
     }
 
-    @Test func aFirstModelIsTrainedFromTheStoreWhenThereIsNone() async throws {
+    @Test func aFirstModelIsTrainedFromTheStoreWhenThereIsNone() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         var rng = SeededRandom(seed: 12)
@@ -124,7 +124,7 @@ import Testing
         let agent = try AgentRuntime(config: c, configPath: nil, router: CollectingAlertRouter(), logger: .discarding)
         #expect(agent.detector.model == nil)
         // The background thread is not started; the final step of a one-off run trains.
-        try await agent.run(retrain: true)
+        try runToEnd(agent, retrain: true)
         #expect(agent.detector.model != nil && agent.detector.calibration != nil)
         let saved = try ModelFile.load(path: dir.file("model.ipsm"))
         #expect(saved.trainedPairs > 0)
@@ -162,18 +162,18 @@ import Testing
         #expect(!fromOutput.isEmpty && fromOutput == fromSink)
     }
 
-    @Test func startAtEndSkipsWhatTheFileHeldAtFirstStart() async throws {
+    @Test func startAtEndSkipsWhatTheFileHeldAtFirstStart() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         dir.write("auth.log", Synthetic.sshdLine(minute: 0, user: "alice", ip: "10.1.0.1"))
         var c = config(dir)
         c.startAtEnd = true
         let first = try AgentRuntime(config: c, configPath: nil, router: CollectingAlertRouter(), logger: .discarding)
-        try await first.run(retrain: false)
+        try runToEnd(first, retrain: false)
         #expect(first.events == 0)
         dir.write("auth.log", Synthetic.sshdLine(minute: 1, user: "bob", ip: "10.2.0.1"), append: true)
         let second = try AgentRuntime(config: c, configPath: nil, router: CollectingAlertRouter(), logger: .discarding)
-        try await second.run(retrain: false)
+        try runToEnd(second, retrain: false)
         #expect(second.events == 1)
         #expect(try second.store.observations().map(\.user) == ["bob"])
     }
@@ -181,7 +181,7 @@ import Testing
     /// A followed source that fails (here a directory where the file should be) is
     /// read again from its saved position once it can be: the agent neither exits
     /// nor crash-loops, and the other sources go on.
-    @Test func aFailingSourceIsReopenedWhileFollowing() async throws {
+    @Test func aFailingSourceIsReopenedWhileFollowing() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         try ModelFile.save(Synthetic.model(), to: dir.file("model.ipsm"))
@@ -191,17 +191,17 @@ import Testing
         dir.write("auth.log", Synthetic.sshdLine(minute: 0, user: "alice", ip: "10.1.0.5"))
         mkdir(dir.file("broken.log"), 0o755)
         let agent = try AgentRuntime(config: c, configPath: nil, router: CollectingAlertRouter(), logger: .discarding)
-        let running = Task { try await agent.run(retrain: false) }
-        #expect(await waitUntil(seconds: 30) { agent.events == 1 })
+        let running = RunningAgent(agent)
+        #expect(waitUntil(seconds: 30) { agent.events == 1 })
         // The directory makes that source fail; it is replaced by the real file.
-        try await Task.sleep(nanoseconds: 1_500_000_000)
+        usleep(1_500_000)
         rmdir(dir.file("broken.log"))
         dir.write("broken.log", Synthetic.sshdLine(minute: 1, user: "bob", ip: "10.2.0.5"))
-        #expect(await waitUntil(seconds: 30) { agent.events == 2 }, "the failed source was read again")
+        #expect(waitUntil(seconds: 30) { agent.events == 2 }, "the failed source was read again")
         dir.write("auth.log", Synthetic.sshdLine(minute: 2, user: "alice", ip: "10.1.0.6"), append: true)
-        #expect(await waitUntil(seconds: 30) { agent.events == 3 })
+        #expect(waitUntil(seconds: 30) { agent.events == 3 })
         agent.stop()
-        try await running.value
+        #expect(try running.wait(seconds: 10))
     }
 }
 

@@ -87,7 +87,7 @@ import Testing
         #expect(agent.config.networks == nil && agent.detector.calibration != nil && agent.detector.calibration?.networks == nil)
     }
 
-    @Test func stopEndsAFollowingAgentAndKeepsWhatItRead() async throws {
+    @Test func stopEndsAFollowingAgentAndKeepsWhatItRead() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         dir.write("auth.log", Synthetic.sshdLine(minute: 0, user: "alice", ip: "10.1.0.1")
@@ -95,24 +95,24 @@ import Testing
         dir.write("agent.conf", config(dir, follow: true))
         let agent = try AgentRuntime(config: try AgentConfig.load(path: dir.file("agent.conf")), configPath: nil,
                                      router: CollectingAlertRouter(), logger: .discarding)
-        let running = Task { try await agent.run(retrain: false) }
+        let running = RunningAgent(agent)
         // Wait (bounded) until both lines are stored, then stop as SIGTERM would.
         // A connection of the test's own: the agent's belongs to its pipeline thread.
         let reader = try ObservationStore(path: dir.file("ipsight.db"))
-        #expect(await waitUntil(seconds: 10) { (try? reader.count()) == 2 })
+        #expect(waitUntil(seconds: 10) { (try? reader.count()) == 2 })
         let stopped = Date()
         agent.stop()
-        await #expect(throws: Never.self) { try await running.value }
+        #expect(try running.wait(seconds: 10), "run returns after stop")
         #expect(Date().timeIntervalSince(stopped) < 5, "run returns within 5 s of stop")
         #expect(try reader.positions()["file:" + dir.file("auth.log")] != nil)
     }
 
-    @Test func aSourceThatFailsEndsTheRunWithAnError() async throws {
+    @Test func aSourceThatFailsEndsTheRunWithAnError() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         dir.write("agent.conf", config(dir, follow: false))
         let agent = try AgentRuntime(config: try AgentConfig.load(path: dir.file("agent.conf")), configPath: nil,
                                      router: CollectingAlertRouter(), logger: .discarding)
-        await #expect(throws: AgentFailure.self) { try await agent.run(retrain: false) }
+        #expect(throws: AgentFailure.self) { try runToEnd(agent, retrain: false) }
     }
 }

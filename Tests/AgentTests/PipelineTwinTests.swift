@@ -36,20 +36,20 @@ import Testing
                                 sources: { _ in [(key: "journal", source: source)] })
     }
 
-    @Test func anEntryThatOnlyClaimsToBeSshdIsNoLogin() async throws {
+    @Test func anEntryThatOnlyClaimsToBeSshdIsNoLogin() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         let real = Self.entry(1, user: "alice", ip: "10.1.0.5")
         // An ordinary user's `logger -t sshd`: the same text, but journald's own fields say who wrote it.
         let forged = Self.entry(2, user: "root", ip: "203.0.113.7", comm: "logger", uid: "1000")
         let agent = try agent(dir, [[real, forged]], router: CollectingAlertRouter())
-        try await agent.run(retrain: false)
+        try runToEnd(agent, retrain: false)
         #expect(agent.events == 1)
         #expect(try agent.store.observations().map { "\($0.user) \($0.ip)" } == ["alice 10.1.0.5"])
         #expect(try agent.store.positions()["journal"] == "s=1;i=2", "the forged entry is read past, not stopped at")
     }
 
-    @Test func anUnrelatedNetworkIsAlertedOnceAndTheUsualOnesAreNot() async throws {
+    @Test func anUnrelatedNetworkIsAlertedOnceAndTheUsualOnesAreNot() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         try ModelFile.save(Synthetic.model(), to: dir.file("model.ipsm"))
@@ -61,14 +61,14 @@ import Testing
         // Learnt in batches of 50, as a journal reader hands them out.
         let learning = CollectingAlertRouter()
         let first = try agent(dir, stride(from: 0, to: 250, by: 50).map { Array(usual[$0..<$0 + 50]) }, router: learning)
-        try await first.run(retrain: false)
+        try runToEnd(first, retrain: false)
         #expect(first.events == 250 && learning.received.isEmpty)
 
         // The next start is calibrated from the store: bob at home, then alice from elsewhere.
         let router = CollectingAlertRouter()
         let second = try agent(dir, [[Self.entry(300, user: "bob", ip: Synthetic.address("bob", &rng)),
                                       Self.entry(301, user: "alice", ip: "203.0.113.250")]], router: router)
-        try await second.run(retrain: false)
+        try runToEnd(second, retrain: false)
         #expect(second.events == 2)
         #expect(router.received.map { "\($0.user) \($0.ip) \($0.decision)" } == ["alice 203.0.113.250 alert"])
     }

@@ -39,7 +39,7 @@ import TestSupport
         return c
     }
 
-    @Test func alertsArriveSignedAndSurviveAnOutage() async throws {
+    @Test func alertsArriveSignedAndSurviveAnOutage() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }
         try ModelFile.save(Synthetic.model(), to: dir.file("model.ipsm"))
@@ -53,7 +53,7 @@ import TestSupport
         dir.write("auth.log", usual)
         var c = try config(dir, port: port)
         c.modelPath = dir.file("model.ipsm")
-        try await AgentRuntime(config: c, configPath: nil, logger: .discarding, alertLogger: .discarding).run(retrain: false)
+        try runToEnd(AgentRuntime(config: c, configPath: nil, logger: .discarding, alertLogger: .discarding), retrain: false)
 
         // The receiver is down: the attack logins are alerted and spooled.
         var attacks = ""
@@ -63,8 +63,8 @@ import TestSupport
         dir.write("auth.log", attacks, append: true)
         let delivery = LogCapture()
         let down = PrometheusMetrics(help: AlertRouter.metricHelp)
-        try await AgentRuntime(config: c, configPath: nil, logger: .discarding, alertLogger: delivery.logger("ipsight.alerts"),
-                               metrics: down.factory).run(retrain: false)
+        try runToEnd(AgentRuntime(config: c, configPath: nil, logger: .discarding, alertLogger: delivery.logger("ipsight.alerts"),
+                               metrics: down.factory), retrain: false)
         let local = (readTextFile(dir.file("alerts.jsonl")) ?? "").split(separator: "\n")
         #expect(local.count == Synthetic.users.count, "every attack alerted locally")
         // Delivery says what it could not do, in its own log, and counts what waits.
@@ -78,7 +78,7 @@ import TestSupport
         defer { receiver.stop() }
         let up = PrometheusMetrics(help: AlertRouter.metricHelp)
         let third = try AgentRuntime(config: c, configPath: nil, logger: .discarding, alertLogger: .discarding, metrics: up.factory)
-        try await third.run(retrain: false)
+        try runToEnd(third, retrain: false)
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline, receiver.records().count < Synthetic.users.count { usleep(100_000) }
         let records = receiver.records()

@@ -70,7 +70,7 @@ struct RetrainerService: Service {
 
     func run() async {
         retrainer.start()
-        try? await gracefulShutdown()
+        await waitForShutdown()
         retrainer.stop()
     }
 }
@@ -82,7 +82,7 @@ struct DeliveryService: Service {
     let router: any AlertRouting
 
     func run() async throws {
-        try? await gracefulShutdown()
+        await waitForShutdown()
         let router = self.router
         try await onOwnThread("ipsight-drain") {
             router.drain(seconds: 2)
@@ -98,8 +98,12 @@ public struct ReloadOnHangup: Service {
     public init(agent: AgentRuntime) { self.agent = agent }
 
     public func run() async {
-        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
-            agent.requestReload()
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        let agent = self.agent
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { for await _ in hangups { agent.requestReload() } }
+            await waitForShutdown()
+            group.cancelAll()
         }
     }
 }
