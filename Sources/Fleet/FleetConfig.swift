@@ -93,12 +93,14 @@ public struct FleetConfig: Sendable {
         return configuration
     }
 
-    /// verify-full: the system's CAs and the host name (NIOSSL's default);
-    /// require: encrypted, any certificate (a self-signed server, on a trusted network).
+    /// verify-full: the chain to the system's CAs (or `tls_ca`'s) and the host name
+    /// (or address) checked, NIOSSL's default; require: encrypted, any certificate
+    /// (a self-signed server, on a trusted network).
     func tlsConfiguration() -> TLSConfiguration {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv12
         if settings.tls == .require { tls.certificateVerification = .none }
+        if let ca = settings.tlsCA { tls.trustRoots = .file(ca) }
         return tls
     }
 }

@@ -51,6 +51,17 @@ public final class FleetStore: Sendable {
         }
     }
 
+    /// The TLS protocol and cipher of a pooled connection as the server sees it
+    /// (`pg_stat_ssl`); nil when it is not encrypted (a Unix socket, tls = off).
+    public func connectionTLS() async throws -> String? {
+        try await fleetErrors {
+            let rows = try await client.query("SELECT version || ' ' || cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl",
+                                              logger: logger)
+            for try await text in rows.decode(String.self) { return text }
+            return nil
+        }
+    }
+
     // MARK: schema
 
     /// Brings the schema to this binary's version; returns the versions applied.
@@ -286,6 +297,11 @@ func describe(_ error: any Error) -> FleetError {
         if let message = error.serverInfo?[.message] {
             let code = error.serverInfo?[.sqlState].map { " (SQLSTATE \($0))" } ?? ""
             return FleetError("the database refused: \(message)\(code)")
+        }
+        let underlying = error.underlying.map { "\($0)" } ?? ""
+        if underlying.contains("CERTIFICATE_VERIFY_FAILED") {
+            return FleetError("the server's TLS certificate did not verify (not signed by a trusted CA, or not for this host): "
+                              + "with a private CA, name it in tls_ca (\(underlying))")
         }
         switch error.code {
         case .connectionError, .serverClosedConnection, .uncleanShutdown:

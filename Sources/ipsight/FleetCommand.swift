@@ -103,8 +103,15 @@ struct FleetStatusCommand: ParsableCommand {
 
     func run() throws {
         guard let seconds = Self.duration(window) else { throw ValidationError("--window: expected a duration such as 30m, 24h or 7d") }
-        let status = try options.withStore { try await $0.status(window: seconds) }
-        print(json ? JSONWriter.string(Self.json(status)) : Self.table(status))
+        let (status, tls) = try options.withStore { (try await $0.status(window: seconds), try await $0.connectionTLS()) }
+        if json {
+            guard case .object(var fields) = Self.json(status) else { return }
+            fields.insert(("connection_tls", tls.map(JSONValue.string) ?? .null), at: 1)
+            print(JSONWriter.string(.object(fields)))
+        } else {
+            print("connection: " + (tls ?? "not encrypted (Unix socket or tls = off)"))
+            print(Self.table(status))
+        }
     }
 
     static func duration(_ text: String) -> Double? {

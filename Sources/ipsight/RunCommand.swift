@@ -123,7 +123,7 @@ struct ConfigCheckCommand: ParsableCommand {
         if let fleet = config.fleet {
             let endpoint: String
             switch fleet.endpoint {
-            case .tcp(let host, let port): endpoint = "\(host):\(port), tls \(fleet.tls.rawValue)"
+            case .tcp(let host, let port): endpoint = "\(host):\(port), tls \(fleet.tls.rawValue)" + (fleet.tlsCA.map { " (CA \($0))" } ?? "")
             case .unixSocket(let path): endpoint = path
             }
             print("  fleet: \(fleet.user)@\(endpoint)/\(fleet.database) as \(fleet.hostName)\(fleet.trainer ? ", may train" : "")")

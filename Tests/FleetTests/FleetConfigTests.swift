@@ -33,6 +33,9 @@ import TestSupport
         #expect(!fleet.trainer)
         #expect(fleet.hostName == "login1.example.org")
         #expect(fleet.lines["fleet.password"] == 6)
+        #expect(fleet.tlsCA == nil)
+        let private_ = try #require(try parse("database = postgresql://agent@db.example.org/ipsight\ntls_ca = /etc/ipsight/fleet-ca.pem").fleet)
+        #expect(private_.tlsCA == "/etc/ipsight/fleet-ca.pem" && private_.tls == .verifyFull)
     }
 
     @Test func unixSocketForm() throws {
@@ -81,6 +84,8 @@ import TestSupport
             ("database = postgresql://agent@db/ipsight\npassword = env:1BAD", 6, "fleet.password"),
             ("database = postgresql://agent@db/ipsight\nhost_name = two words", 6, "fleet.host_name"),
             ("database = postgresql://agent@db/ipsight\nreplicas = 3", 6, "fleet.replicas"),
+            ("database = postgresql://agent@db/ipsight\ntls_ca = ca.pem", 6, "fleet.tls_ca"),
+            ("database = postgresql://agent@db/ipsight\ntls = require\ntls_ca = /etc/ssl/ca.pem", 7, "fleet.tls_ca"),
             ("trainer = true", 5, "fleet.database"),
         ]
         for (text, line, key) in cases {

@@ -197,6 +197,12 @@ struct FleetStoreTests {
         let psql = try TestPostgres.spawn([TestPostgres.binDirectory + "/psql", "-X", "-q", "-h", fleet.server.socketDirectory,
                                            "-p", String(fleet.server.port), "-U", "ipsight_owner", "-d", fleet.database], stdin: pipe[0])
         close(pipe[0])
+        var killed = false
+        defer {
+            // A failed expectation must not leave psql (and its session) behind.
+            if !killed { kill(psql, SIGKILL); _ = TestPostgres.wait(psql) }
+            close(pipe[1])
+        }
         let lock = "SELECT pg_advisory_lock(\(0x6970_7369_6768_7402));\n"
         #expect(write(pipe[1], lock, lock.utf8.count) == lock.utf8.count)
         try await eventually("psql holds the lock") {
@@ -205,8 +211,8 @@ struct FleetStoreTests {
         #expect(try await fleet.withStore { try await $0.withTrainerLock { _ in true } } == nil)
         // psql waits for more input, its session idle with the lock: killed, not closed.
         kill(psql, SIGKILL)
+        killed = true
         #expect(TestPostgres.wait(psql) == 128 + SIGKILL)
-        close(pipe[1])
         try await eventually("the lock is free") {
             try await fleet.withStore { try await $0.withTrainerLock { _ in true } } == true
         }
@@ -292,6 +298,32 @@ struct FleetStoreTests {
             try await FleetStore.withStore(try FleetConfig(settings: settings), logger: logger) { try await $0.schemaVersion() }
         }
         #expect(refused?.message.contains("password authentication failed") == true)
+    }
+
+    /// require encrypts; verify-full refuses a certificate no trusted CA signed, and
+    /// accepts it with tls_ca naming it (its address in the certificate).
+    @Test func tlsModes() async throws {
+        let fleet = try TestFleet()
+        let certificate = try #require(fleet.server.certificate, "TLS is only set up on the server the tests start")
+        try await fleet.withStore { try await $0.migrate() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        dir.write("pw", "correct horse")
+        var settings = FleetSettings(user: "ipsight_test_password", database: fleet.database,
+                                     endpoint: .tcp(host: "127.0.0.1", port: fleet.server.port),
+                                     password: .file(dir.file("pw")), tls: .require, hostName: "tls-host")
+        let logger = Logger(label: "fleet-test")
+        let encrypted = try await FleetStore.withStore(try FleetConfig(settings: settings), logger: logger) { try await $0.connectionTLS() }
+        #expect(encrypted?.hasPrefix("TLSv1.") == true)
+        settings.tls = .verifyFull
+        let untrusted = await #expect(throws: FleetError.self) {
+            try await FleetStore.withStore(try FleetConfig(settings: settings), logger: logger) { try await $0.connectionTLS() }
+        }
+        #expect(untrusted?.message.contains("certificate") == true, "\(String(describing: untrusted))")
+        settings.tlsCA = certificate
+        let verified = try await FleetStore.withStore(try FleetConfig(settings: settings), logger: logger) { try await $0.connectionTLS() }
+        #expect(verified?.hasPrefix("TLSv1.") == true)
+        #expect(try await fleet.withStore { try await $0.connectionTLS() } == nil)
     }
 
     @Test func statusShowsAgentsModelsAndTheWindow() async throws {

@@ -23,6 +23,9 @@ enum TestPostgres {
     struct Server: Sendable {
         var socketDirectory: String
         var port: Int
+        /// The server's self-signed certificate (localhost, 127.0.0.1); nil for a server
+        /// the tests did not start (its TLS is not known).
+        var certificate: String? = nil
         var socketPath: String { "\(socketDirectory)/.s.PGSQL.\(port)" }
     }
 
@@ -64,7 +67,12 @@ enum TestPostgres {
         do {
             try run(asUser + [binDirectory + "/initdb", "-D", dir + "/data", "-U", superuser, "--auth-local=trust",
                               "--auth-host=scram-sha-256", "--no-sync", "-E", "UTF8", "--locale=C"])
+            // TLS on TCP, with a certificate of its own for the tls tests.
+            try run(asUser + ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                              "-keyout", dir + "/server.key", "-out", dir + "/server.crt", "-days", "2", "-subj", "/CN=localhost",
+                              "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
             let options = "-c listen_addresses=127.0.0.1 -c port=\(port) -c unix_socket_directories=\(dir) -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+                + " -c ssl=on -c ssl_cert_file=\(dir)/server.crt -c ssl_key_file=\(dir)/server.key"
             try run(asUser + [binDirectory + "/pg_ctl", "-D", dir + "/data", "-l", dir + "/server.log", "-o", options, "-w", "-t", "60", "start"])
         } catch {
             return .failure(SupportError("cannot start PostgreSQL in \(dir): \(error)"))
@@ -75,7 +83,7 @@ enum TestPostgres {
             _ = try? TestPostgres.run(TestPostgres.stopCommand)
             _ = try? TestPostgres.run(["rm", "-rf", TestPostgres.removeDirectory])
         }
-        return .success(Server(socketDirectory: dir, port: port))
+        return .success(Server(socketDirectory: dir, port: port, certificate: dir + "/server.crt"))
     }
 
     nonisolated(unsafe) static var stopCommand: [String] = []

@@ -34,6 +34,9 @@ public struct FleetSettings: Sendable, Equatable {
     public var endpoint: Endpoint
     public var password: Password = .none
     public var tls: TLSMode
+    /// With verify-full: the CA certificates (PEM) to trust instead of the system's,
+    /// for a server whose certificate a private CA signed.
+    public var tlsCA: String?
     /// Whether this agent may take the trainer lock and publish models.
     public var trainer = true
     /// How this agent names itself in the fleet (its rows, its heartbeat).
@@ -79,6 +82,7 @@ public struct FleetSettings: Sendable, Equatable {
         var url: (user: String, database: String, endpoint: Endpoint)?
         var password = Password.none
         var tls: TLSMode?
+        var tlsCA: String?
         var trainer = true
         var hostName = defaultHostName
         var lines: [String: Int] = [:]
@@ -91,6 +95,9 @@ public struct FleetSettings: Sendable, Equatable {
             case "tls":
                 guard let mode = TLSMode(rawValue: e.value) else { throw problem(e, "expected require, verify-full or off") }
                 tls = mode
+            case "tls_ca":
+                guard e.value.hasPrefix("/") else { throw problem(e, "expected the absolute path of a PEM file of CA certificates") }
+                tlsCA = e.value
             case "trainer":
                 switch e.value {
                 case "true", "yes", "on": trainer = true
@@ -104,7 +111,7 @@ public struct FleetSettings: Sendable, Equatable {
                 }
                 hostName = e.value
             default:
-                throw problem(e, "unknown key (expected database, password, tls, trainer or host_name)")
+                throw problem(e, "unknown key (expected database, password, tls, tls_ca, trainer or host_name)")
             }
             lines["fleet.\(e.key)"] = e.line
         }
@@ -124,6 +131,12 @@ public struct FleetSettings: Sendable, Equatable {
         }
         var settings = FleetSettings(user: url.user, database: url.database, endpoint: url.endpoint, password: password,
                                      tls: tls, trainer: trainer, hostName: hostName)
+        if let tlsCA {
+            guard settings.tls == .verifyFull else {
+                throw Problem(line: lines["fleet.tls_ca"], key: "fleet.tls_ca", message: "a CA is only used to verify the server: it needs tls = verify-full")
+            }
+            settings.tlsCA = tlsCA
+        }
         settings.lines = lines
         return settings
     }
