@@ -166,6 +166,33 @@ public final class FleetStore: Sendable {
         }
     }
 
+    /// The fleet's verdicts after `cursor` (read like `logins(after:)`), and the
+    /// cursor to ask from next: a verdict given on any host reaches every host.
+    public func feedback(after cursor: FleetCursor, limit: Int = 10_000) async throws -> (verdicts: [FleetVerdict], next: FleetCursor) {
+        let query: PostgresQuery = """
+            SELECT tx::text, id, host_name, local_sequence, user_name, host(address), verdict,
+                   extract(epoch FROM given_at)::float8
+            FROM feedback
+            WHERE (tx, id) > (\(String(cursor.transaction))::xid8, \(cursor.id))
+              AND tx < pg_snapshot_xmin(pg_current_snapshot())
+            ORDER BY feedback.tx, feedback.id
+            LIMIT \(limit)
+            """
+        return try await fleetErrors {
+            var verdicts: [FleetVerdict] = []
+            var next = cursor
+            let rows = try await client.query(query, logger: logger)
+            for try await (tx, id, host, sequence, user, address, verdict, time)
+                    in rows.decode((String, Int64, String, Int64, String, String, String, Double).self) {
+                guard let verdict = FleetFeedback.Verdict(rawValue: verdict) else { continue }
+                next = FleetCursor(transaction: UInt64(tx) ?? 0, id: id)
+                verdicts.append(FleetVerdict(cursor: next, hostName: host, feedback: FleetFeedback(
+                    localSequence: sequence, user: user, address: address, verdict: verdict, time: time)))
+            }
+            return (verdicts, next)
+        }
+    }
+
     /// The fleet's logins after `cursor`, in the order they became readable, at most
     /// `limit`. Only rows written by transactions older than every running one are
     /// returned: a transaction that took a lower id and commits later is never

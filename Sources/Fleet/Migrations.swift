@@ -89,10 +89,12 @@ public enum Migrations {
             """,
             "CREATE INDEX failures_address ON failures (address, occurred_at)",
 
-            // Analyst verdicts on one login (user, address), from any host or the API.
+            // Analyst verdicts on one login (user, address), from any host or the API;
+            // every agent reads them all, by the same (tx, id) cursor as logins.
             """
             CREATE TABLE feedback (
                 id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                tx xid8 NOT NULL DEFAULT pg_current_xact_id(),
                 host_name text NOT NULL,
                 local_sequence bigint NOT NULL CHECK (local_sequence > 0),
                 user_name text NOT NULL,
@@ -103,7 +105,7 @@ public enum Migrations {
                 UNIQUE (host_name, local_sequence)
             )
             """,
-            "CREATE INDEX feedback_user ON feedback (user_name, address)",
+            "CREATE INDEX feedback_catch_up ON feedback (tx, id)",
 
             // One row per alert (its key, the same on every host that sees the login):
             // whoever inserts it delivers it. An undelivered claim older than the

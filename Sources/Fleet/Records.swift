@@ -80,6 +80,13 @@ public struct FleetFeedback: Sendable, Equatable {
     }
 }
 
+/// A verdict given on any host, as catch-up reads it.
+public struct FleetVerdict: Sendable, Equatable {
+    public var cursor: FleetCursor
+    public var hostName: String
+    public var feedback: FleetFeedback
+}
+
 /// What an agent says about itself on each heartbeat.
 public struct AgentHeartbeat: Sendable, Equatable {
     public var hostName: String

@@ -119,6 +119,24 @@ struct FleetStoreTests {
         try await slow.close()
     }
 
+    @Test func feedbackGivenOnOneHostReachesTheOthers() async throws {
+        let fleet = try TestFleet()
+        try await fleet.withStore { try await $0.migrate() }
+        let verdicts = [FleetFeedback(localSequence: 1, user: "alice", address: "192.0.2.10", verdict: .safe, time: 1_800_000_000),
+                        FleetFeedback(localSequence: 2, user: "bob", address: "2001:db8::7", verdict: .compromised, time: 1_800_000_100)]
+        try await fleet.withStore(host: "login1") { store async throws in
+            #expect(try await store.upload(feedback: verdicts) == 2)
+            #expect(try await store.upload(feedback: verdicts) == 0)
+        }
+        try await fleet.withStore(host: "login2") { store async throws in
+            try await eventually("the verdicts are readable") { try await store.feedback(after: .start).verdicts.count == 2 }
+            let page = try await store.feedback(after: .start)
+            #expect(page.verdicts.map(\.feedback) == verdicts)
+            #expect(page.verdicts.allSatisfy { $0.hostName == "login1" })
+            #expect(try await store.feedback(after: page.next).verdicts.isEmpty)
+        }
+    }
+
     @Test func failuresAreCountedAcrossTheFleet() async throws {
         let fleet = try TestFleet()
         try await fleet.withStore { try await $0.migrate() }
