@@ -188,8 +188,10 @@ public enum Migrations {
 
     /// The highest applied version; 0 for a database never migrated.
     static func currentVersion(_ connection: PostgresConnection, logger: Logger) async throws -> Int {
+        var present = false
         let exists = try await connection.query("SELECT to_regclass('schema_migrations') IS NOT NULL", logger: logger)
-        for try await (present) in exists.decode(Bool.self) where !present { return 0 }
+        for try await value in exists.decode(Bool.self) { present = value }
+        guard present else { return 0 }
         let rows = try await connection.query("SELECT coalesce(max(version), 0)::int8 FROM schema_migrations", logger: logger)
         for try await version in rows.decode(Int.self) { return version }
         return 0

@@ -18,6 +18,8 @@ import Glibc
 /// `IPSIGHT_SKIP_POSTGRES=1` skips them, for a developer who has none.
 enum TestPostgres {
     static let skipped = ProcessInfo.processInfo.environment["IPSIGHT_SKIP_POSTGRES"] == "1"
+    /// Whether the tests start the server (and so know its TCP side: SCRAM, TLS).
+    static let ownServer = (ProcessInfo.processInfo.environment["IPSIGHT_TEST_POSTGRES"] ?? "").isEmpty
     static let superuser = "postgres"
 
     struct Server: Sendable {
@@ -93,6 +95,16 @@ enum TestPostgres {
     /// before any test runs it per database (CREATE ROLE does not race well).
     private static func prepare(_ server: Server) -> Result<Server, SupportError> {
         do {
+            if !ownServer {
+                // A server that outlives the tests: the databases of earlier runs go first.
+                let drop = "/tmp/ipsight-pg-drop-\(getpid()).sql"
+                defer { unlink(drop) }
+                let sql = "SELECT format('DROP DATABASE %I', datname) FROM pg_database WHERE datname LIKE 'ipsight\\_test\\_%' \\gexec\n"
+                guard let f = fopen(drop, "w") else { throw SupportError("cannot write \(drop)") }
+                fputs(sql, f)
+                fclose(f)
+                try psql(server, database: "postgres", file: drop)
+            }
             try psql(server, database: "postgres", file: PackagePaths.root + "/deploy/fleet/roles.sql", variables: ["db": "ipsight_test_template"])
             try psql(server, database: "postgres", command: """
                 DO $$ BEGIN
