@@ -30,6 +30,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         // HMAC-SHA256 for signed webhooks: cryptography is never written by hand.
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        // The fleet's shared PostgreSQL: an async client with a connection pool, TLS
+        // through NIOSSL (re-exported) and SCRAM authentication; on swift-nio, which is
+        // already here, so it adds the driver and not a second network stack.
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // System libraries: zlib for gzip training files, OpenBLAS for the dense
@@ -97,6 +101,17 @@ let package = Package(
                                               .product(name: "Logging", package: "swift-log"),
                                               .product(name: "CoreMetrics", package: "swift-metrics")]),
 
+        // Fleet mode: agents sharing logins, failures, feedback, alert delivery claims
+        // and versioned models through one PostgreSQL (schema, migrations, queries,
+        // the trainer lock). The agent's config only carries plain FleetSettings
+        // (IPSightCore), so the agent does not depend on the database driver.
+        .target(name: "Fleet", dependencies: [
+            "IPSightCore",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
         // `ipsight serve`: the SageMaker hosting contract over HTTP, with hot model reload.
         .target(name: "Server", dependencies: [
             "IPSightCore", "IPInsights", "IPInsightsFormats", "Observability",
@@ -122,7 +137,7 @@ let package = Package(
 
         .executableTarget(name: "ipsight", dependencies: [
             "IPSightCore", "IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "Detection", "Agent", "Server", "AgentAPI",
-            "AgentClient", "Observability",
+            "AgentClient", "Observability", "Fleet",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -138,6 +153,9 @@ let package = Package(
         .testTarget(name: "RulesTests", dependencies: ["IPSightCore", "Rules", "LogSources", "TestSupport"]),
         .testTarget(name: "AlertSinksTests", dependencies: ["IPSightCore", "AlertSinks", "Observability", "TestSupport"]),
         .testTarget(name: "AgentTests", dependencies: ["IPSightCore", "Detection", "Agent", "AgentAPI", "AgentClient", "IPInsights", "Observability", "TestSupport"]),
+        // Against a real PostgreSQL, which the tests start themselves (FleetTests/TestDatabase.swift).
+        .testTarget(name: "FleetTests", dependencies: ["IPSightCore", "Fleet", "Agent", "TestSupport",
+                                                      .product(name: "PostgresNIO", package: "postgres-nio")]),
         .testTarget(name: "ObservabilityTests", dependencies: [
             "Observability", "TestSupport",
             .product(name: "Logging", package: "swift-log"),

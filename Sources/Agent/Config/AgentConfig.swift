@@ -111,6 +111,11 @@ public struct AgentConfig: Sendable, Equatable {
     /// Most recent share of the window held out to validate a retrained model.
     public var validationShare: Double { get { policy.validationShare } set { policy.validationShare = newValue } }
 
+    // [fleet]
+    /// The shared PostgreSQL of a fleet of agents; nil (no `[fleet]` section): this
+    /// host alone, its state in its own SQLite.
+    public var fleet: FleetSettings?
+
     public init() {}
 
     /// systemd's `$STATE_DIRECTORY`, else `/var/lib/ipsight` when it can be
@@ -166,8 +171,16 @@ public struct AgentConfig: Sendable, Equatable {
         var reader = ConfigReader(path: path)
         // Service thresholds start from [thresholds] wherever it is in the file.
         let isService = { (e: ConfigFile.Entry) in e.section.hasPrefix("thresholds.") }
-        for entry in file.entries where !isService(entry) { try config.apply(entry, &reader) }
+        // [fleet] is validated as a whole by FleetSettings (its keys depend on each other).
+        let isFleet = { (e: ConfigFile.Entry) in e.section == "fleet" }
+        for entry in file.entries where !isService(entry) && !isFleet(entry) { try config.apply(entry, &reader) }
         for entry in file.entries where isService(entry) { try config.apply(entry, &reader) }
+        let fleet = file.entries.filter(isFleet).map { FleetSettings.Entry(key: $0.key, value: $0.value, line: $0.line) }
+        if !fleet.isEmpty {
+            do { config.fleet = try FleetSettings.parse(fleet) } catch {
+                throw ConfigError(file: path, line: error.line, key: error.key, message: error.message)
+            }
+        }
         try config.validate(reader)
         return config
     }

@@ -123,6 +123,14 @@ struct ConfigCheckCommand: ParsableCommand {
             + config.serviceThresholds.keys.sorted().map { "; \($0): \(describe(config.serviceThresholds[$0]!))" }.joined())
         print("  allowlist: \(config.allowedNetworks.count) networks, \(config.allowedEntities.count) entities; alerts: \(config.alertOutputs.joined(separator: ", "))")
         print("  routed networks: " + (config.networks.map { "\($0.networks.count) from \($0.path)" } ?? "none (distances in shared prefix bits)"))
+        if let fleet = config.fleet {
+            let endpoint: String
+            switch fleet.endpoint {
+            case .tcp(let host, let port): endpoint = "\(host):\(port), tls \(fleet.tls.rawValue)" + (fleet.tlsCA.map { " (CA \($0))" } ?? "")
+            case .unixSocket(let path): endpoint = path
+            }
+            print("  fleet: \(fleet.user)@\(endpoint)/\(fleet.database) as \(fleet.hostName)\(fleet.trainer ? ", may train" : "")")
+        }
     }
 
     private func describe(_ t: AgentConfig.Thresholds) -> String {
