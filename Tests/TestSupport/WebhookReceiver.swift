@@ -38,22 +38,6 @@ public final class WebhookReceiver {
         }
     }
 
-    /// A loopback TCP port nobody listens on now (the kernel's choice for port 0).
-    public static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
-            }
-        }
-        return bound ? Int(UInt16(bigEndian: address.sin_port)) : 20_000 + Int(getpid() % 20_000)
-    }
-
     /// Every request received so far, as webhook_sink.py recorded it.
     public func records() -> [[String: Any]] {
         guard let text = try? String(contentsOfFile: output, encoding: .utf8) else { return [] }

@@ -117,7 +117,7 @@ import TestSupport
             output = \(dir)/alerts.jsonl
             [sink.soc]
             type = webhook
-            url = http://127.0.0.1:\(WebhookReceiver.freePort())/hook
+            url = http://127.0.0.1:\(freePort())/hook
             timeout = 1
             [api]
             socket = off

@@ -135,7 +135,7 @@ import TestSupport
         #expect(learnt.status == 0, "\(learnt.err)")
         #expect(try stored().count == 300)
 
-        let port = WebhookReceiver.freePort()
+        let port = freePort()
         try AgentCommandTests.write(secret, to: dir + "/webhook.secret")
         try AgentCommandTests.write(config(port: port), to: dir + "/agent.conf")
         let socket = dir + "/state/api.sock"
