@@ -3,6 +3,7 @@ import IPSightCore
 import Foundation
 import IPInsights
 import Logging
+import SQLiteStore
 import Synchronization
 
 /// Keeps the model and its calibration current, on a thread of its own:
@@ -25,6 +26,10 @@ public final class Retrainer: @unchecked Sendable {
     private let forced = Atomic<Bool>(false)
     /// How often the thread looks for work (a first model, a due retraining).
     public var checkInterval: Double
+    /// Whether this agent trains: in a fleet only the agent holding the trainer lock
+    /// does, and the others adopt what it publishes.
+    private let trainingAllowed = Atomic<Bool>(true)
+    private let trainedHandler = Mutex<(@Sendable (TrainedModel) -> Void)?>(nil)
 
     public init(config: AgentConfig, detector: Detector, logger: Logger, stats: AgentStats? = nil, checkInterval: Double = 60) {
         self.stats = stats
@@ -87,6 +92,32 @@ public final class Retrainer: @unchecked Sendable {
         }
     }
 
+    /// Lets this agent train (the default), or not: calibration stays local either way.
+    public func allowTraining(_ allowed: Bool) {
+        trainingAllowed.store(allowed, ordering: .relaxed)
+        if allowed { wakeUp() }
+    }
+
+    /// Called on the retrainer's thread after each model trained here is installed.
+    public func onTrained(_ handler: @escaping @Sendable (TrainedModel) -> Void) {
+        trainedHandler.withLock { $0 = handler }
+    }
+
+    /// Installs a model trained elsewhere (a fleet's trainer): saved, calibrated on
+    /// this agent's own history and swapped in, as a model trained here would be.
+    public func adopt(_ model: Model, note: String) throws(SQLiteError) {
+        stepping.lock()
+        defer { stepping.unlock() }
+        let config = self.config.withLock { $0 }
+        let observations = try ObservationStore(path: config.databasePath)
+            .observations(since: Clock.wall - config.retention, learnedOnly: true)
+        // The entities it knows: those of the window it was trained on, which this
+        // agent's history holds too once the fleet's logins are caught up.
+        let entities = Set(EntityKeys.pairs(observations, policy: config.policy).entityHashes)
+        install(model, entities: entities, observations, config, note: note)
+        lastTraining = Clock.now
+    }
+
     private func wakeUp() {
         wake.lock()
         wake.broadcast()
@@ -128,49 +159,63 @@ public final class Retrainer: @unchecked Sendable {
             return
         }
         let threads = 1
+        let training = trainingAllowed.load(ordering: .relaxed)
         guard let current = detector.model else {
-            guard observations.count >= config.bootstrapMinLogins else { return }
+            guard training, observations.count >= config.bootstrapMinLogins else { return }
             let (train, validation) = split(observations, config)
             logger.notice("training a first model on \(train.count) logins")
             let model = ModelTraining.train(train, seed: UInt64(observations.count), threads: threads)
             let auc = Evaluation.discriminatorAUC(model: model, pairs: validation, threads: threads)
-            install(model, entities: Set(train.entityHashes), observations, config,
-                    note: "first model: validation AUC \(Format.fixed(auc, 4))")
+            if install(model, entities: Set(train.entityHashes), observations, config,
+                       note: "first model: validation AUC \(Format.fixed(auc, 4))") {
+                trained(model, observations, validationAUC: auc)
+            }
             lastTraining = Clock.now
             return
         }
         if detector.calibration == nil || stale { calibrate(current, observations, config) }
-        guard due, observations.count >= config.bootstrapMinLogins else { return }
+        guard training, due, observations.count >= config.bootstrapMinLogins else { return }
         lastTraining = Clock.now
         let (train, validation) = split(observations, config)
         let candidate = ModelTraining.warmStart(from: current, on: train, seed: UInt64(observations.count), threads: threads)
         let verdict = ModelTraining.accept(candidate: candidate, current: current, validation: validation, threads: threads)
         let aucs = "validation AUC \(Format.fixed(verdict.candidateAUC, 4)) against \(Format.fixed(verdict.currentAUC, 4))"
         if verdict.accepted {
-            install(candidate, entities: Set(train.entityHashes), observations, config,
-                    note: "retrained model installed: \(aucs)")
+            if install(candidate, entities: Set(train.entityHashes), observations, config,
+                       note: "retrained model installed: \(aucs)") {
+                trained(candidate, observations, validationAUC: verdict.candidateAUC)
+            }
         } else {
             logger.warning("retrained model kept out: \(aucs)")
             stats?.recordRetrain(.keptOut)
         }
     }
 
-    /// Saves the model atomically, then swaps it and its calibration in.
+    private func trained(_ model: Model, _ observations: [Observation], validationAUC: Double) {
+        guard let handler = trainedHandler.withLock({ $0 }) else { return }
+        handler(TrainedModel(model: model, windowStart: observations.first?.time ?? 0, windowEnd: observations.last?.time ?? 0,
+                             logins: observations.count, validationAUC: validationAUC))
+    }
+
+    /// Saves the model atomically, then swaps it and its calibration in; false if
+    /// it was not (stopping, or the file could not be written).
+    @discardableResult
     private func install(_ model: Model, entities: Set<UInt64>, _ observations: [Observation], _ config: AgentConfig,
-                         note: String) {
-        guard !stopped.load(ordering: .relaxed) else { return }
+                         note: String) -> Bool {
+        guard !stopped.load(ordering: .relaxed) else { return false }
         do {
             try ModelFile.save(model, to: config.resolvedModelPath)
             try ObservationStore(path: config.databasePath).replaceModelEntities(entities)
         } catch {
             logger.error("cannot save the model: \(error)")
             stats?.recordRetrain(.failed)
-            return
+            return false
         }
         let calibration = Calibration.fit(model: model, observations: observations, policy: config.policy, threads: 1)
         detector.install(model: model, calibration: calibration, entities: entities)
         stats?.recordRetrain(.installed)
         logger.notice("\(note)")
+        return true
     }
 
     /// Older logins to train on, the most recent share to validate on.
@@ -179,4 +224,15 @@ public final class Retrainer: @unchecked Sendable {
         let cut = observations.count - held
         return (EntityKeys.pairs(observations[..<cut], policy: config.policy), EntityKeys.pairs(observations[cut...], policy: config.policy))
     }
+}
+
+/// A model this agent trained and installed, with what it was trained on.
+public struct TrainedModel: Sendable {
+    public var model: Model
+    /// Times of the first and last login of the window (training and validation).
+    public var windowStart: Double
+    public var windowEnd: Double
+    public var logins: Int
+    /// On the window's most recent share, which training did not see.
+    public var validationAUC: Double
 }

@@ -110,7 +110,7 @@ public struct ReloadOnHangup: Service {
 
 /// Blocking work awaited on a thread of its own: the pipeline and a delivery
 /// drain block for seconds, which the concurrency pool's few threads must not.
-func onOwnThread<T: Sendable>(_ name: String, _ work: @escaping @Sendable () throws -> T) async throws -> T {
+public func onOwnThread<T: Sendable>(_ name: String, _ work: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
         let thread = Thread { continuation.resume(with: Result { try work() }) }
         thread.name = name

@@ -4,6 +4,8 @@ import AlertSinks
 import ArgumentParser
 import CoreMetrics
 import Logging
+import Fleet
+import FleetSync
 import Observability
 import Server
 import ServiceLifecycle
@@ -68,8 +70,9 @@ struct RunCommand: ParsableCommand {
             // before the rest starts: a port in use stops the start at once.
             let api = AgentAPI(agent: agent, config: settings, metrics: metrics)
             try api.start()
+            let fleet = try fleetServices(settings, agent: agent)
             try runBlocking {
-                try await agent.run(before: [.init(service: api)], after: [.init(service: ReloadOnHangup(agent: agent))],
+                try await agent.run(before: [.init(service: api)], after: [.init(service: ReloadOnHangup(agent: agent))] + fleet,
                                     signals: [.sigterm, .sigint])
             }
         } catch {
@@ -142,4 +145,15 @@ struct ConfigCheckCommand: ParsableCommand {
         }
         return one("challenge", t.challenge) + ", " + one("alert", t.alert)
     }
+}
+
+/// With a `[fleet]` section: the fleet store's pool, then the exchange of the
+/// fleet's one model (adopting the newest; training and publishing while this
+/// agent holds the trainer lock).
+private func fleetServices(_ settings: AgentConfig, agent: AgentRuntime) throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
+    guard let fleet = settings.fleet else { return [] }
+    let logger = Logger(label: "ipsight.fleet")
+    let store = try FleetStore(config: try FleetConfig(settings: fleet), logger: logger)
+    return [.init(service: FleetClientService(store: store)),
+            .init(service: try ModelExchange(store: store, agent: agent, settings: fleet, logger: logger))]
 }

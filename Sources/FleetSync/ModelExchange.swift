@@ -1,0 +1,169 @@
+import Agent
+import Fleet
+import Foundation
+import IPInsights
+import IPSightCore
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// One model for the fleet. Every agent adopts the newest version published (the
+/// store verifies its checksum), so the fleet scores with one model; among the
+/// agents that may train, the one holding the trainer lock trains on its window,
+/// which the fleet's caught-up logins fill, and publishes each model it installs.
+/// The others do not train while it holds the lock, and one of them takes over
+/// when its connection ends.
+public final class ModelExchange: Service, Sendable {
+    /// Where the newest version adopted or published here is kept, in the agent's
+    /// store: a restart resumes from it, and a database restored from an older
+    /// backup is not followed back to an older model.
+    static let versionKey = "fleet:model"
+
+    private let store: FleetStore
+    private let agent: AgentRuntime
+    private let hostName: String
+    private let trainer: Bool
+    private let logger: Logger
+    private let pollInterval: Double
+    private let pending = Mutex<[TrainedModel]>([])
+    private let version: Atomic<Int64>
+    private let holding = Atomic<Bool>(false)
+
+    /// Takes over the agent's retrainer: until this agent holds the trainer lock it
+    /// adopts models rather than trains them.
+    public init(store: FleetStore, agent: AgentRuntime, settings: FleetSettings, logger: Logger,
+                pollInterval: Double = 5) throws {
+        self.store = store
+        self.agent = agent
+        hostName = settings.hostName
+        trainer = settings.trainer
+        self.logger = logger
+        self.pollInterval = pollInterval
+        version = Atomic(Int64(try agent.store.positions()[Self.versionKey] ?? "") ?? 0)
+        agent.retrainer.allowTraining(false)
+        agent.retrainer.onTrained { [weak self] trained in self?.pending.withLock { $0.append(trained) } }
+    }
+
+    /// The version in force here (0: none from the fleet yet).
+    public var currentVersion: Int64 { version.load(ordering: .relaxed) }
+
+    /// Whether this agent holds the trainer lock now, and so trains for the fleet.
+    public var isTrainer: Bool { holding.load(ordering: .relaxed) }
+
+    public func run() async {
+        let stopping = Flag()
+        await withGracefulShutdownHandler {
+            while !stopping.isSet && !Task.isCancelled {
+                await adoptNewest()
+                if trainer {
+                    do {
+                        let held = try await store.withTrainerLock { lease in
+                            await self.train(holding: lease, until: stopping)
+                            return true
+                        }
+                        if held == nil { await pause(pollInterval, until: stopping) }
+                    } catch {
+                        logger.warning("fleet: trainer lock: \(error)")
+                        await pause(pollInterval, until: stopping)
+                    }
+                } else {
+                    await pause(pollInterval, until: stopping)
+                }
+            }
+        } onGracefulShutdown: {
+            stopping.set()
+        }
+    }
+
+    /// While the lock is ours: this agent trains, and each model it installs is published.
+    private func train(holding lease: TrainerLease, until stopping: Flag) async {
+        // The newest published model first, so training warm-starts from the fleet's.
+        await adoptNewest()
+        pending.withLock { $0 = [] }
+        agent.retrainer.allowTraining(true)
+        holding.store(true, ordering: .relaxed)
+        logger.notice("fleet: this agent trains the fleet's model")
+        defer {
+            agent.retrainer.allowTraining(false)
+            holding.store(false, ordering: .relaxed)
+        }
+        while !stopping.isSet && !Task.isCancelled && lease.isHeld {
+            for trained in pending.withLock({ queue in defer { queue = [] }; return queue }) {
+                await publish(trained, on: lease)
+            }
+            await pause(1, until: stopping)
+        }
+        if !lease.isHeld { logger.warning("fleet: the trainer lock was lost; another agent may train now") }
+    }
+
+    private func publish(_ trained: TrainedModel, on lease: TrainerLease) async {
+        let publication = ModelPublication(
+            model: ModelFile.encode(trained.model), hyperparameters: Self.json(trained.model.hyperparameters),
+            calibration: calibrationJSON(), metrics: "{\"validation_auc\": \(trained.validationAUC), \"logins\": \(trained.logins)}",
+            trainedBy: hostName, windowStart: trained.windowStart, windowEnd: trained.windowEnd)
+        do {
+            let published = try await lease.publishModel(publication)
+            try remember(published)
+            logger.notice("fleet: published model version \(published)")
+        } catch {
+            logger.error("fleet: publishing the model failed: \(error); it is in use here and the next one is published")
+        }
+    }
+
+    /// Installs the newest published version if it is newer than the one in force here.
+    private func adoptNewest() async {
+        do {
+            guard let latest = try await store.latestModel() else { return }
+            let current = version.load(ordering: .relaxed)
+            if latest.version < current {
+                logger.warning("fleet: the database's newest model is version \(latest.version), older than \(current) in use here (restored from a backup?); keeping ours")
+                return
+            }
+            guard latest.version > current else { return }
+            let model = try latest.publication.model.withUnsafeBytes { bytes throws(ModelFileError) in
+                try ModelFile.decode(bytes, source: "fleet model \(latest.version)")
+            }
+            let agent = self.agent
+            try await onOwnThread("ipsight-adopt") {
+                try agent.retrainer.adopt(model, note: "fleet model version \(latest.version) from \(latest.publication.trainedBy) installed")
+            }
+            try remember(latest.version)
+        } catch {
+            logger.warning("fleet: checking for a newer model: \(error)")
+        }
+    }
+
+    private func remember(_ published: Int64) throws {
+        version.store(published, ordering: .relaxed)
+        try agent.store.save([Self.versionKey: String(published)])
+    }
+
+    private func calibrationJSON() -> String {
+        guard let calibration = agent.detector.calibration else { return "null" }
+        let networks = calibration.networks.map { String($0.networks.count) } ?? "null"
+        return "{\"typical_dot_product\": \(calibration.typicalDotProduct), \"routed_networks\": \(networks)}"
+    }
+
+    static func json(_ h: Hyperparameters) -> String {
+        "{\"num_entity_vectors\": \(h.numEntityVectors), \"vector_dim\": \(h.vectorDim), \"epochs\": \(h.epochs), "
+            + "\"learning_rate\": \(h.learningRate), \"mini_batch_size\": \(h.miniBatchSize), "
+            + "\"num_ip_encoder_layers\": \(h.numIPEncoderLayers), \"random_negative_sampling_rate\": \(h.randomNegativeSamplingRate), "
+            + "\"shuffled_negative_sampling_rate\": \(h.shuffledNegativeSamplingRate), \"weight_decay\": \(h.weightDecay)}"
+    }
+}
+
+/// Set once at graceful shutdown; loops look at it between steps.
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+    var isSet: Bool { value.load(ordering: .relaxed) }
+    func set() { value.store(true, ordering: .relaxed) }
+}
+
+/// Sleeps up to `seconds`, waking early once `flag` is set.
+func pause(_ seconds: Double, until flag: Flag) async {
+    var left = seconds
+    while left > 0 && !flag.isSet && !Task.isCancelled {
+        try? await Task.sleep(nanoseconds: UInt64(min(left, 0.2) * 1e9))
+        left -= 0.2
+    }
+}
