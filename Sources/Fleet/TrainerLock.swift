@@ -67,3 +67,25 @@ extension FleetStore {
         }
     }
 }
+
+extension FleetStore {
+    /// Calls `published` with each model version published from now on (NOTIFY on
+    /// `ipsight_models`), on a connection of its own, until the task is cancelled;
+    /// throws when the connection fails, so that the caller reconnects (and polls
+    /// meanwhile: a notification sent while no one listened is not sent again).
+    public func watchModels(_ published: @escaping @Sendable (Int64) -> Void) async throws {
+        let connection = try await fleetErrors {
+            try await PostgresConnection.connect(configuration: try config.connectionConfiguration(), id: 2, logger: logger)
+        }
+        do {
+            try await connection.listen(on: "ipsight_models") { notifications in
+                for try await notification in notifications { published(Int64(notification.payload) ?? 0) }
+            }
+            try? await connection.close()
+        } catch {
+            try? await connection.close()
+            if Task.isCancelled { return }
+            throw FleetError("listening for new models: \(error)")
+        }
+    }
+}

@@ -28,6 +28,8 @@ public final class ModelExchange: Service, Sendable {
     private let pending = Mutex<[TrainedModel]>([])
     private let version: Atomic<Int64>
     private let holding = Atomic<Bool>(false)
+    /// Raised by a NOTIFY of a newly published version.
+    private let published = Flag()
 
     /// Takes over the agent's retrainer: until this agent holds the trainer lock it
     /// adopts models rather than trains them.
@@ -53,25 +55,46 @@ public final class ModelExchange: Service, Sendable {
     public func run() async {
         let stopping = Flag()
         await withGracefulShutdownHandler {
-            while !stopping.isSet && !Task.isCancelled {
-                await adoptNewest()
-                if trainer {
-                    do {
-                        let held = try await store.withTrainerLock { lease in
-                            await self.train(holding: lease, until: stopping)
-                            return true
-                        }
-                        if held == nil { await pause(pollInterval, until: stopping) }
-                    } catch {
-                        logger.warning("fleet: trainer lock: \(error)")
-                        await pause(pollInterval, until: stopping)
-                    }
-                } else {
-                    await pause(pollInterval, until: stopping)
-                }
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.listen(until: stopping) }
+                await exchange(until: stopping)
+                group.cancelAll()
             }
         } onGracefulShutdown: {
             stopping.set()
+        }
+    }
+
+    private func exchange(until stopping: Flag) async {
+        while !stopping.isSet && !Task.isCancelled {
+            await adoptNewest()
+            if trainer {
+                do {
+                    let held = try await store.withTrainerLock { lease in
+                        await self.train(holding: lease, until: stopping)
+                        return true
+                    }
+                    if held == nil { await pause(pollInterval, until: stopping, or: published) }
+                } catch {
+                    logger.warning("fleet: trainer lock: \(error)")
+                    await pause(pollInterval, until: stopping, or: published)
+                }
+            } else {
+                await pause(pollInterval, until: stopping, or: published)
+            }
+        }
+    }
+
+    /// A new version's notification cuts the wait short; polling remains the fallback.
+    private func listen(until stopping: Flag) async {
+        let published = self.published
+        while !stopping.isSet && !Task.isCancelled {
+            do {
+                try await store.watchModels { _ in published.raise() }
+            } catch {
+                logger.debug("fleet: \(error)")
+                await pause(pollInterval, until: stopping)
+            }
         }
     }
 
@@ -152,18 +175,23 @@ public final class ModelExchange: Service, Sendable {
     }
 }
 
-/// Set once at graceful shutdown; loops look at it between steps.
+/// A flag loops look at between steps: set once (shutdown), or raised and taken
+/// (a notification).
 final class Flag: Sendable {
     private let value = Atomic<Bool>(false)
     var isSet: Bool { value.load(ordering: .relaxed) }
     func set() { value.store(true, ordering: .relaxed) }
+    func raise() { set() }
+    /// Whether it was raised since the last look, lowering it.
+    func take() -> Bool { value.exchange(false, ordering: .relaxed) }
 }
 
-/// Sleeps up to `seconds`, waking early once `flag` is set.
-func pause(_ seconds: Double, until flag: Flag) async {
+/// Sleeps up to `seconds`, waking early once `flag` is set or `wake` is raised.
+func pause(_ seconds: Double, until flag: Flag, or wake: Flag? = nil) async {
     var left = seconds
     while left > 0 && !flag.isSet && !Task.isCancelled {
-        try? await Task.sleep(nanoseconds: UInt64(min(left, 0.2) * 1e9))
-        left -= 0.2
+        if wake?.take() == true { return }
+        try? await Task.sleep(nanoseconds: UInt64(min(left, 0.05) * 1e9))
+        left -= 0.05
     }
 }

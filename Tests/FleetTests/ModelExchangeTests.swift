@@ -29,12 +29,13 @@ struct ModelExchangeTests {
         return agent
     }
 
-    static func exchange(_ fleet: TestFleet, _ agent: AgentRuntime, host: String, trainer: Bool) throws -> (ModelExchange, FleetStore) {
+    static func exchange(_ fleet: TestFleet, _ agent: AgentRuntime, host: String, trainer: Bool,
+                         poll: Double = 0.3) throws -> (ModelExchange, FleetStore) {
         var logger = Logger(label: "fleet-test")
         logger.logLevel = .critical
         let store = try FleetStore(config: try FleetConfig(settings: fleet.settings(host: host, trainer: trainer)), logger: logger)
         return (try ModelExchange(store: store, agent: agent, settings: fleet.settings(host: host, trainer: trainer),
-                                  logger: logger, pollInterval: 0.3), store)
+                                  logger: logger, pollInterval: poll), store)
     }
 
     /// Runs the store's client and the exchange until the returned task is cancelled.
@@ -143,5 +144,32 @@ struct ModelExchangeTests {
         _ = await running.value
         #expect(exchange.currentVersion == 5)
         #expect(agent.detector.model == nil, "version 1 is older than what this agent runs: not installed")
+    }
+
+    @Test func aPublishedVersionIsAdoptedOnItsNotificationWithoutWaitingForThePoll() async throws {
+        let fleet = try TestFleet()
+        try await fleet.withStore { _ = try await $0.migrate() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let agent = try Self.agent(dir)
+        // A poll every 10 minutes: only the notification can bring the versions in time.
+        let (exchange, store) = try Self.exchange(fleet, agent, host: "host-b", trainer: false, poll: 600)
+        let running = Self.start(exchange, store)
+        defer { running.cancel() }
+        try await Task.sleep(nanoseconds: 1_000_000_000)   // listening
+        let waits = try await fleet.withStore(host: "host-a") { publisher in
+            var waits: [Double] = []
+            for n in 1...5 {
+                _ = try await publisher.publishModel(ModelPublication(
+                    model: ModelFile.encode(Synthetic.model(seed: UInt64(n))), hyperparameters: "{}", calibration: "null",
+                    metrics: "{}", trainedBy: "host-a", windowStart: 0, windowEnd: 1))
+                let published = Date()
+                #expect(await Self.eventually(seconds: 5) { exchange.currentVersion == Int64(n) })
+                waits.append(Date().timeIntervalSince(published))
+            }
+            return waits
+        }
+        #expect(ModelFile.encode(try #require(agent.detector.model)) == ModelFile.encode(Synthetic.model(seed: 5)))
+        print("publish to serving, s:", waits.map { Format.fixed($0, 3) }.joined(separator: " "))
     }
 }
