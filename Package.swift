@@ -163,6 +163,7 @@ let package = Package(
         .testTarget(name: "AgentTests", dependencies: ["IPSightCore", "Detection", "Agent", "AgentAPI", "AgentClient", "IPInsights", "Observability", "TestSupport"]),
         // Against a real PostgreSQL, which the tests start themselves (FleetTests/TestDatabase.swift).
         .testTarget(name: "FleetTests", dependencies: ["IPSightCore", "Fleet", "FleetSync", "Agent", "IPInsights", "TestSupport",
+                                                      .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                                                       .product(name: "PostgresNIO", package: "postgres-nio")]),
         .testTarget(name: "ObservabilityTests", dependencies: [
             "Observability", "TestSupport",

@@ -54,14 +54,13 @@ public final class ModelExchange: Service, Sendable {
 
     public func run() async {
         let stopping = Flag()
-        await withGracefulShutdownHandler {
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await self.listen(until: stopping) }
-                await exchange(until: stopping)
-                group.cancelAll()
-            }
-        } onGracefulShutdown: {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.listen(until: stopping) }
+            group.addTask { await self.exchange(until: stopping) }
+            await waitForShutdown()
+            // A query waiting on a database that is down ends with its task.
             stopping.set()
+            group.cancelAll()
         }
     }
 

@@ -5,6 +5,7 @@ import Foundation
 import IPInsights
 import IPSightCore
 import Logging
+import ServiceLifecycle
 import Testing
 import TestSupport
 
@@ -171,5 +172,28 @@ struct ModelExchangeTests {
         }
         #expect(ModelFile.encode(try #require(agent.detector.model)) == ModelFile.encode(Synthetic.model(seed: 5)))
         print("publish to serving, s:", waits.map { Format.fixed($0, 3) }.joined(separator: " "))
+    }
+
+    @Test func aGroupWithTheExchangeStopsAtOnceWhileTheDatabaseIsUnreachable() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let agent = try Self.agent(dir)
+        // A socket directory with no server in it.
+        let settings = FleetSettings(user: "ipsight_agent", database: "nowhere", endpoint: .unixSocket(path: dir.path),
+                                     trainer: true, hostName: "host-x")
+        var logger = Logger(label: "fleet-test")
+        logger.logLevel = .critical
+        let store = try FleetStore(config: try FleetConfig(settings: settings), logger: logger)
+        let exchange = try ModelExchange(store: store, agent: agent, settings: settings, logger: logger, pollInterval: 0.3)
+        let group = ServiceGroup(configuration: .init(services: [.init(service: FleetClientService(store: store)),
+                                                                 .init(service: exchange)],
+                                                      gracefulShutdownSignals: [], logger: logger))
+        let running = Task { try await group.run() }
+        try await Task.sleep(nanoseconds: 2_000_000_000)
+        let asked = Date()
+        await group.triggerGracefulShutdown()
+        try await running.value
+        #expect(Date().timeIntervalSince(asked) < 3, "stopped \(Date().timeIntervalSince(asked)) s after being asked")
+        #expect(exchange.currentVersion == 0 && !exchange.isTrainer)
     }
 }
