@@ -112,6 +112,14 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // Fleet mode in the running agent: the service that uploads this host's logins
+        // and learns the other hosts' (the agent itself stays free of the driver).
+        .target(name: "FleetSync", dependencies: [
+            "IPSightCore", "Agent", "Detection", "Fleet", "SQLiteStore",
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
         // `ipsight serve`: the SageMaker hosting contract over HTTP, with hot model reload.
         .target(name: "Server", dependencies: [
             "IPSightCore", "IPInsights", "IPInsightsFormats", "Observability",
@@ -137,7 +145,7 @@ let package = Package(
 
         .executableTarget(name: "ipsight", dependencies: [
             "IPSightCore", "IPInsights", "IPInsightsFormats", "LogSources", "Rules", "AlertSinks", "Detection", "Agent", "Server", "AgentAPI",
-            "AgentClient", "Observability", "Fleet",
+            "AgentClient", "Observability", "Fleet", "FleetSync",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -154,7 +162,9 @@ let package = Package(
         .testTarget(name: "AlertSinksTests", dependencies: ["IPSightCore", "AlertSinks", "Observability", "TestSupport"]),
         .testTarget(name: "AgentTests", dependencies: ["IPSightCore", "Detection", "Agent", "AgentAPI", "AgentClient", "IPInsights", "Observability", "TestSupport"]),
         // Against a real PostgreSQL, which the tests start themselves (FleetTests/TestDatabase.swift).
-        .testTarget(name: "FleetTests", dependencies: ["IPSightCore", "Fleet", "Agent", "TestSupport",
+        .testTarget(name: "FleetTests", dependencies: ["IPSightCore", "Fleet", "FleetSync", "Agent", "AgentAPI", "AgentClient",
+                                                      "Detection", "LogSources", "Observability", "Server", "TestSupport",
+                                                      .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                                                       .product(name: "PostgresNIO", package: "postgres-nio")]),
         .testTarget(name: "ObservabilityTests", dependencies: [
             "Observability", "TestSupport",

@@ -3,6 +3,8 @@ import AgentAPI
 import AlertSinks
 import ArgumentParser
 import CoreMetrics
+import Fleet
+import FleetSync
 import Logging
 import Observability
 import Server
@@ -67,10 +69,16 @@ struct RunCommand: ParsableCommand {
             // The API changes only on restart (a reload keeps its listeners). Bound
             // before the rest starts: a port in use stops the start at once.
             let api = AgentAPI(agent: agent, config: settings, metrics: metrics)
+            var after: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: ReloadOnHangup(agent: agent))]
+            if let fleet = settings.fleet {
+                // Sharing with the fleet: a service beside the pipeline, never on its path.
+                let fleetConfig = try FleetConfig(settings: fleet, file: config ?? "(built-in)")
+                after.append(.init(service: FleetSyncService(agent: agent, config: fleetConfig, logger: logger)))
+            }
             try api.start()
+            let services = after
             try runBlocking {
-                try await agent.run(before: [.init(service: api)], after: [.init(service: ReloadOnHangup(agent: agent))],
-                                    signals: [.sigterm, .sigint])
+                try await agent.run(before: [.init(service: api)], after: services, signals: [.sigterm, .sigint])
             }
         } catch {
             logger.error("\(error)")
