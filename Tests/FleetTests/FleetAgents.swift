@@ -14,7 +14,7 @@ import TestSupport
 /// followed `MemoryLogSource`, run on its lifecycle threads as `ipsight run` runs
 /// it, with its fleet sync in its services (or started and stopped on its own).
 final class FleetAgent: @unchecked Sendable {
-    let dir = TemporaryDirectory()
+    let dir: TemporaryDirectory
     let source = MemoryLogSource(follow: true)
     let agent: AgentRuntime
     let fleetConfig: FleetConfig
@@ -26,7 +26,12 @@ final class FleetAgent: @unchecked Sendable {
 
     var host: String { fleetConfig.settings.hostName }
 
-    init(_ fleet: TestFleet, host: String, role: String, options: FleetSyncService.Options = FleetSyncService.Options()) throws {
+    /// With `reopening`, the agent starts on an earlier one's state directory (a restart).
+    init(_ fleet: TestFleet, host: String, role: String, options: FleetSyncService.Options = FleetSyncService.Options(),
+         reopening earlier: FleetAgent? = nil) throws {
+        dir = earlier?.dir ?? TemporaryDirectory()
+        removesDirectory = earlier == nil
+        earlier?.removesDirectory = false
         var config = AgentConfig()
         config.stateDirectory = dir.path
         config.rulesDirectory = PackagePaths.root + "/rules"
@@ -112,5 +117,8 @@ final class FleetAgent: @unchecked Sendable {
                   position: .journal(cursor: "s=1;i=\(n)"))
     }
 
-    deinit { dir.remove() }
+    /// The last agent on a directory removes it.
+    private var removesDirectory: Bool
+
+    deinit { if removesDirectory { dir.remove() } }
 }

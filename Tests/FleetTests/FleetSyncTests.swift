@@ -2,7 +2,7 @@ import Agent
 import AgentAPI
 import AgentClient
 import Fleet
-import FleetSync
+@testable import FleetSync
 import Foundation
 import IPSightCore
 import Observability
@@ -100,6 +100,51 @@ struct FleetSyncTests {
         #expect(Self.count(fleet) == total)
         #expect(Self.count(fleet, "SELECT count(DISTINCT local_sequence) FROM logins WHERE host_name = 'host-a'") == total)
         #expect(try a.localStore().positions()["fleet:uploaded"].flatMap { Int($0) } ?? 0 >= total)
+    }
+
+    @Test func catchUpReadsEachLoginOnceAcrossRestartsAndARestartKeepsIt() async throws {
+        let fleet = try TestFleet()
+        try await fleet.withStore { try await $0.migrate() }
+        let a = try FleetAgent(fleet, host: "host-a", role: "ipsight_test_agent1")
+        a.start()
+        defer { #expect(throws: Never.self) { try a.stop() } }
+        let logins = Self.logins("c", 0..<120)
+        a.login(logins)
+        #expect(await waitUntil(seconds: 10) { Self.count(fleet) == 120 })
+
+        // Small pages, and a sync stopped part way through them.
+        var options = FleetSyncService.Options()
+        options.pageSize = 7
+        let b = try FleetAgent(fleet, host: "host-b", role: "ipsight_test_agent2", options: options)
+        b.start(withSync: false)
+        b.startSync()
+        try await Task.sleep(for: .milliseconds(150))
+        try await b.stopSync()
+        b.startSync()
+        #expect(await waitUntil(seconds: 10) {
+            (try? b.localStore().count()) == logins.count && logins.allSatisfy { b.knows(user: $0.user, ip: $0.ip) }
+        })
+        // Rounds go on: nothing is read twice.
+        try await Task.sleep(for: .seconds(1.5))
+        #expect(try b.localStore().count() == logins.count)
+        #expect(try b.localStore().positions()["fleet:read"] != nil)
+        try await b.stopSync()
+        try b.stop()
+
+        // Started again, without the database: what B learnt from A is still known.
+        let again = try FleetAgent(fleet, host: "host-b", role: "ipsight_test_agent2", reopening: b)
+        #expect(logins.allSatisfy { again.knows(user: $0.user, ip: $0.ip) })
+    }
+
+    @Test func aCallThatNeverAnswersGivesUpOnTime() async throws {
+        let start = Clock.now
+        await #expect(throws: FleetError.self) {
+            try await withDeadline(0.3) { try await Task.sleep(for: .seconds(60)); return 1 }
+        }
+        // Well under the minute; loose, since the test runner's pool (where the test
+        // resumes) may be held by other suites' blocking setup for a while.
+        #expect(Clock.now - start < 10)
+        #expect(try await withDeadline(5) { 42 } == 42)
     }
 
     /// The database stopped mid-stream and started again: the agent decides

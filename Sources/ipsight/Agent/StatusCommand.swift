@@ -56,7 +56,7 @@ struct StatusCommand: ParsableCommand {
             let state = fleet["state"]?.stringValue ?? "?"
             let since = fleet["since"]?.numberValue.map { " for \(Format.elapsed(max(0, Clock.wall - $0)))" } ?? ""
             let synced = fleet["seconds_since_sync"]?.numberValue.map { "last sync \(Format.elapsed($0)) ago" } ?? "no sync yet"
-            print("fleet: \(fleet["host_name"]?.stringValue ?? "?") \(state)\(since), \(synced); \(number("fleet", "upload_backlog")) logins to upload, \(number("fleet", "uploaded")) uploaded, \(number("fleet", "received")) received from other hosts")
+            print("fleet: \(fleet["host_name"]?.stringValue ?? "?") \(state)\(since), \(synced); to upload \(number("fleet", "upload_backlog")), uploaded \(number("fleet", "uploaded")), received from other hosts \(number("fleet", "received"))")
             if let error = fleet["last_error"]?.stringValue { print("fleet error: \(error)") }
         }
     }
