@@ -69,16 +69,15 @@ struct RunCommand: ParsableCommand {
             // The API changes only on restart (a reload keeps its listeners). Bound
             // before the rest starts: a port in use stops the start at once.
             let api = AgentAPI(agent: agent, config: settings, metrics: metrics)
-            var after: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: ReloadOnHangup(agent: agent))]
-            if let fleet = settings.fleet {
-                // Sharing with the fleet: a service beside the pipeline, never on its path.
-                let fleetConfig = try FleetConfig(settings: fleet, file: config ?? "(built-in)")
-                after.append(.init(service: FleetSyncService(agent: agent, config: fleetConfig, logger: logger)))
+            // Sharing with the fleet: a service beside the pipeline, never on its path.
+            let fleetSync = try settings.fleet.map { fleet in
+                FleetSyncService(agent: agent, config: try FleetConfig(settings: fleet, file: config ?? "(built-in)"), logger: logger)
             }
+            let after: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: ReloadOnHangup(agent: agent))]
+                + (fleetSync.map { [.init(service: $0)] } ?? [])
             try api.start()
-            let services = after
             try runBlocking {
-                try await agent.run(before: [.init(service: api)], after: services, signals: [.sigterm, .sigint])
+                try await agent.run(before: [.init(service: api)], after: after, signals: [.sigterm, .sigint])
             }
         } catch {
             logger.error("\(error)")
