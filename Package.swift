@@ -112,10 +112,11 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
-        // Fleet mode in the running agent: its services that share the fleet's model
-        // (and history) through the Fleet store; above both the agent and the store.
+        // Fleet mode in the running agent: the services that share this host's logins
+        // and learn the other hosts', and that exchange the fleet's one model (the
+        // agent itself stays free of the driver).
         .target(name: "FleetSync", dependencies: [
-            "IPSightCore", "Agent", "Fleet", "IPInsights",
+            "IPSightCore", "Agent", "Detection", "Fleet", "SQLiteStore", "IPInsights",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -162,7 +163,8 @@ let package = Package(
         .testTarget(name: "AlertSinksTests", dependencies: ["IPSightCore", "AlertSinks", "Observability", "TestSupport"]),
         .testTarget(name: "AgentTests", dependencies: ["IPSightCore", "Detection", "Agent", "AgentAPI", "AgentClient", "IPInsights", "Observability", "TestSupport"]),
         // Against a real PostgreSQL, which the tests start themselves (FleetTests/TestDatabase.swift).
-        .testTarget(name: "FleetTests", dependencies: ["IPSightCore", "Fleet", "FleetSync", "Agent", "IPInsights", "TestSupport",
+        .testTarget(name: "FleetTests", dependencies: ["IPSightCore", "Fleet", "FleetSync", "Agent", "AgentAPI", "AgentClient",
+                                                      "Detection", "IPInsights", "LogSources", "Observability", "Server", "TestSupport",
                                                       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                                                       .product(name: "PostgresNIO", package: "postgres-nio")]),
         .testTarget(name: "ObservabilityTests", dependencies: [

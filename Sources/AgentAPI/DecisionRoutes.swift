@@ -126,6 +126,8 @@ struct DecisionRoutes: Sendable {
                                   ("kept_out", .number(Double(s.retrains.keptOut))),
                                   ("failed", .number(Double(s.retrains.failed)))])),
             ("alert_delivery", delivery),
+            // Sharing with the fleet's database; null without a [fleet] section.
+            ("fleet", agent.fleet?.json() ?? .null),
             ("state_dir", .string(config.stateDirectory)),
         ])
     }

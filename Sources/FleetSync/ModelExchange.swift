@@ -135,7 +135,9 @@ public final class ModelExchange: Service, Sendable {
     /// Installs the newest published version if it is newer than the one in force here.
     private func adoptNewest() async {
         do {
-            guard let latest = try await store.latestModel() else { return }
+            let store = self.store
+            // Bounded: the pool waits for as long as the database is away.
+            guard let latest = try await withDeadline(10, { try await store.latestModel() }) else { return }
             let current = version.load(ordering: .relaxed)
             if latest.version < current {
                 logger.warning("fleet: the database's newest model is version \(latest.version), older than \(current) in use here (restored from a backup?); keeping ours")

@@ -37,6 +37,30 @@ import Testing
         #expect(try store.count() == 7)
     }
 
+    @Test func onlyOwnLearntLoginsAreSharedAndPruningNeverReusesARowID() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let store = try ObservationStore(path: dir.file("state.db"))
+        let all = Synthetic.observations(4)
+        try store.commit(Array(all[..<2]), positions: [:])
+        // Another host's login, and one of this host's the risk alerted on.
+        try store.commitShared([(all[2], "login2")], positions: ["fleet:read": "7:3"])
+        try store.commit([Observation(time: all[3].time, user: "mallory", ip: "203.0.113.1", service: "sshd", learned: false)],
+                         positions: [:])
+        #expect(try store.ownLearnedLogins(after: 0, limit: 10).map(\.sequence) == [1, 2])
+        #expect(try store.ownLearnedLogins(after: 1, limit: 10).map(\.observation) == [all[1]])
+        #expect(try store.ownLearnedCount(after: 0) == 2)
+        // Learnt from the fleet: in the history the detector and the retrainer read.
+        #expect(try store.observations(learnedOnly: true) == Array(all[..<3]))
+        #expect(try store.positions()["fleet:read"] == "7:3")
+
+        // Everything older than the window: the newest row stays, so the next login
+        // gets a row id above every one handed out before.
+        #expect(try store.prune(before: all[3].time + 1) == 3)
+        try store.commit([all[0]], positions: [:])
+        #expect(try store.ownLearnedLogins(after: 4, limit: 10).map(\.sequence) == [5])
+    }
+
     @Test func aFailedBatchLeavesNeitherObservationsNorPositions() throws {
         let dir = TemporaryDirectory()
         defer { dir.remove() }

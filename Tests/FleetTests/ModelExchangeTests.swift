@@ -188,7 +188,9 @@ struct ModelExchangeTests {
         let group = ServiceGroup(configuration: .init(services: [.init(service: FleetClientService(store: store)),
                                                                  .init(service: exchange)],
                                                       gracefulShutdownSignals: [], logger: logger))
-        let running = Task { try await group.run() }
+        // On the agent's lifecycle threads, as `ipsight run` runs its group: what is
+        // measured is the exchange's stop, not the wait for a thread of the shared pool.
+        let running = Task(executorPreference: AgentRuntime.lifecycleThreads) { try await group.run() }
         try await Task.sleep(nanoseconds: 2_000_000_000)
         let asked = Date()
         await group.triggerGracefulShutdown()

@@ -50,6 +50,27 @@ enum TestPostgres {
     static func require() throws -> Server { try server.get() }
 
     private static func start() -> Result<Server, SupportError> {
+        launch().map { instance in
+            stopCommand = instance.stop
+            removeDirectory = instance.directory
+            atexit {
+                _ = try? TestPostgres.run(TestPostgres.stopCommand)
+                _ = try? TestPostgres.run(["rm", "-rf", TestPostgres.removeDirectory])
+            }
+            return instance.server
+        }
+    }
+
+    /// A server started for the tests: how to stop it and start it again.
+    struct Instance: Sendable {
+        var server: Server
+        var directory: String
+        var start: [String]
+        var stop: [String]
+    }
+
+    /// Initialises and starts a server in a fresh directory under /tmp.
+    static func launch() -> Result<Instance, SupportError> {
         guard FileManager.default.isExecutableFile(atPath: binDirectory + "/initdb") else {
             return .failure(SupportError("PostgreSQL's server is not installed (\(binDirectory)/initdb): apt-get install postgresql (deploy/setup test does), or set IPSIGHT_SKIP_POSTGRES=1 to skip the fleet tests"))
         }
@@ -66,6 +87,9 @@ enum TestPostgres {
             asUser = ["runuser", "-u", "postgres", "--"]
         }
         let port = freePort()
+        let options = "-c listen_addresses=127.0.0.1 -c port=\(port) -c unix_socket_directories=\(dir) -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            + " -c ssl=on -c ssl_cert_file=\(dir)/server.crt -c ssl_key_file=\(dir)/server.key"
+        let start = asUser + [binDirectory + "/pg_ctl", "-D", dir + "/data", "-l", dir + "/server.log", "-o", options, "-w", "-t", "60", "start"]
         do {
             try run(asUser + [binDirectory + "/initdb", "-D", dir + "/data", "-U", superuser, "--auth-local=trust",
                               "--auth-host=scram-sha-256", "--no-sync", "-E", "UTF8", "--locale=C"])
@@ -73,19 +97,13 @@ enum TestPostgres {
             try run(asUser + ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
                               "-keyout", dir + "/server.key", "-out", dir + "/server.crt", "-days", "2", "-subj", "/CN=localhost",
                               "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-            let options = "-c listen_addresses=127.0.0.1 -c port=\(port) -c unix_socket_directories=\(dir) -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-                + " -c ssl=on -c ssl_cert_file=\(dir)/server.crt -c ssl_key_file=\(dir)/server.key"
-            try run(asUser + [binDirectory + "/pg_ctl", "-D", dir + "/data", "-l", dir + "/server.log", "-o", options, "-w", "-t", "60", "start"])
+            try run(start)
         } catch {
             return .failure(SupportError("cannot start PostgreSQL in \(dir): \(error)"))
         }
-        stopCommand = asUser + [binDirectory + "/pg_ctl", "-D", dir + "/data", "-m", "immediate", "stop"]
-        removeDirectory = dir
-        atexit {
-            _ = try? TestPostgres.run(TestPostgres.stopCommand)
-            _ = try? TestPostgres.run(["rm", "-rf", TestPostgres.removeDirectory])
-        }
-        return .success(Server(socketDirectory: dir, port: port, certificate: dir + "/server.crt"))
+        return .success(Instance(server: Server(socketDirectory: dir, port: port, certificate: dir + "/server.crt"),
+                                 directory: dir, start: start,
+                                 stop: asUser + [binDirectory + "/pg_ctl", "-D", dir + "/data", "-m", "immediate", "stop"]))
     }
 
     nonisolated(unsafe) static var stopCommand: [String] = []
@@ -93,7 +111,7 @@ enum TestPostgres {
 
     /// The roles of deploy/fleet/roles.sql, and login roles for the tests: created once,
     /// before any test runs it per database (CREATE ROLE does not race well).
-    private static func prepare(_ server: Server) -> Result<Server, SupportError> {
+    static func prepare(_ server: Server) -> Result<Server, SupportError> {
         do {
             if !ownServer {
                 // A server that outlives the tests: the databases of earlier runs go first.
@@ -123,8 +141,8 @@ enum TestPostgres {
     }
 
     /// A fresh database set up as deploy/fleet/roles.sql says, for one test.
-    static func makeDatabase() throws -> (Server, String) {
-        let server = try require()
+    static func makeDatabase(on given: Server? = nil) throws -> (Server, String) {
+        let server = try given ?? require()
         let name = "ipsight_test_\(UInt64.random(in: 0...UInt64.max) & 0xFFFF_FFFF_FFFF)"
         try psql(server, database: "postgres", file: PackagePaths.root + "/deploy/fleet/roles.sql", variables: ["db": name])
         return (server, name)
@@ -204,8 +222,8 @@ struct TestFleet {
     let server: TestPostgres.Server
     let database: String
 
-    init() throws {
-        (server, database) = try TestPostgres.makeDatabase()
+    init(on given: TestPostgres.Server? = nil) throws {
+        (server, database) = try TestPostgres.makeDatabase(on: given)
     }
 
     func settings(user: String = "ipsight_owner", host: String = "host-a", trainer: Bool = true) -> FleetSettings {

@@ -36,7 +36,7 @@ extension AgentRuntime {
 
     /// The services' own threads: their work is short (what blocks runs on a thread
     /// of its own), but it must not wait behind whatever else holds the shared pool.
-    static let lifecycleThreads = DedicatedThreads(count: 2, name: "ipsight-lifecycle")
+    public static let lifecycleThreads = DedicatedThreads(count: 2, name: "ipsight-lifecycle")
 }
 
 /// Sources → rules → detector → alerts, on a thread of its own (the loop blocks

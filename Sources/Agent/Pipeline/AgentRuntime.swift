@@ -26,6 +26,8 @@ public final class AgentRuntime: @unchecked Sendable {
     private let processor: EventProcessor
     let router: any AlertRouting
     public let retrainer: Retrainer
+    /// How sharing with the fleet goes; nil without a `[fleet]` section.
+    public let fleet: FleetSyncState?
     private let stopRequested = Atomic<Bool>(false)
     private let reloadRequested = Atomic<Bool>(false)
     /// The first source that failed, for the exit status once every source has ended.
@@ -82,6 +84,7 @@ public final class AgentRuntime: @unchecked Sendable {
         processor = EventProcessor(rules: rules, detector: detector, config: config)
         self.router = try router ?? AgentRuntime.makeRouter(config, logger: alertLogger, metrics: metrics)
         retrainer = Retrainer(config: config, detector: detector, logger: logger, stats: stats)
+        fleet = config.fleet.map { FleetSyncState(hostName: $0.hostName) }
         if let table = config.networks { logger.info("routed-network table \(table.path): \(table.networks.count) networks") }
         let modelState = model == nil ? "no model yet, one is trained after \(config.bootstrapMinLogins) logins" : "model \(config.resolvedModelPath)"
         let riskState = detector.calibration == nil ? "risk not calibrated yet" : "risk calibrated"

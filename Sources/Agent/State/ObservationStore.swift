@@ -2,7 +2,8 @@ import IPSightCore
 import LogSources
 import SQLiteStore
 /// The agent's memory in SQLite (WAL): successful logins within the retention
-/// window, and where each source was read up to.
+/// window, and where each source was read up to. In a fleet it also holds the
+/// logins other hosts shared (`origin` names the host; NULL is this host's own).
 ///
 /// Observations and source positions are written in one transaction, so after a
 /// crash or restart the positions match exactly the observations kept: nothing
@@ -19,7 +20,7 @@ public final class ObservationStore: @unchecked Sendable {
         try db.execute("""
             CREATE TABLE IF NOT EXISTS observations (
                 time REAL NOT NULL, user TEXT NOT NULL, ip TEXT NOT NULL, service TEXT NOT NULL,
-                learned INTEGER NOT NULL DEFAULT 1);
+                learned INTEGER NOT NULL DEFAULT 1, origin TEXT);
             CREATE INDEX IF NOT EXISTS observations_time ON observations(time);
             CREATE TABLE IF NOT EXISTS source_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS model_entities (hash INTEGER PRIMARY KEY);
@@ -31,19 +32,32 @@ public final class ObservationStore: @unchecked Sendable {
         if !names.contains("learned") {
             try db.execute("ALTER TABLE observations ADD COLUMN learned INTEGER NOT NULL DEFAULT 1")
         }
-        insert = try db.prepare("INSERT INTO observations (time, user, ip, service, learned) VALUES (?, ?, ?, ?, ?)")
+        // Databases from before fleet mode: every login in them is this host's own.
+        if !names.contains("origin") {
+            try db.execute("ALTER TABLE observations ADD COLUMN origin TEXT")
+        }
+        insert = try db.prepare("INSERT INTO observations (time, user, ip, service, learned, origin) VALUES (?, ?, ?, ?, ?, ?)")
         putState = try db.prepare("INSERT OR REPLACE INTO source_state (key, value) VALUES (?, ?)")
     }
 
     /// Stores a batch's observations and the positions after it, atomically.
     public func commit(_ observations: [Observation], positions: [String: String]) throws(SQLiteError) {
+        try commitShared(observations.map { ($0, nil) }, positions: positions)
+    }
+
+    /// Stores observations, each with the fleet host it came from (nil: this
+    /// host's own), and positions, atomically: a fleet agent's catch-up keeps the
+    /// other hosts' logins and its read cursor together, so a restart neither
+    /// loses nor repeats any.
+    public func commitShared(_ observations: [(observation: Observation, origin: String?)], positions: [String: String]) throws(SQLiteError) {
         try db.transaction { () throws(SQLiteError) in
-            for o in observations {
+            for (o, origin) in observations {
                 insert.bind(1, o.time)
                 insert.bind(2, o.user)
                 insert.bind(3, o.ip)
                 insert.bind(4, o.service)
                 insert.bind(5, Int64(o.learned ? 1 : 0))
+                insert.bind(6, origin.map(SQLiteDatabase.Value.text) ?? .null)
                 try insert.run()
             }
             for (key, value) in positions {
@@ -77,6 +91,30 @@ public final class ObservationStore: @unchecked Sendable {
                                       learned: query.int(4) != 0))
         }
         return result
+    }
+
+    /// This host's own learnt logins after row `sequence`, oldest first, at most
+    /// `limit`, with their row ids: what a fleet agent shares. Logins from other
+    /// hosts are not shared back, and those the risk alerted on are not shared
+    /// at all (an intruder's address must not become known on every host).
+    public func ownLearnedLogins(after sequence: Int64, limit: Int) throws(SQLiteError) -> [(sequence: Int64, observation: Observation)] {
+        let query = try db.prepare("SELECT rowid, time, user, ip, service FROM observations"
+            + " WHERE rowid > ? AND origin IS NULL AND learned = 1 ORDER BY rowid LIMIT ?")
+        query.bind(1, sequence)
+        query.bind(2, Int64(limit))
+        var result: [(sequence: Int64, observation: Observation)] = []
+        while try query.step() {
+            result.append((query.int(0), Observation(time: query.double(1), user: query.text(2), ip: query.text(3), service: query.text(4))))
+        }
+        return result
+    }
+
+    /// How many of `ownLearnedLogins` lie after row `sequence` (a fleet agent's upload backlog).
+    public func ownLearnedCount(after sequence: Int64) throws(SQLiteError) -> Int {
+        let query = try db.prepare("SELECT count(*) FROM observations WHERE rowid > ? AND origin IS NULL AND learned = 1")
+        query.bind(1, sequence)
+        _ = try query.step()
+        return Int(query.int(0))
     }
 
     public func count() throws(SQLiteError) -> Int {
@@ -143,9 +181,12 @@ public final class ObservationStore: @unchecked Sendable {
     }
 
     /// Forgets observations older than `before` (the retention window); returns how many.
+    /// The newest row always stays: SQLite gives a new row the highest row id plus
+    /// one, so deleting the highest would hand its id out again, and a fleet agent's
+    /// upload position (a row id) would then skip the new login.
     @discardableResult
     public func prune(before: Double) throws(SQLiteError) -> Int {
-        let delete = try db.prepare("DELETE FROM observations WHERE time < ?")
+        let delete = try db.prepare("DELETE FROM observations WHERE time < ? AND rowid < (SELECT max(rowid) FROM observations)")
         delete.bind(1, before)
         try delete.run()
         let changes = try db.prepare("SELECT changes()")

@@ -3,6 +3,8 @@ import AgentAPI
 import AlertSinks
 import ArgumentParser
 import CoreMetrics
+import Fleet
+import FleetSync
 import Logging
 import Fleet
 import FleetSync
@@ -69,8 +71,9 @@ struct RunCommand: ParsableCommand {
             // The API changes only on restart (a reload keeps its listeners). Bound
             // before the rest starts: a port in use stops the start at once.
             let api = AgentAPI(agent: agent, config: settings, metrics: metrics)
+            // Sharing with the fleet: services beside the pipeline, never on its path.
+            let fleet = try fleetServices(settings, file: config ?? "(built-in)", agent: agent, logger: logger)
             try api.start()
-            let fleet = try fleetServices(settings, agent: agent)
             try runBlocking {
                 try await agent.run(before: [.init(service: api)], after: [.init(service: ReloadOnHangup(agent: agent))] + fleet,
                                     signals: [.sigterm, .sigint])
@@ -147,13 +150,16 @@ struct ConfigCheckCommand: ParsableCommand {
     }
 }
 
-/// With a `[fleet]` section: the fleet store's pool, then the exchange of the
-/// fleet's one model (adopting the newest; training and publishing while this
-/// agent holds the trainer lock).
-private func fleetServices(_ settings: AgentConfig, agent: AgentRuntime) throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
+/// With a `[fleet]` section: the store's pool for the model exchange, the exchange
+/// of the fleet's one model (adopting the newest; training and publishing while this
+/// agent holds the trainer lock), and the sharing of logins, which keeps a pool of
+/// its own across outages. A group stops in reverse order: sharing first, the pool last.
+private func fleetServices(_ settings: AgentConfig, file: String, agent: AgentRuntime,
+                           logger: Logger) throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
     guard let fleet = settings.fleet else { return [] }
-    let logger = Logger(label: "ipsight.fleet")
-    let store = try FleetStore(config: try FleetConfig(settings: fleet), logger: logger)
+    let config = try FleetConfig(settings: fleet, file: file)
+    let store = try FleetStore(config: config, logger: logger)
     return [.init(service: FleetClientService(store: store)),
-            .init(service: try ModelExchange(store: store, agent: agent, settings: fleet, logger: logger))]
+            .init(service: try ModelExchange(store: store, agent: agent, settings: fleet, logger: logger)),
+            .init(service: FleetSyncService(agent: agent, config: config, logger: logger))]
 }

@@ -52,6 +52,13 @@ struct StatusCommand: ParsableCommand {
         if value["alert_delivery"] != .null {
             print("alert delivery: \(number("alert_delivery", "delivered")) delivered, \(number("alert_delivery", "queued")) queued, \(number("alert_delivery", "retried")) retries, \(number("alert_delivery", "dropped")) dropped, \(number("alert_delivery", "overflowed")) overflowed")
         }
+        if let fleet = value["fleet"], fleet != .null {
+            let state = fleet["state"]?.stringValue ?? "?"
+            let since = fleet["since"]?.numberValue.map { " for \(Format.elapsed(max(0, Clock.wall - $0)))" } ?? ""
+            let synced = fleet["seconds_since_sync"]?.numberValue.map { "last sync \(Format.elapsed($0)) ago" } ?? "no sync yet"
+            print("fleet: \(fleet["host_name"]?.stringValue ?? "?") \(state)\(since), \(synced); to upload \(number("fleet", "upload_backlog")), uploaded \(number("fleet", "uploaded")), received from other hosts \(number("fleet", "received"))")
+            if let error = fleet["last_error"]?.stringValue { print("fleet error: \(error)") }
+        }
     }
 }
 

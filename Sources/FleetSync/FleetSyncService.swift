@@ -1,0 +1,197 @@
+import Agent
+import Fleet
+import IPSightCore
+import Logging
+import ServiceLifecycle
+
+/// Fleet mode's sharing, as one service of the agent: every second, this host's
+/// new logins go up to PostgreSQL (exactly once, keyed by host and local row) and
+/// the other hosts' logins come down into the local store and the detector; every
+/// ten seconds a heartbeat. Nothing here is on a login's path: the pipeline and
+/// the API decide on local data whether the database answers or not.
+///
+/// When the database is away, every call gives up within `callTimeout`, the state
+/// turns degraded, and attempts back off from 1 s to 30 s; the unsent logins wait
+/// in SQLite and go up when it returns.
+public struct FleetSyncService: Service {
+    public struct Options: Sendable {
+        public var syncInterval = 1.0
+        public var heartbeatInterval = 10.0
+        /// How long one database call may take before the database counts as away.
+        public var callTimeout = 3.0
+        public var firstBackoff = 1.0
+        public var maxBackoff = 30.0
+        /// Rows per upload and per catch-up page.
+        public var pageSize = 1000
+        public init() {}
+    }
+
+    /// The sync's own threads: its work is short and never blocks (SQLite goes
+    /// through a queue of its own), but it must not wait behind whatever else
+    /// holds Swift's shared pool, or a slow round would look like an outage.
+    static let threads = DedicatedThreads(count: 2, name: "ipsight-fleet")
+
+    /// What the heartbeat reports as the agent's version: the sync's own protocol.
+    public static let protocolVersion = "ipsight-fleet-sync/1"
+
+    let agent: AgentRuntime
+    let config: FleetConfig
+    let options: Options
+    let logger: Logger
+
+    public init(agent: AgentRuntime, config: FleetConfig, options: Options = Options(), logger: Logger) {
+        self.agent = agent
+        self.config = config
+        self.options = options
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let state = agent.fleet ?? FleetSyncState(hostName: config.settings.hostName)
+        let history = SharedHistory(path: agent.config.databasePath, detector: agent.detector, hostName: config.settings.hostName)
+        let sync = Sync(config: config, history: history, state: state, options: options, logger: logger,
+                        retention: agent.config.retention)
+        await withTaskExecutorPreference(Self.threads) {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await sync.loop() }
+                await waitForShutdown()
+                group.cancelAll()
+            }
+        }
+    }
+}
+
+/// One agent's sync loop.
+private final class Sync: Sendable {
+    let config: FleetConfig
+    let history: SharedHistory
+    let state: FleetSyncState
+    let options: FleetSyncService.Options
+    let logger: Logger
+    let retention: Double
+
+    init(config: FleetConfig, history: SharedHistory, state: FleetSyncState, options: FleetSyncService.Options,
+         logger: Logger, retention: Double) {
+        self.config = config
+        self.history = history
+        self.state = state
+        self.options = options
+        self.logger = logger
+        self.retention = retention
+    }
+
+    /// Work done in a round, counted even when the round fails half way.
+    struct Progress {
+        var uploaded = 0
+        var received = 0
+    }
+
+    /// A pool serves rounds until one fails; once a connection of the sync's own
+    /// gets through again, a fresh pool replaces it. The pool would reconnect by
+    /// itself, but its pause between attempts grows to a minute over a long outage.
+    func loop() async {
+        var backoff = 0.0
+        while !Task.isCancelled {
+            let store: FleetStore
+            do {
+                store = try FleetStore(config: config, logger: logger)
+            } catch {
+                await degraded(error, &backoff, position: nil)
+                try? await Task.sleep(for: .seconds(backoff))
+                continue
+            }
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await store.run() }
+                await serve(store, &backoff)
+                group.cancelAll()
+            }
+        }
+    }
+
+    /// Rounds every `syncInterval` until one fails; then attempts with growing
+    /// pauses (1 s … 30 s) until the database answers.
+    private func serve(_ store: FleetStore, _ backoff: inout Double) async {
+        var lastHeartbeat = -Double.infinity
+        while !Task.isCancelled {
+            var progress = Progress()
+            var position: Int64?
+            do {
+                try await round(store, &progress, &position, &lastHeartbeat)
+                backoff = 0
+                try? await Task.sleep(for: .seconds(options.syncInterval))
+            } catch {
+                if Task.isCancelled { return }
+                await degraded(error, &backoff, position: position, progress)
+                break
+            }
+        }
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(backoff))
+            if Task.isCancelled { return }
+            do {
+                try await withDeadline(options.callTimeout) { try await store.checkConnection() }
+                return
+            } catch {
+                await degraded(error, &backoff, position: nil)
+            }
+        }
+    }
+
+    /// Upload, catch-up, and the heartbeat when due.
+    private func round(_ store: FleetStore, _ progress: inout Progress, _ position: inout Int64?,
+                       _ lastHeartbeat: inout Double) async throws {
+        var (uploaded, read) = try await history.positions()
+        position = uploaded
+        try await upload(store, from: &uploaded, &progress)
+        position = uploaded
+        try await catchUp(store, from: &read, &progress)
+        if Clock.now - lastHeartbeat >= options.heartbeatInterval {
+            let beat = AgentHeartbeat(hostName: store.hostName, version: FleetSyncService.protocolVersion,
+                                      trainer: config.settings.trainer, readCursor: read)
+            try await withDeadline(options.callTimeout) { try await store.heartbeat(agent: beat) }
+            lastHeartbeat = Clock.now
+        }
+        let backlog = try await history.backlog(after: uploaded)
+        if state.snapshot.connection != .connected {
+            logger.notice("fleet: connected to the fleet database as \(store.hostName)")
+        }
+        state.succeeded(backlog: backlog, uploaded: progress.uploaded, received: progress.received)
+    }
+
+    /// Records a failure and the next pause (doubling, from `firstBackoff` to `maxBackoff`).
+    private func degraded(_ error: any Error, _ backoff: inout Double, position: Int64?, _ progress: Progress = Progress()) async {
+        let message = "\(error)"
+        backoff = backoff == 0 ? options.firstBackoff : min(options.maxBackoff, backoff * 2)
+        let before = state.snapshot
+        if before.connection != .degraded || before.lastError != message {
+            logger.warning("fleet: degraded, deciding on local data: \(message); trying again in \(formatSeconds(backoff))")
+        }
+        // The backlog from the saved position: it keeps growing while the database is away.
+        var backlog: Int? = nil
+        if let saved = try? await history.positions().uploaded { backlog = try? await history.backlog(after: position ?? saved) }
+        state.failed(message, backlog: backlog, uploaded: progress.uploaded, received: progress.received)
+    }
+
+    /// This host's new logins, a page at a time; the position moves after each commit.
+    private func upload(_ store: FleetStore, from position: inout Int64, _ progress: inout Progress) async throws {
+        while !Task.isCancelled {
+            let rows = try await history.pendingUploads(after: position, limit: options.pageSize)
+            guard let last = rows.last?.localSequence else { return }
+            progress.uploaded += try await withDeadline(options.callTimeout) { try await store.upload(logins: rows) }
+            try await history.saveUploaded(last)
+            position = last
+            if rows.count < options.pageSize { return }
+        }
+    }
+
+    /// The fleet's logins after the cursor, a page at a time, until a short page.
+    private func catchUp(_ store: FleetStore, from cursor: inout FleetCursor, _ progress: inout Progress) async throws {
+        while !Task.isCancelled {
+            let after = cursor, limit = options.pageSize
+            let page = try await withDeadline(options.callTimeout) { try await store.logins(after: after, limit: limit) }
+            progress.received += try await history.learn(page, retention: retention)
+            cursor = page.next
+            if page.logins.count < options.pageSize { return }
+        }
+    }
+}

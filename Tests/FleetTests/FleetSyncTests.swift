@@ -1,0 +1,214 @@
+import Agent
+import AgentAPI
+import AgentClient
+import Fleet
+@testable import FleetSync
+import Foundation
+import IPSightCore
+import Observability
+import Server
+import Testing
+import TestSupport
+
+/// Agents of one fleet sharing their history through the test PostgreSQL: each
+/// with its own state directory and host name, in this one process.
+@Suite(.enabled(if: !TestPostgres.skipped, "IPSIGHT_SKIP_POSTGRES=1"))
+struct FleetSyncTests {
+    static func count(_ fleet: TestFleet, _ sql: String = "SELECT count(*) FROM logins") -> Int {
+        Int((try? fleet.superuser(sql))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? -1
+    }
+
+    /// Logins of distinct users from distinct addresses, named by `prefix`.
+    static func logins(_ prefix: String, _ range: Range<Int>) -> [(user: String, ip: String)] {
+        range.map { ("\(prefix)\($0)", "198.51.\($0 / 250).\($0 % 250 + 1)") }
+    }
+
+    @Test func aLoginOnOneHostIsKnownOnTheOtherWithinFiveSeconds() async throws {
+        let fleet = try TestFleet()
+        try await fleet.withStore { try await $0.migrate() }
+        let a = try FleetAgent(fleet, host: "host-a", role: "ipsight_test_agent1")
+        let b = try FleetAgent(fleet, host: "host-b", role: "ipsight_test_agent2")
+        a.start()
+        b.start()
+        defer {
+            #expect(throws: Never.self) { try a.stop() }
+            #expect(throws: Never.self) { try b.stop() }
+        }
+        #expect(!b.knows(user: "carol", ip: "203.0.113.7"))
+        a.login([("carol", "203.0.113.7")])
+        #expect(await waitUntil(seconds: 5) { b.knows(user: "carol", ip: "203.0.113.7") })
+        b.login([("dave", "203.0.113.9")])
+        #expect(await waitUntil(seconds: 5) { a.knows(user: "dave", ip: "203.0.113.9") })
+
+        // Kept in the other host's store as learnt (a restart keeps it, the retrainer
+        // learns from it), and never shared back as its own.
+        #expect(try b.localStore().learnedCount(user: "carol", ip: "203.0.113.7") == 1)
+        #expect(try a.ownLogins() == 1 && b.ownLogins() == 1)
+        #expect(await waitUntil(seconds: 5) { b.agent.fleet?.snapshot.received == 1 && a.agent.fleet?.snapshot.received == 1 })
+        #expect(Self.count(fleet) == 2)
+
+        // Propagation over 200 logins on A, one every 25 ms: from the line appended
+        // to A's journal to B deciding with it.
+        let logins = Self.logins("p", 0..<200)
+        var appended: [Double] = []
+        var known = [Double?](repeating: nil, count: logins.count)
+        var next = 0
+        let deadline = Clock.now + 30
+        while Clock.now < deadline && known.contains(where: { $0 == nil }) {
+            if next < logins.count && (next == 0 || Clock.now - appended[next - 1] >= 0.025) {
+                a.login([logins[next]])
+                appended.append(Clock.now)
+                next += 1
+            }
+            for k in 0..<next where known[k] == nil && b.knows(user: logins[k].user, ip: logins[k].ip) {
+                known[k] = Clock.now
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let latencies = zip(appended, known).compactMap { start, end in end.map { $0 - start } }.sorted()
+        #expect(latencies.count == logins.count, "every login reached B")
+        let p50 = latencies[latencies.count / 2], p99 = latencies[min(latencies.count - 1, latencies.count * 99 / 100)]
+        print("fleet propagation over \(latencies.count) logins: p50 \(Format.fixed(p50, 3)) s, p99 \(Format.fixed(p99, 3)) s, max \(Format.fixed(latencies.last!, 3)) s")
+        #expect(p99 < 5)
+        #expect(await waitUntil(seconds: 10) { Self.count(fleet) == 202 })
+    }
+
+    @Test func uploadsAreExactlyOnceAcrossSyncRestarts() async throws {
+        let fleet = try TestFleet()
+        try await fleet.withStore { try await $0.migrate() }
+        let a = try FleetAgent(fleet, host: "host-a", role: "ipsight_test_agent1")
+        a.start(withSync: false)
+        defer { #expect(throws: Never.self) { try a.stop() } }
+        a.startSync()
+        var total = 0
+        for round in 0..<4 {
+            a.login(Self.logins("r\(round)-", 0..<150))
+            total += 150
+            // Stopped mid-stream, some of the round uploaded and some not.
+            try await Task.sleep(for: .milliseconds(400 + 300 * round))
+            try await a.stopSync()
+            if round == 2 {
+                // As after a crash between an upload's commit and saving the position:
+                // everything is sent again, and the keys make it harmless.
+                try a.localStore().save(["fleet:uploaded": "0"])
+            }
+            a.startSync()
+        }
+        #expect(await waitUntil(seconds: 20) { (try? a.ownLogins()) == total && Self.count(fleet) == total })
+        #expect(await waitUntil(seconds: 5) { a.agent.fleet?.snapshot.uploadBacklog == 0 })
+        try await a.stopSync()
+        #expect(Self.count(fleet) == total)
+        #expect(Self.count(fleet, "SELECT count(DISTINCT local_sequence) FROM logins WHERE host_name = 'host-a'") == total)
+        #expect(try a.localStore().positions()["fleet:uploaded"].flatMap { Int($0) } ?? 0 >= total)
+    }
+
+    @Test func catchUpReadsEachLoginOnceAcrossRestartsAndARestartKeepsIt() async throws {
+        let fleet = try TestFleet()
+        try await fleet.withStore { try await $0.migrate() }
+        let a = try FleetAgent(fleet, host: "host-a", role: "ipsight_test_agent1")
+        a.start()
+        defer { #expect(throws: Never.self) { try a.stop() } }
+        let logins = Self.logins("c", 0..<120)
+        a.login(logins)
+        #expect(await waitUntil(seconds: 10) { Self.count(fleet) == 120 })
+
+        // Small pages, and a sync stopped part way through them.
+        var options = FleetSyncService.Options()
+        options.pageSize = 7
+        let b = try FleetAgent(fleet, host: "host-b", role: "ipsight_test_agent2", options: options)
+        b.start(withSync: false)
+        b.startSync()
+        try await Task.sleep(for: .milliseconds(150))
+        try await b.stopSync()
+        b.startSync()
+        #expect(await waitUntil(seconds: 10) {
+            (try? b.localStore().count()) == logins.count && logins.allSatisfy { b.knows(user: $0.user, ip: $0.ip) }
+        })
+        // Rounds go on: nothing is read twice.
+        try await Task.sleep(for: .seconds(1.5))
+        #expect(try b.localStore().count() == logins.count)
+        #expect(try b.localStore().positions()["fleet:read"] != nil)
+        try await b.stopSync()
+        try b.stop()
+
+        // Started again, without the database: what B learnt from A is still known.
+        let again = try FleetAgent(fleet, host: "host-b", role: "ipsight_test_agent2", reopening: b)
+        #expect(logins.allSatisfy { again.knows(user: $0.user, ip: $0.ip) })
+    }
+
+    @Test func aCallThatNeverAnswersGivesUpOnTime() async throws {
+        // Measured on the sync's own threads, as the service runs: the test runner's
+        // shared pool may be held by other suites for seconds.
+        let (elapsed, error) = await withTaskExecutorPreference(FleetSyncService.threads) { () async -> (Double, (any Error)?) in
+            let start = Clock.now
+            do {
+                _ = try await withDeadline(0.3) { try await Task.sleep(for: .seconds(60)); return 1 }
+                return (Clock.now - start, nil)
+            } catch {
+                return (Clock.now - start, error)
+            }
+        }
+        #expect(error is FleetError)
+        #expect(elapsed < 2)
+        #expect(try await withDeadline(5) { 42 } == 42)
+    }
+
+    /// The database stopped mid-stream and started again: the agent decides
+    /// throughout, says it is degraded, and every login ends up in the database once.
+    /// On a server of the test's own, since stopping the shared one would stop every test.
+    @Test(.enabled(if: TestPostgres.ownServer, "a server the test can stop"))
+    func anOutageLosesNothingAndDoublesNothing() async throws {
+        let instance = try TestPostgres.launch().get()
+        defer {
+            _ = try? TestPostgres.run(instance.stop)
+            _ = try? TestPostgres.run(["rm", "-rf", instance.directory])
+        }
+        _ = try TestPostgres.prepare(instance.server).get()
+        let fleet = try TestFleet(on: instance.server)
+        try await fleet.withStore { try await $0.migrate() }
+        var options = FleetSyncService.Options()
+        options.callTimeout = 2
+        options.maxBackoff = 4
+        let a = try FleetAgent(fleet, host: "host-a", role: "ipsight_test_agent1", options: options)
+        a.start()
+        defer { #expect(throws: Never.self) { try a.stop() } }
+        let metrics = PrometheusMetrics(help: AgentStats.help.merging(ServerMetrics.help) { a, _ in a },
+                                        timerBuckets: AgentStats.timerBuckets.merging(ServerMetrics.timerBuckets) { a, _ in a })
+        let api = AgentAPI(agent: a.agent, config: a.agent.config, metrics: metrics)
+        try api.start()
+        defer { api.stop() }
+        func status() throws -> JSONValue? {
+            let reply = try AgentClient(endpoint: .unix(a.dir.file("api.sock")), timeout: 10).request("GET", "/v1/status")
+            return try JSONValue.parse(reply.body)["fleet"]
+        }
+
+        a.login(Self.logins("before", 0..<100))
+        #expect(await waitUntil(seconds: 10) { Self.count(fleet) == 100 })
+        #expect(await waitUntil(seconds: 5) { (try? status())?["state"]?.stringValue == "connected" })
+        let connected = try status()
+        #expect(connected?["host_name"]?.stringValue == "host-a")
+        #expect(connected?["last_error"] == .null)
+        #expect(connected?["seconds_since_sync"]?.numberValue.map { $0 <= 5 } == true)
+
+        // pg_ctl's fast stop: the test server commits asynchronously (synchronous_commit
+        // = off), and an immediate stop would lose rows it had acknowledged, as a real
+        // server does only when it runs with synchronous commits off.
+        try TestPostgres.run(instance.stop.map { $0 == "immediate" ? "fast" : $0 })
+        let during = Self.logins("during", 0..<100)
+        a.login(during)
+        // Decided and learnt locally while the database is away.
+        #expect(await waitUntil(seconds: 10) { a.knows(user: during.last!.user, ip: during.last!.ip) })
+        #expect(await waitUntil(seconds: 15) { (try? status())?["state"]?.stringValue == "degraded" })
+        #expect(await waitUntil(seconds: 10) { (try? status())?["upload_backlog"]?.numberValue == 100 })
+        let degraded = try status()
+        #expect(degraded?["last_error"]?.stringValue?.isEmpty == false)
+        #expect(try a.ownLogins() == 200)
+
+        try TestPostgres.run(instance.start)
+        a.login(Self.logins("after", 0..<50))
+        #expect(await waitUntil(seconds: 30) { Self.count(fleet) == 250 })
+        #expect(await waitUntil(seconds: 10) { (try? status())?["state"]?.stringValue == "connected" })
+        #expect(try status()?["upload_backlog"]?.numberValue == 0)
+        #expect(Self.count(fleet, "SELECT count(DISTINCT local_sequence) FROM logins") == 250)
+    }
+}
