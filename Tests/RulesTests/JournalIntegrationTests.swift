@@ -62,6 +62,37 @@ extension Journald {
         }
     }
 
+    /// journald compresses a long field (or not); either way one over the limit is
+    /// refused and counted, never cut short and passed on as a shorter line.
+    @Test func aMessageOverTheLimitIsRefusedAndCountedCompressedOrNot() throws {
+        try Journald.require()
+        let token = Journald.token()
+        let limit = 64 * 1024
+        var random = SeededRandom(seed: 3)
+        let noise = String((0..<(2 * limit)).map { _ in Character(UnicodeScalar(UInt8(97 + random.next() % 26))) })
+        let messages = ["\(token) short",
+                        token + " " + String(repeating: "A", count: limit - token.count - 1),   // exactly the limit
+                        token + " " + String(repeating: "A", count: 1 << 20),                   // compresses well
+                        token + " " + noise,                                                    // barely compresses
+                        "\(token) after"]
+        for message in messages {
+            try Journald.run(["logger", "--journald"], input: "MESSAGE=\(message)\nIPSIGHT_TEST=\(token)\n")
+        }
+        let reader = JournalReader(configuration: .init(matches: [["IPSIGHT_TEST=\(token)"]], follow: true,
+                                                         maxMessageLength: limit))
+        let guardTimer = DispatchWorkItem { reader.stop() }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: guardTimer)
+        var records: [LogRecord] = []
+        while let batch = try reader.nextBatch() {
+            records += batch
+            if records.last?.message == "\(token) after" { break }
+        }
+        guardTimer.cancel()
+        reader.stop()
+        #expect(records.map(\.message.count) == [messages[0].count, limit, messages[4].count])
+        #expect(reader.skips.longLines == 2)
+    }
+
     @Test func stoppingAndResumingFromTheCursorLosesAndRepeatsNothing() throws {
         try Journald.require()
         let token = Journald.token()

@@ -176,6 +176,11 @@ public final class JournalReader: LogSource, @unchecked Sendable {
             for p in cStrings { free(p) }
         }
         guard r >= 0, let journal else { throw SourceError.journal(operation: "open", code: r) }
+        // Fields are read up to one byte past the longest message kept: a longer
+        // MESSAGE then shows as longer than the limit and is refused and counted.
+        // With the default (64 KiB) a compressed one came back cut to fit, looked
+        // like a short line and passed unnoticed; an uncompressed one did not.
+        sd_journal_set_data_threshold(journal, configuration.maxMessageLength + Self.recordFields[0].count + 1)
         return journal
     }
 
@@ -254,7 +259,7 @@ public final class JournalReader: LogSource, @unchecked Sendable {
         }
         // A refused entry still moves the resume point past it.
         if let cursor { lastCursor = cursor }
-        if tooLong {
+        if tooLong || (spans[0] == nil && messageIsUnreadable(journal)) {
             refused.longLines += 1
             return nil
         }
@@ -272,6 +277,16 @@ public final class JournalReader: LogSource, @unchecked Sendable {
         return LogRecord(time: time, host: trusted.hostname, identifier: text(1) ?? trusted.comm,
                          pid: (text(2) ?? trusted.pid).flatMap { Int($0) }, message: message, trusted: trusted,
                          position: cursor.map { .journal(cursor: $0) } ?? .none)
+    }
+
+    /// Whether the entry has a MESSAGE that the enumeration skipped as unavailable
+    /// (too large to decompress, or compressed in a way this libsystemd cannot read):
+    /// refused and counted like an over-long line, not passed over in silence.
+    private func messageIsUnreadable(_ journal: OpaquePointer) -> Bool {
+        var pointer: UnsafeRawPointer?
+        var length = 0
+        let r = sd_journal_get_data(journal, "MESSAGE", &pointer, &length)
+        return r < 0 && r != -ENOENT
     }
 
     /// Copies the current entry's values of `names` into `scratch`, in one pass
