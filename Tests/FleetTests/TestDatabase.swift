@@ -74,11 +74,7 @@ enum TestPostgres {
         guard FileManager.default.isExecutableFile(atPath: binDirectory + "/initdb") else {
             return .failure(SupportError("PostgreSQL's server is not installed (\(binDirectory)/initdb): apt-get install postgresql (deploy/setup test does), or set IPSIGHT_SKIP_POSTGRES=1 to skip the fleet tests"))
         }
-        var template = Array("/tmp/ipsight-pg-XXXXXX".utf8CString)
-        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
-            return .failure(SupportError("mkdtemp failed"))
-        }
-        let dir = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        let dir = TemporaryDirectory().path
         // initdb refuses root: the directory becomes postgres's, the commands run as postgres.
         var asUser: [String] = []
         if getuid() == 0 {
