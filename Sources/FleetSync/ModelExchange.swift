@@ -89,7 +89,7 @@ public final class ModelExchange: Service, Sendable {
         let published = self.published
         while !stopping.isSet && !Task.isCancelled {
             do {
-                try await store.watchModels { _ in published.raise() }
+                try await store.watchModels { _ in published.set() }
             } catch {
                 logger.debug("fleet: \(error)")
                 await pause(pollInterval, until: stopping)
@@ -120,8 +120,10 @@ public final class ModelExchange: Service, Sendable {
 
     private func publish(_ trained: TrainedModel, on lease: TrainerLease) async {
         let publication = ModelPublication(
-            model: ModelFile.encode(trained.model), hyperparameters: Self.json(trained.model.hyperparameters),
-            calibration: calibrationJSON(), metrics: "{\"validation_auc\": \(trained.validationAUC), \"logins\": \(trained.logins)}",
+            model: ModelFile.encode(trained.model), hyperparameters: JSONWriter.string(Self.json(trained.model.hyperparameters)),
+            calibration: JSONWriter.string(calibrationJSON()),
+            metrics: JSONWriter.string(.object([("validation_auc", .number(trained.validationAUC)),
+                                                ("logins", .number(Double(trained.logins)))])),
             trainedBy: hostName, windowStart: trained.windowStart, windowEnd: trained.windowEnd)
         do {
             let published = try await lease.publishModel(publication)
@@ -162,32 +164,33 @@ public final class ModelExchange: Service, Sendable {
         try agent.store.save([Self.versionKey: String(published)])
     }
 
-    private func calibrationJSON() -> String {
-        guard let calibration = agent.detector.calibration else { return "null" }
-        let networks = calibration.networks.map { String($0.networks.count) } ?? "null"
-        return "{\"typical_dot_product\": \(calibration.typicalDotProduct), \"routed_networks\": \(networks)}"
+    private func calibrationJSON() -> JSONValue {
+        guard let calibration = agent.detector.calibration else { return .null }
+        return .object([("typical_dot_product", .number(Double(calibration.typicalDotProduct))),
+                        ("routed_networks", calibration.networks.map { .number(Double($0.networks.count)) } ?? .null)])
     }
 
-    static func json(_ h: Hyperparameters) -> String {
-        "{\"num_entity_vectors\": \(h.numEntityVectors), \"vector_dim\": \(h.vectorDim), \"epochs\": \(h.epochs), "
-            + "\"learning_rate\": \(h.learningRate), \"mini_batch_size\": \(h.miniBatchSize), "
-            + "\"num_ip_encoder_layers\": \(h.numIPEncoderLayers), \"random_negative_sampling_rate\": \(h.randomNegativeSamplingRate), "
-            + "\"shuffled_negative_sampling_rate\": \(h.shuffledNegativeSamplingRate), \"weight_decay\": \(h.weightDecay)}"
+    static func json(_ h: Hyperparameters) -> JSONValue {
+        .object([("num_entity_vectors", .number(Double(h.numEntityVectors))), ("vector_dim", .number(Double(h.vectorDim))),
+                 ("epochs", .number(Double(h.epochs))), ("learning_rate", .number(h.learningRate)),
+                 ("mini_batch_size", .number(Double(h.miniBatchSize))), ("num_ip_encoder_layers", .number(Double(h.numIPEncoderLayers))),
+                 ("random_negative_sampling_rate", .number(Double(h.randomNegativeSamplingRate))),
+                 ("shuffled_negative_sampling_rate", .number(Double(h.shuffledNegativeSamplingRate))),
+                 ("weight_decay", .number(h.weightDecay))])
     }
 }
 
-/// A flag loops look at between steps: set once (shutdown), or raised and taken
+/// A flag loops look at between steps: set once (shutdown), or set and taken
 /// (a notification).
 final class Flag: Sendable {
     private let value = Atomic<Bool>(false)
     var isSet: Bool { value.load(ordering: .relaxed) }
     func set() { value.store(true, ordering: .relaxed) }
-    func raise() { set() }
-    /// Whether it was raised since the last look, lowering it.
+    /// Whether it was set since the last look, clearing it.
     func take() -> Bool { value.exchange(false, ordering: .relaxed) }
 }
 
-/// Sleeps up to `seconds`, waking early once `flag` is set or `wake` is raised.
+/// Sleeps up to `seconds`, waking early once `flag` or `wake` is set.
 func pause(_ seconds: Double, until flag: Flag, or wake: Flag? = nil) async {
     var left = seconds
     while left > 0 && !flag.isSet && !Task.isCancelled {
