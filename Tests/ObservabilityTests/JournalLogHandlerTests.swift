@@ -8,18 +8,7 @@ import TestSupport
 @Suite(.serialized) struct JournalLogHandlerTests {
     /// The entries of one logger, as journalctl's JSON objects.
     static func entries(logger label: String) throws -> [[String: Any]] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/journalctl")
-        process.arguments = ["--no-pager", "-o", "json", "IPSIGHT_LOGGER=" + label]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap {
-            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-        }
+        try Journald.entries(matching: "IPSIGHT_LOGGER=" + label)
     }
 
     @Test func oneEntryPerMessageWithItsPriorityAndIdentifier() throws {

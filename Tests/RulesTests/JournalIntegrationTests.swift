@@ -93,6 +93,25 @@ extension Journald {
         #expect(reader.skips.longLines == 2)
     }
 
+    /// A refused entry counts while the reader waits for more, not only once a
+    /// later entry passes (a status read in between would show nothing refused).
+    @Test func aRefusedEntryCountsWhileTheReaderWaits() throws {
+        try Journald.require()
+        let token = Journald.token()
+        try Journald.run(["logger", "--journald"],
+                         input: "MESSAGE=\(token) " + String(repeating: "A", count: 80 * 1024) + "\nIPSIGHT_TEST=\(token)\n")
+        let reader = JournalReader(configuration: .init(matches: [["IPSIGHT_TEST=\(token)"]], follow: true))
+        let reading = DispatchGroup()
+        reading.enter()
+        DispatchQueue.global().async {
+            while (try? reader.nextBatch()) != nil {}
+            reading.leave()
+        }
+        #expect(waitUntil(seconds: 30) { reader.skips.longLines == 1 }, "counted while nothing else arrives")
+        reader.stop()
+        reading.wait()
+    }
+
     @Test func stoppingAndResumingFromTheCursorLosesAndRepeatsNothing() throws {
         try Journald.require()
         let token = Journald.token()

@@ -88,12 +88,31 @@ public enum Journald {
     }
 
     /// Writes plain lines (each one MESSAGE) as a process named `comm`, through
-    /// `journal_send.py`; `user` sends them as that ordinary user (a forged entry).
-    public static func send(_ lines: [String], comm: String = "sshd", user: String? = nil, rate: Double = 0) throws {
+    /// `journal_send.py`; `user` sends them as that ordinary user (a forged entry);
+    /// `fields` (`KEY=value`) are added to every entry, to find them again.
+    public static func send(_ lines: [String], comm: String = "sshd", user: String? = nil, rate: Double = 0,
+                            fields: [String] = []) throws {
         var arguments = ["python3", PackagePaths.bench + "/journal_send.py", "--comm", comm]
         if let user { arguments += ["--user", user] }
         if rate > 0 { arguments += ["--rate", String(rate)] }
+        for field in fields { arguments += ["--field", field] }
         try run(arguments, input: lines.joined(separator: "\n") + "\n")
+    }
+
+    /// The journal's entries that match `match` (`FIELD=value`), as journalctl's JSON objects.
+    public static func entries(matching match: String) throws -> [[String: Any]] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/journalctl")
+        process.arguments = ["--no-pager", "-o", "json", "--all", match]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
     }
 
     private static let exclusive = NSLock()

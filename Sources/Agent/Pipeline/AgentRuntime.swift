@@ -155,6 +155,8 @@ public final class AgentRuntime: @unchecked Sendable {
                 pruneWindow()
             }
             restartDueSources(group)
+            // Also while idle: the refused entry may be the last one for a while.
+            reportSkips(group, &skipped)
             guard let item = group.next(timeout: 0.5) else { continue }
             do {
                 try handle(item, &active)
@@ -162,7 +164,6 @@ public final class AgentRuntime: @unchecked Sendable {
                 failure = error
                 break
             }
-            reportSkips(group, &skipped)
         }
 
         // Stopping: stop the sources, keep and save what was already read; the

@@ -224,6 +224,8 @@ public final class JournalReader: LogSource, @unchecked Sendable {
             }
             // At the end: hand out what we have, then wait or finish.
             if !records.isEmpty { break }
+            // Entries refused since the last batch count now, not when one next passes.
+            publishSkips()
             guard configuration.follow else { return nil }
             let w = sd_journal_wait(journal, waitMicros)
             if w < 0 { throw SourceError.journal(operation: "wait", code: w) }
@@ -232,9 +234,13 @@ public final class JournalReader: LogSource, @unchecked Sendable {
                 standing = try seek(journal, after: cursor)
             }
         }
+        publishSkips()
+        return records.isEmpty ? nil : records
+    }
+
+    private func publishSkips() {
         let refused = self.refused
         skipCounts.withLock { $0 = refused }
-        return records.isEmpty ? nil : records
     }
 
     /// The fields a record is made of, by their position here.
