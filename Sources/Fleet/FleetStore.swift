@@ -198,15 +198,28 @@ public final class FleetStore: Sendable {
     /// returned: a transaction that took a lower id and commits later is never
     /// stepped over; it shows up on a later call.
     public func logins(after cursor: FleetCursor, limit: Int = 10_000) async throws -> FleetLoginPage {
-        let query: PostgresQuery = """
+        try await observations(in: "logins", after: cursor, limit: limit)
+    }
+
+    /// The fleet's failed logins after `cursor`, read like `logins(after:)`: every
+    /// agent counts every host's failures for the credential-stuffing check.
+    public func failures(after cursor: FleetCursor, limit: Int = 10_000) async throws -> FleetLoginPage {
+        try await observations(in: "failures", after: cursor, limit: limit)
+    }
+
+    private func observations(in table: String, after cursor: FleetCursor, limit: Int) async throws -> FleetLoginPage {
+        var query = PostgresQuery(unsafeSQL: """
             SELECT tx::text, id, host_name, local_sequence, user_name, host(address), service,
                    extract(epoch FROM occurred_at)::float8
-            FROM logins
-            WHERE (tx, id) > (\(String(cursor.transaction))::xid8, \(cursor.id))
+            FROM \(table)
+            WHERE (tx, id) > ($1::xid8, $2)
               AND tx < pg_snapshot_xmin(pg_current_snapshot())
-            ORDER BY logins.tx, logins.id
-            LIMIT \(limit)
-            """
+            ORDER BY tx, id
+            LIMIT $3
+            """)
+        query.binds.append(String(cursor.transaction))
+        query.binds.append(cursor.id)
+        query.binds.append(limit)
         return try await fleetErrors {
             var page = FleetLoginPage(logins: [], next: cursor)
             let rows = try await client.query(query, logger: logger)

@@ -151,6 +151,12 @@ public enum Migrations {
             "GRANT SELECT ON models TO ipsight_agent",
             "GRANT INSERT ON models TO ipsight_trainer",
         ]),
+        // Every agent counts every host's failures (credential stuffing spread over
+        // the fleet): read by the same (tx, id) cursor as logins.
+        Migration(version: 2, name: "failures readable in commit order", statements: [
+            "ALTER TABLE failures ADD COLUMN tx xid8 NOT NULL DEFAULT pg_current_xact_id()",
+            "CREATE INDEX failures_catch_up ON failures (tx, id)",
+        ]),
     ]
 
     /// Applies the migrations the database lacks, each in its own transaction under

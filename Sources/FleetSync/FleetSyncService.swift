@@ -5,8 +5,9 @@ import Logging
 import ServiceLifecycle
 
 /// Fleet mode's sharing, as one service of the agent: every second, this host's
-/// new logins go up to PostgreSQL (exactly once, keyed by host and local row) and
-/// the other hosts' logins come down into the local store and the detector; every
+/// new logins and failed logins go up to PostgreSQL (exactly once, keyed by host
+/// and local row) and the other hosts' come down into the local store and the
+/// detector (known entities; failures for the credential-stuffing check); every
 /// ten seconds a heartbeat. Nothing here is on a login's path: the pipeline and
 /// the API decide on local data whether the database answers or not.
 ///
@@ -50,7 +51,7 @@ public struct FleetSyncService: Service {
         let state = agent.fleet ?? FleetSyncState(hostName: config.settings.hostName)
         let history = SharedHistory(path: agent.config.databasePath, detector: agent.detector, hostName: config.settings.hostName)
         let sync = Sync(config: config, history: history, state: state, options: options, logger: logger,
-                        retention: agent.config.retention)
+                        retention: [.logins: agent.config.retention, .failures: agent.config.policy.stuffingWindow])
         await withTaskExecutorPreference(Self.threads) {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await sync.loop() }
@@ -68,10 +69,11 @@ private final class Sync: Sendable {
     let state: FleetSyncState
     let options: FleetSyncService.Options
     let logger: Logger
-    let retention: Double
+    /// How old a shared row may be and still be taken, per stream.
+    let retention: [SharedHistory.Stream: Double]
 
     init(config: FleetConfig, history: SharedHistory, state: FleetSyncState, options: FleetSyncService.Options,
-         logger: Logger, retention: Double) {
+         logger: Logger, retention: [SharedHistory.Stream: Double]) {
         self.config = config
         self.history = history
         self.state = state
@@ -96,7 +98,7 @@ private final class Sync: Sendable {
             do {
                 store = try FleetStore(config: config, logger: logger)
             } catch {
-                await degraded(error, &backoff, position: nil)
+                await degraded(error, &backoff)
                 try? await Task.sleep(for: .seconds(backoff))
                 continue
             }
@@ -114,14 +116,13 @@ private final class Sync: Sendable {
         var lastHeartbeat = -Double.infinity
         while !Task.isCancelled {
             var progress = Progress()
-            var position: Int64?
             do {
-                try await round(store, &progress, &position, &lastHeartbeat)
+                try await round(store, &progress, &lastHeartbeat)
                 backoff = 0
                 try? await Task.sleep(for: .seconds(options.syncInterval))
             } catch {
                 if Task.isCancelled { return }
-                await degraded(error, &backoff, position: position, progress)
+                await degraded(error, &backoff, progress)
                 break
             }
         }
@@ -132,26 +133,27 @@ private final class Sync: Sendable {
                 try await withDeadline(options.callTimeout) { try await store.checkConnection() }
                 return
             } catch {
-                await degraded(error, &backoff, position: nil)
+                await degraded(error, &backoff)
             }
         }
     }
 
-    /// Upload, catch-up, and the heartbeat when due.
-    private func round(_ store: FleetStore, _ progress: inout Progress, _ position: inout Int64?,
-                       _ lastHeartbeat: inout Double) async throws {
-        var (uploaded, read) = try await history.positions()
-        position = uploaded
-        try await upload(store, from: &uploaded, &progress)
-        position = uploaded
-        try await catchUp(store, from: &read, &progress)
+    /// Upload and catch-up of both streams, and the heartbeat when due.
+    private func round(_ store: FleetStore, _ progress: inout Progress, _ lastHeartbeat: inout Double) async throws {
+        var readLogins = FleetCursor.start
+        for stream in SharedHistory.Stream.allCases {
+            var positions = try await history.positions(stream)
+            try await upload(stream, store, from: positions.uploaded, &progress)
+            try await catchUp(stream, store, from: &positions.read, &progress)
+            if stream == .logins { readLogins = positions.read }
+        }
         if Clock.now - lastHeartbeat >= options.heartbeatInterval {
             let beat = AgentHeartbeat(hostName: store.hostName, version: FleetSyncService.protocolVersion,
-                                      trainer: config.settings.trainer, readCursor: read)
+                                      trainer: config.settings.trainer, readCursor: readLogins)
             try await withDeadline(options.callTimeout) { try await store.heartbeat(agent: beat) }
             lastHeartbeat = Clock.now
         }
-        let backlog = try await history.backlog(after: uploaded)
+        let backlog = try await history.backlog()
         if state.snapshot.connection != .connected {
             logger.notice("fleet: connected to the fleet database as \(store.hostName)")
         }
@@ -159,37 +161,44 @@ private final class Sync: Sendable {
     }
 
     /// Records a failure and the next pause (doubling, from `firstBackoff` to `maxBackoff`).
-    private func degraded(_ error: any Error, _ backoff: inout Double, position: Int64?, _ progress: Progress = Progress()) async {
+    private func degraded(_ error: any Error, _ backoff: inout Double, _ progress: Progress = Progress()) async {
         let message = "\(error)"
         backoff = backoff == 0 ? options.firstBackoff : min(options.maxBackoff, backoff * 2)
         let before = state.snapshot
         if before.connection != .degraded || before.lastError != message {
             logger.warning("fleet: degraded, deciding on local data: \(message); trying again in \(formatSeconds(backoff))")
         }
-        // The backlog from the saved position: it keeps growing while the database is away.
-        var backlog: Int? = nil
-        if let saved = try? await history.positions().uploaded { backlog = try? await history.backlog(after: position ?? saved) }
+        // The backlog from the saved positions: it keeps growing while the database is away.
+        let backlog = try? await history.backlog()
         state.failed(message, backlog: backlog, uploaded: progress.uploaded, received: progress.received)
     }
 
-    /// This host's new logins, a page at a time; the position moves after each commit.
-    private func upload(_ store: FleetStore, from position: inout Int64, _ progress: inout Progress) async throws {
+    /// This host's new rows, a page at a time; the position moves after each commit.
+    private func upload(_ stream: SharedHistory.Stream, _ store: FleetStore, from start: Int64,
+                        _ progress: inout Progress) async throws {
+        var position = start
         while !Task.isCancelled {
-            let rows = try await history.pendingUploads(after: position, limit: options.pageSize)
+            let rows = try await history.pendingUploads(stream, after: position, limit: options.pageSize)
             guard let last = rows.last?.localSequence else { return }
-            progress.uploaded += try await withDeadline(options.callTimeout) { try await store.upload(logins: rows) }
-            try await history.saveUploaded(last)
+            progress.uploaded += try await withDeadline(options.callTimeout) {
+                stream == .logins ? try await store.upload(logins: rows) : try await store.upload(failures: rows)
+            }
+            try await history.saveUploaded(stream, last)
             position = last
             if rows.count < options.pageSize { return }
         }
     }
 
-    /// The fleet's logins after the cursor, a page at a time, until a short page.
-    private func catchUp(_ store: FleetStore, from cursor: inout FleetCursor, _ progress: inout Progress) async throws {
+    /// The fleet's rows after the cursor, a page at a time, until a short page.
+    private func catchUp(_ stream: SharedHistory.Stream, _ store: FleetStore, from cursor: inout FleetCursor,
+                         _ progress: inout Progress) async throws {
         while !Task.isCancelled {
             let after = cursor, limit = options.pageSize
-            let page = try await withDeadline(options.callTimeout) { try await store.logins(after: after, limit: limit) }
-            progress.received += try await history.learn(page, retention: retention)
+            let page = try await withDeadline(options.callTimeout) {
+                stream == .logins ? try await store.logins(after: after, limit: limit)
+                                  : try await store.failures(after: after, limit: limit)
+            }
+            progress.received += try await history.learn(stream, page, retention: retention[stream] ?? 0)
             cursor = page.next
             if page.logins.count < options.pageSize { return }
         }

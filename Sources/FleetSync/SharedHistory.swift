@@ -9,12 +9,23 @@ import SQLiteStore
 /// (the store is WAL, so reading never waits on the pipeline's writes), used from
 /// one serial queue off Swift's shared pool, and its detector.
 ///
-/// The positions live in the store's `source_state` beside the source positions:
-/// `fleet:uploaded`, the highest own row the database acknowledged, and
-/// `fleet:read`, the (transaction, id) cursor of the fleet's logins caught up to.
+/// What it shares comes in two streams, each with its own positions in the
+/// store's `source_state`: the upload position (the highest own row the database
+/// acknowledged) and the (transaction, id) cursor of the fleet's rows caught up to.
+/// Successful logins teach the detector where entities log in from; failed ones
+/// count toward the credential-stuffing check on every host.
 final class SharedHistory: @unchecked Sendable {
-    static let uploadedKey = "fleet:uploaded"
-    static let readKey = "fleet:read"
+    enum Stream: Sendable, CaseIterable {
+        case logins, failures
+
+        var uploadedKey: String { self == .logins ? "fleet:uploaded" : "fleet:uploaded-failures" }
+        var readKey: String { self == .logins ? "fleet:read" : "fleet:read-failures" }
+    }
+
+    struct Positions: Sendable {
+        var uploaded: Int64
+        var read: FleetCursor
+    }
 
     private let queue = DispatchQueue(label: "ipsight-fleet-store")
     /// Touched only on `queue`.
@@ -45,19 +56,21 @@ final class SharedHistory: @unchecked Sendable {
         }
     }
 
-    /// Where the upload and the catch-up stand.
-    func positions() async throws -> (uploaded: Int64, read: FleetCursor) {
+    /// Where the upload and the catch-up of `stream` stand.
+    func positions(_ stream: Stream) async throws -> Positions {
         try await onQueue { store in
             let saved = try store.positions()
-            return (saved[Self.uploadedKey].flatMap { Int64($0) } ?? 0,
-                    saved[Self.readKey].flatMap(FleetCursor.init(text:)) ?? .start)
+            return Positions(uploaded: saved[stream.uploadedKey].flatMap { Int64($0) } ?? 0,
+                             read: saved[stream.readKey].flatMap(FleetCursor.init(text:)) ?? .start)
         }
     }
 
-    /// This host's logins after `sequence` to upload, at most `limit`.
-    func pendingUploads(after sequence: Int64, limit: Int) async throws -> [FleetObservation] {
+    /// This host's rows of `stream` after `sequence` to upload, at most `limit`.
+    func pendingUploads(_ stream: Stream, after sequence: Int64, limit: Int) async throws -> [FleetObservation] {
         try await onQueue { store in
-            try store.ownLearnedLogins(after: sequence, limit: limit).map { row in
+            let rows = stream == .logins ? try store.ownLearnedLogins(after: sequence, limit: limit)
+                                         : try store.ownFailures(after: sequence, limit: limit)
+            return rows.map { row in
                 FleetObservation(localSequence: row.sequence, user: row.observation.user, address: row.observation.ip,
                                  service: row.observation.service, time: row.observation.time)
             }
@@ -66,19 +79,25 @@ final class SharedHistory: @unchecked Sendable {
 
     /// Saved only after the database committed the upload: a crash in between sends
     /// the rows again, which their idempotency keys make harmless.
-    func saveUploaded(_ sequence: Int64) async throws {
-        try await onQueue { try $0.save([Self.uploadedKey: String(sequence)]) }
+    func saveUploaded(_ stream: Stream, _ sequence: Int64) async throws {
+        try await onQueue { try $0.save([stream.uploadedKey: String(sequence)]) }
     }
 
-    func backlog(after sequence: Int64) async throws -> Int {
-        try await onQueue { try $0.ownLearnedCount(after: sequence) }
+    /// Own rows of both streams not uploaded yet.
+    func backlog() async throws -> Int {
+        try await onQueue { store in
+            let saved = try store.positions()
+            func position(_ stream: Stream) -> Int64 { saved[stream.uploadedKey].flatMap { Int64($0) } ?? 0 }
+            return try store.ownLearnedCount(after: position(.logins)) + store.ownFailureCount(after: position(.failures))
+        }
     }
 
-    /// Other hosts' logins from one catch-up page: stored as learnt, with the
-    /// cursor after the page in the same transaction, then told to the detector
-    /// (which the pipeline and the API's feedback share behind its lock). Logins
-    /// older than the retention window are only read past. Returns how many were learnt.
-    func learn(_ page: FleetLoginPage, retention: Double) async throws -> Int {
+    /// Other hosts' rows from one catch-up page: stored (with the cursor after the
+    /// page, in the same transaction), then told to the detector, which the
+    /// pipeline and the API share behind its lock. Logins older than the retention
+    /// window and failures older than the stuffing window are only read past.
+    /// Returns how many were taken.
+    func learn(_ stream: Stream, _ page: FleetLoginPage, retention: Double) async throws -> Int {
         if page.logins.isEmpty { return 0 }
         let hostName = self.hostName, detector = self.detector
         return try await onQueue { store in
@@ -89,9 +108,19 @@ final class SharedHistory: @unchecked Sendable {
                                           service: login.observation.service),
                  origin: Optional(login.hostName))
             }
-            try store.commitShared(rows, positions: [Self.readKey: page.next.text])
-            for row in rows {
-                detector.confirm(user: row.observation.user, service: row.observation.service, ip: row.observation.ip)
+            let positions = [stream.readKey: page.next.text]
+            switch stream {
+            case .logins:
+                try store.commitShared(rows, positions: positions)
+                for row in rows {
+                    detector.confirm(user: row.observation.user, service: row.observation.service, ip: row.observation.ip)
+                }
+            case .failures:
+                try store.commitShared([], failures: rows, positions: positions)
+                for row in rows {
+                    detector.recordFailure(user: row.observation.user, service: row.observation.service,
+                                           ip: row.observation.ip, time: row.observation.time)
+                }
             }
             return rows.count
         }

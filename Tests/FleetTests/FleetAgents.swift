@@ -16,6 +16,7 @@ import TestSupport
 final class FleetAgent: @unchecked Sendable {
     let dir: TemporaryDirectory
     let source = MemoryLogSource(follow: true)
+    let alerts = CollectingAlertRouter()
     let agent: AgentRuntime
     let fleetConfig: FleetConfig
     let options: FleetSyncService.Options
@@ -45,7 +46,7 @@ final class FleetAgent: @unchecked Sendable {
         fleetConfig = try FleetConfig(settings: config.fleet!)
         self.options = options
         let source = self.source
-        agent = try AgentRuntime(config: config, configPath: nil, router: CollectingAlertRouter(), logger: .discarding,
+        agent = try AgentRuntime(config: config, configPath: nil, router: alerts, logger: .discarding,
                                  sources: { _ in [(key: "journal", source: source)] })
     }
 
@@ -65,10 +66,15 @@ final class FleetAgent: @unchecked Sendable {
         }
     }
 
-    /// Stops the agent (and its sync) and waits for it; throws its error.
-    func stop() throws {
+    /// Stops the agent (and its sync) and waits for it, on a thread of its own: a
+    /// test blocking one of the few shared-pool threads per agent it stops would
+    /// starve the libraries that finish their work there; throws its error.
+    func stop() async throws {
         agent.stop()
-        guard done.wait(timeout: .now() + 30) == .success else { throw SupportError("the agent did not stop within 30 s") }
+        let done = self.done
+        guard try await onOwnThread("fleet-test-stop", { done.wait(timeout: .now() + 30) == .success }) else {
+            throw SupportError("the agent did not stop within 30 s")
+        }
         if let error = failure.withLock({ $0 }) { throw error }
     }
 
@@ -87,11 +93,23 @@ final class FleetAgent: @unchecked Sendable {
     /// Appends successful sshd logins to the agent's journal; returns their (user, address).
     @discardableResult
     func login(_ logins: [(user: String, ip: String)]) -> [(user: String, ip: String)] {
-        let first = appended.add(logins.count, ordering: .relaxed).newValue - logins.count
-        source.append(logins.enumerated().map { k, login in
-            Self.entry(first + k + 1, user: login.user, ip: login.ip)
-        })
+        append(logins.map { "Accepted publickey for \($0.user) from \($0.ip) port 50022 ssh2: ED25519 SHA256:abc" })
         return logins
+    }
+
+    /// Appends failed sshd password attempts.
+    func fail(_ attempts: [(user: String, ip: String)]) {
+        append(attempts.map { "Failed password for \($0.user) from \($0.ip) port 50022 ssh2" })
+    }
+
+    private func append(_ messages: [String]) {
+        let first = appended.add(messages.count, ordering: .relaxed).newValue - messages.count
+        source.append(messages.enumerated().map { k, message in Self.entry(first + k + 1, message: message) })
+    }
+
+    /// The credential-stuffing alerts this agent raised, by (user, address).
+    var stuffingAlerts: [String] {
+        alerts.received.filter { $0.reasons.contains { $0.0 == "credential stuffing" } }.map { "\($0.user) \($0.ip)" }
     }
 
     /// Whether the agent knows `user` from `ip`: its decision no longer says "first
@@ -110,9 +128,8 @@ final class FleetAgent: @unchecked Sendable {
     /// This host's own logins in its store.
     func ownLogins() throws -> Int { try localStore().ownLearnedCount(after: 0) }
 
-    static func entry(_ n: Int, user: String, ip: String) -> LogRecord {
-        LogRecord(time: Clock.wall, host: "host", identifier: "sshd", pid: 123,
-                  message: "Accepted publickey for \(user) from \(ip) port 50022 ssh2: ED25519 SHA256:abc",
+    static func entry(_ n: Int, message: String) -> LogRecord {
+        LogRecord(time: Clock.wall, host: "host", identifier: "sshd", pid: 123, message: message,
                   trusted: TrustedFields(systemdUnit: "ssh.service", comm: "sshd", uid: "0"),
                   position: .journal(cursor: "s=1;i=\(n)"))
     }

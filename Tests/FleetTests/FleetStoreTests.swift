@@ -24,11 +24,11 @@ struct FleetStoreTests {
         let fleet = try TestFleet()
         try await fleet.withStore { store async throws in
             #expect(try await store.schemaVersion() == 0)
-            #expect(try await store.migrate() == [1])
+            #expect(try await store.migrate() == Array(1...Migrations.latestVersion))
             #expect(try await store.migrate() == [])
             #expect(try await store.schemaVersion() == Migrations.latestVersion)
         }
-        #expect(try fleet.superuser("SELECT count(*) FROM schema_migrations") == "1")
+        #expect(try fleet.superuser("SELECT count(*) FROM schema_migrations") == "\(Migrations.latestVersion)")
     }
 
     @Test func concurrentMigratorsApplyEachMigrationOnce() async throws {
@@ -39,7 +39,7 @@ struct FleetStoreTests {
             }
             return try await group.reduce(into: []) { $0 += $1 }
         }
-        #expect(applied == [1])
+        #expect(applied.sorted() == Array(1...Migrations.latestVersion), "each applied by one of them")
     }
 
     @Test func aNewerSchemaIsRefused() async throws {

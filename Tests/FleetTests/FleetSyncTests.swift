@@ -30,10 +30,6 @@ struct FleetSyncTests {
         let b = try FleetAgent(fleet, host: "host-b", role: "ipsight_test_agent2")
         a.start()
         b.start()
-        defer {
-            #expect(throws: Never.self) { try a.stop() }
-            #expect(throws: Never.self) { try b.stop() }
-        }
         #expect(!b.knows(user: "carol", ip: "203.0.113.7"))
         a.login([("carol", "203.0.113.7")])
         #expect(await waitUntil(seconds: 5) { b.knows(user: "carol", ip: "203.0.113.7") })
@@ -71,6 +67,8 @@ struct FleetSyncTests {
         print("fleet propagation over \(latencies.count) logins: p50 \(Format.fixed(p50, 3)) s, p99 \(Format.fixed(p99, 3)) s, max \(Format.fixed(latencies.last!, 3)) s")
         #expect(p99 < 5)
         #expect(await waitUntil(seconds: 10) { Self.count(fleet) == 202 })
+        try await a.stop()
+        try await b.stop()
     }
 
     @Test func uploadsAreExactlyOnceAcrossSyncRestarts() async throws {
@@ -78,7 +76,6 @@ struct FleetSyncTests {
         try await fleet.withStore { try await $0.migrate() }
         let a = try FleetAgent(fleet, host: "host-a", role: "ipsight_test_agent1")
         a.start(withSync: false)
-        defer { #expect(throws: Never.self) { try a.stop() } }
         a.startSync()
         var total = 0
         for round in 0..<4 {
@@ -100,6 +97,7 @@ struct FleetSyncTests {
         #expect(Self.count(fleet) == total)
         #expect(Self.count(fleet, "SELECT count(DISTINCT local_sequence) FROM logins WHERE host_name = 'host-a'") == total)
         #expect(try a.localStore().positions()["fleet:uploaded"].flatMap { Int($0) } ?? 0 >= total)
+        try await a.stop()
     }
 
     @Test func catchUpReadsEachLoginOnceAcrossRestartsAndARestartKeepsIt() async throws {
@@ -107,7 +105,6 @@ struct FleetSyncTests {
         try await fleet.withStore { try await $0.migrate() }
         let a = try FleetAgent(fleet, host: "host-a", role: "ipsight_test_agent1")
         a.start()
-        defer { #expect(throws: Never.self) { try a.stop() } }
         let logins = Self.logins("c", 0..<120)
         a.login(logins)
         #expect(await waitUntil(seconds: 10) { Self.count(fleet) == 120 })
@@ -129,11 +126,12 @@ struct FleetSyncTests {
         #expect(try b.localStore().count() == logins.count)
         #expect(try b.localStore().positions()["fleet:read"] != nil)
         try await b.stopSync()
-        try b.stop()
+        try await b.stop()
 
         // Started again, without the database: what B learnt from A is still known.
         let again = try FleetAgent(fleet, host: "host-b", role: "ipsight_test_agent2", reopening: b)
         #expect(logins.allSatisfy { again.knows(user: $0.user, ip: $0.ip) })
+        try await a.stop()
     }
 
     @Test func aCallThatNeverAnswersGivesUpOnTime() async throws {
@@ -171,7 +169,6 @@ struct FleetSyncTests {
         options.maxBackoff = 4
         let a = try FleetAgent(fleet, host: "host-a", role: "ipsight_test_agent1", options: options)
         a.start()
-        defer { #expect(throws: Never.self) { try a.stop() } }
         let metrics = PrometheusMetrics(help: AgentStats.help.merging(ServerMetrics.help) { a, _ in a },
                                         timerBuckets: AgentStats.timerBuckets.merging(ServerMetrics.timerBuckets) { a, _ in a })
         let api = AgentAPI(agent: a.agent, config: a.agent.config, metrics: metrics)
@@ -210,5 +207,43 @@ struct FleetSyncTests {
         #expect(await waitUntil(seconds: 10) { (try? status())?["state"]?.stringValue == "connected" })
         #expect(try status()?["upload_backlog"]?.numberValue == 0)
         #expect(Self.count(fleet, "SELECT count(DISTINCT local_sequence) FROM logins") == 250)
+        try await a.stop()
+    }
+
+    /// Password spraying spread over hosts: three accounts tried on each of two
+    /// hosts (under the threshold of five on either), then a success. The host that
+    /// sees the success alerts once, with the fleet's count; a restart keeps it.
+    @Test func sprayingAcrossHostsRaisesOneStuffingAlert() async throws {
+        let fleet = try TestFleet()
+        try await fleet.withStore { try await $0.migrate() }
+        let a = try FleetAgent(fleet, host: "host-a", role: "ipsight_test_agent1")
+        var b = try FleetAgent(fleet, host: "host-b", role: "ipsight_test_agent2")
+        a.start()
+        b.start()
+        let sprayer = "192.0.2.66"
+        a.fail((0..<3).map { ("a-user\($0)", sprayer) })
+        b.fail((0..<3).map { ("b-user\($0)", sprayer) })
+        #expect(await waitUntil(seconds: 10) { Self.count(fleet, "SELECT count(*) FROM failures") == 6 })
+        // Each host has caught up the other's three (its own are not read back).
+        #expect(await waitUntil(seconds: 10) { b.agent.fleet?.snapshot.received == 3 && a.agent.fleet?.snapshot.received == 3 })
+        b.login([("victim", sprayer)])
+        #expect(await waitUntil(seconds: 5) { !b.stuffingAlerts.isEmpty })
+        #expect(b.stuffingAlerts == ["victim \(sprayer)"])
+        #expect(a.stuffingAlerts.isEmpty, "one alert: the host that saw the success")
+        // A success from an address that failed on one host only stays below the threshold.
+        a.fail([("c-user", "192.0.2.77")])
+        b.login([("other", "192.0.2.77")])
+        try await Task.sleep(for: .seconds(2))
+        #expect(b.stuffingAlerts.count == 1)
+
+        // Restarted, B still counts the fleet's failures from its store.
+        try await b.stop()
+        b = try FleetAgent(fleet, host: "host-b", role: "ipsight_test_agent2", reopening: b)
+        b.start(withSync: false)
+        b.login([("second-victim", sprayer)])
+        #expect(await waitUntil(seconds: 5) { !b.stuffingAlerts.isEmpty })
+        #expect(b.stuffingAlerts == ["second-victim \(sprayer)"])
+        try await a.stop()
+        try await b.stop()
     }
 }

@@ -73,6 +73,10 @@ public final class AgentRuntime: @unchecked Sendable {
         detector = Detector(policy: config.policy, model: model)
         let window = try store.observations(since: Clock.wall - config.retention, learnedOnly: true)
         detector.preload(window)
+        // The fleet's failures still inside the stuffing window count after a restart.
+        for failure in try store.failures(since: Clock.wall - config.policy.stuffingWindow) {
+            detector.recordFailure(user: failure.user, service: failure.service, ip: failure.ip, time: failure.time)
+        }
         if let model {
             // A model from elsewhere (`ipsight train`) records no entities: take those
             // already stored as the ones it knows.
@@ -219,7 +223,9 @@ public final class AgentRuntime: @unchecked Sendable {
                               alerts: outcome.alerts.count)
             var positions: [String: String] = [:]
             if let position = outcome.position { positions[key] = position }
-            try store.commit(outcome.observations, positions: positions)
+            // Failures are kept only to share them: the fleet counts credential
+            // stuffing across hosts (a single host counts them in memory).
+            try store.commit(outcome.observations, failures: fleet == nil ? [] : outcome.failures, positions: positions)
             events += outcome.events
             alertsSent += outcome.alerts.count
         case .finished(let key):
@@ -341,6 +347,7 @@ public final class AgentRuntime: @unchecked Sendable {
     private func pruneWindow() {
         do {
             let removed = try store.prune(before: Clock.wall - config.retention)
+            try store.pruneFailures(before: Clock.wall - max(config.policy.stuffingWindow, ObservationStore.failureRetention))
             if removed > 0 {
                 detector.replaceMemory(try store.observations(since: Clock.wall - config.retention, learnedOnly: true))
                 logger.info("removed \(removed) logins older than the retention window")

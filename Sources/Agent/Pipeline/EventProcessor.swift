@@ -9,6 +9,8 @@ import Rules
 /// the alerts to send, and the verdicts (for counting and tests).
 public struct BatchOutcome {
     public var observations: [Observation] = []
+    /// Failed logins (user and address known), which a fleet agent stores and shares.
+    public var failures: [Observation] = []
     public var alerts: [Alert] = []
     public var verdicts: [(LoginEvent, Verdict)] = []
     /// The position after the batch's last record, in the store's text form.
@@ -54,6 +56,9 @@ public final class EventProcessor {
             // and not those the risk alerted on (an intruder's second login must
             // alert too); a cold-start alert is still learnt, or the entity would
             // never leave cold start.
+            if event.outcome == .failure, let user = event.user, let ip = event.ip, IPAddress(ip) != nil {
+                outcome.failures.append(Observation(time: event.time ?? now, user: user, ip: ip, service: event.service))
+            }
             if event.outcome == .success, let user = event.user, let ip = event.ip, IPAddress(ip) != nil {
                 let learned = !(verdict?.decision == .alert && verdict?.reason == "risk")
                 outcome.observations.append(Observation(time: event.time ?? now, user: user, ip: ip,

@@ -12,6 +12,7 @@ public final class ObservationStore: @unchecked Sendable {
     public let path: String
     private let db: SQLiteDatabase
     private let insert: SQLiteStatement
+    private let insertFailure: SQLiteStatement
     private let putState: SQLiteStatement
 
     public init(path: String) throws(SQLiteError) {
@@ -24,6 +25,9 @@ public final class ObservationStore: @unchecked Sendable {
             CREATE INDEX IF NOT EXISTS observations_time ON observations(time);
             CREATE TABLE IF NOT EXISTS source_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS model_entities (hash INTEGER PRIMARY KEY);
+            CREATE TABLE IF NOT EXISTS failures (
+                time REAL NOT NULL, user TEXT NOT NULL, ip TEXT NOT NULL, service TEXT NOT NULL, origin TEXT);
+            CREATE INDEX IF NOT EXISTS failures_time ON failures(time);
             """)
         // Databases from before `learned` existed: every login in them was learnt.
         let columns = try db.prepare("SELECT name FROM pragma_table_info('observations')")
@@ -37,19 +41,27 @@ public final class ObservationStore: @unchecked Sendable {
             try db.execute("ALTER TABLE observations ADD COLUMN origin TEXT")
         }
         insert = try db.prepare("INSERT INTO observations (time, user, ip, service, learned, origin) VALUES (?, ?, ?, ?, ?, ?)")
+        insertFailure = try db.prepare("INSERT INTO failures (time, user, ip, service, origin) VALUES (?, ?, ?, ?, ?)")
         putState = try db.prepare("INSERT OR REPLACE INTO source_state (key, value) VALUES (?, ?)")
     }
 
-    /// Stores a batch's observations and the positions after it, atomically.
-    public func commit(_ observations: [Observation], positions: [String: String]) throws(SQLiteError) {
-        try commitShared(observations.map { ($0, nil) }, positions: positions)
+    /// How long failed logins are kept at least (the stuffing window may be longer).
+    public static let failureRetention = 86_400.0
+
+    /// Stores a batch's observations (and failed logins, in a fleet) and the
+    /// positions after it, atomically.
+    public func commit(_ observations: [Observation], failures: [Observation] = [],
+                       positions: [String: String]) throws(SQLiteError) {
+        try commitShared(observations.map { ($0, nil) }, failures: failures.map { ($0, nil) }, positions: positions)
     }
 
     /// Stores observations, each with the fleet host it came from (nil: this
     /// host's own), and positions, atomically: a fleet agent's catch-up keeps the
     /// other hosts' logins and its read cursor together, so a restart neither
     /// loses nor repeats any.
-    public func commitShared(_ observations: [(observation: Observation, origin: String?)], positions: [String: String]) throws(SQLiteError) {
+    public func commitShared(_ observations: [(observation: Observation, origin: String?)],
+                             failures: [(observation: Observation, origin: String?)] = [],
+                             positions: [String: String]) throws(SQLiteError) {
         try db.transaction { () throws(SQLiteError) in
             for (o, origin) in observations {
                 insert.bind(1, o.time)
@@ -59,6 +71,14 @@ public final class ObservationStore: @unchecked Sendable {
                 insert.bind(5, Int64(o.learned ? 1 : 0))
                 insert.bind(6, origin.map(SQLiteDatabase.Value.text) ?? .null)
                 try insert.run()
+            }
+            for (o, origin) in failures {
+                insertFailure.bind(1, o.time)
+                insertFailure.bind(2, o.user)
+                insertFailure.bind(3, o.ip)
+                insertFailure.bind(4, o.service)
+                insertFailure.bind(5, origin.map(SQLiteDatabase.Value.text) ?? .null)
+                try insertFailure.run()
             }
             for (key, value) in positions {
                 putState.bind(1, key)
@@ -115,6 +135,44 @@ public final class ObservationStore: @unchecked Sendable {
         query.bind(1, sequence)
         _ = try query.step()
         return Int(query.int(0))
+    }
+
+    /// This host's own failed logins after row `sequence`, oldest first, at most `limit`.
+    public func ownFailures(after sequence: Int64, limit: Int) throws(SQLiteError) -> [(sequence: Int64, observation: Observation)] {
+        let query = try db.prepare("SELECT rowid, time, user, ip, service FROM failures"
+            + " WHERE rowid > ? AND origin IS NULL ORDER BY rowid LIMIT ?")
+        query.bind(1, sequence)
+        query.bind(2, Int64(limit))
+        var result: [(sequence: Int64, observation: Observation)] = []
+        while try query.step() {
+            result.append((query.int(0), Observation(time: query.double(1), user: query.text(2), ip: query.text(3), service: query.text(4))))
+        }
+        return result
+    }
+
+    /// How many of `ownFailures` lie after row `sequence`.
+    public func ownFailureCount(after sequence: Int64) throws(SQLiteError) -> Int {
+        let query = try db.prepare("SELECT count(*) FROM failures WHERE rowid > ? AND origin IS NULL")
+        query.bind(1, sequence)
+        _ = try query.step()
+        return Int(query.int(0))
+    }
+
+    /// Failed logins (this host's and the fleet's) since `since`, oldest first.
+    public func failures(since: Double) throws(SQLiteError) -> [Observation] {
+        let query = try db.prepare("SELECT time, user, ip, service FROM failures WHERE time >= ? ORDER BY rowid")
+        query.bind(1, since)
+        var result: [Observation] = []
+        while try query.step() {
+            result.append(Observation(time: query.double(0), user: query.text(1), ip: query.text(2), service: query.text(3)))
+        }
+        return result
+    }
+
+    /// Forgets failed logins older than `before`, the newest row kept (as `prune`).
+    @discardableResult
+    public func pruneFailures(before: Double) throws(SQLiteError) -> Int {
+        try deleteOlder(from: "failures", before: before)
     }
 
     public func count() throws(SQLiteError) -> Int {
@@ -186,7 +244,11 @@ public final class ObservationStore: @unchecked Sendable {
     /// upload position (a row id) would then skip the new login.
     @discardableResult
     public func prune(before: Double) throws(SQLiteError) -> Int {
-        let delete = try db.prepare("DELETE FROM observations WHERE time < ? AND rowid < (SELECT max(rowid) FROM observations)")
+        try deleteOlder(from: "observations", before: before)
+    }
+
+    private func deleteOlder(from table: String, before: Double) throws(SQLiteError) -> Int {
+        let delete = try db.prepare("DELETE FROM \(table) WHERE time < ? AND rowid < (SELECT max(rowid) FROM \(table))")
         delete.bind(1, before)
         try delete.run()
         let changes = try db.prepare("SELECT changes()")

@@ -115,6 +115,15 @@ public final class Detector: @unchecked Sendable {
         }
     }
 
+    /// A failed login seen elsewhere (another host of the fleet, or before a
+    /// restart): counted for the credential-stuffing check like one decided here.
+    public func recordFailure(user: String, service: String, ip: String, time: Double) {
+        lock.withLock {
+            guard policy.stuffingMinUsers > 0, let address = IPAddress(ip) else { return }
+            failures.record(ip: address, entity: StableHash.xxh64(policy.entity(user: user, service: service)), time: time)
+        }
+    }
+
     private func rememberLocked(user: String, service: String, ip: String) {
         guard let address = IPAddress(ip) else { return }
         memory.add(StableHash.xxh64(policy.entity(user: user, service: service)), address)
