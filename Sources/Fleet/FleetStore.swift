@@ -150,11 +150,11 @@ public final class FleetStore: Sendable {
         if feedback.isEmpty { return 0 }
         let query: PostgresQuery = """
             WITH new AS (
-                INSERT INTO feedback (host_name, local_sequence, user_name, address, verdict, given_at)
-                SELECT \(hostName), s, u, a::inet, v, to_timestamp(t)
+                INSERT INTO feedback (host_name, local_sequence, user_name, address, verdict, given_at, service)
+                SELECT \(hostName), s, u, a::inet, v, to_timestamp(t), sv
                 FROM unnest(\(feedback.map(\.localSequence))::int8[], \(feedback.map(\.user))::text[],
                             \(feedback.map(\.address))::text[], \(feedback.map(\.verdict.rawValue))::text[],
-                            \(feedback.map(\.time))::float8[]) AS r(s, u, a, v, t)
+                            \(feedback.map(\.time))::float8[], \(feedback.map(\.service))::text[]) AS r(s, u, a, v, t, sv)
                 ON CONFLICT (host_name, local_sequence) DO NOTHING
                 RETURNING 1
             )
@@ -171,7 +171,7 @@ public final class FleetStore: Sendable {
     public func feedback(after cursor: FleetCursor, limit: Int = 10_000) async throws -> (verdicts: [FleetVerdict], next: FleetCursor) {
         let query: PostgresQuery = """
             SELECT tx::text, id, host_name, local_sequence, user_name, host(address), verdict,
-                   extract(epoch FROM given_at)::float8
+                   extract(epoch FROM given_at)::float8, service
             FROM feedback
             WHERE (tx, id) > (\(String(cursor.transaction))::xid8, \(cursor.id))
               AND tx < pg_snapshot_xmin(pg_current_snapshot())
@@ -182,12 +182,12 @@ public final class FleetStore: Sendable {
             var verdicts: [FleetVerdict] = []
             var next = cursor
             let rows = try await client.query(query, logger: logger)
-            for try await (tx, id, host, sequence, user, address, verdict, time)
-                    in rows.decode((String, Int64, String, Int64, String, String, String, Double).self) {
-                guard let verdict = FleetFeedback.Verdict(rawValue: verdict) else { continue }
+            for try await (tx, id, host, sequence, user, address, verdict, time, service)
+                    in rows.decode((String, Int64, String, Int64, String, String, String, Double, String).self) {
                 next = FleetCursor(transaction: UInt64(tx) ?? 0, id: id)
+                guard let verdict = FleetFeedback.Verdict(rawValue: verdict) else { continue }
                 verdicts.append(FleetVerdict(cursor: next, hostName: host, feedback: FleetFeedback(
-                    localSequence: sequence, user: user, address: address, verdict: verdict, time: time)))
+                    localSequence: sequence, user: user, address: address, verdict: verdict, time: time, service: service)))
             }
             return (verdicts, next)
         }

@@ -153,9 +153,11 @@ public enum Migrations {
         ]),
         // Every agent counts every host's failures (credential stuffing spread over
         // the fleet): read by the same (tx, id) cursor as logins.
-        Migration(version: 2, name: "failures readable in commit order", statements: [
+        // A verdict names the service too: an entity may be a user on one service.
+        Migration(version: 2, name: "failures readable in commit order; the service of a verdict", statements: [
             "ALTER TABLE failures ADD COLUMN tx xid8 NOT NULL DEFAULT pg_current_xact_id()",
             "CREATE INDEX failures_catch_up ON failures (tx, id)",
+            "ALTER TABLE feedback ADD COLUMN service text NOT NULL DEFAULT ''",
         ]),
     ]
 

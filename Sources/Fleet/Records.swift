@@ -70,13 +70,16 @@ public struct FleetFeedback: Sendable, Equatable {
     public var address: String
     public var verdict: Verdict
     public var time: Double
+    /// The service the verdict is about ("": the user on every service).
+    public var service: String
 
-    public init(localSequence: Int64, user: String, address: String, verdict: Verdict, time: Double) {
+    public init(localSequence: Int64, user: String, address: String, verdict: Verdict, time: Double, service: String = "") {
         self.localSequence = localSequence
         self.user = user
         self.address = address
         self.verdict = verdict
         self.time = time
+        self.service = service
     }
 }
 

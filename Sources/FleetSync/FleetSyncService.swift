@@ -141,12 +141,13 @@ private final class Sync: Sendable {
     /// Upload and catch-up of both streams, and the heartbeat when due.
     private func round(_ store: FleetStore, _ progress: inout Progress, _ lastHeartbeat: inout Double) async throws {
         var readLogins = FleetCursor.start
-        for stream in SharedHistory.Stream.allCases {
+        for stream in [SharedHistory.Stream.logins, .failures] {
             var positions = try await history.positions(stream)
             try await upload(stream, store, from: positions.uploaded, &progress)
             try await catchUp(stream, store, from: &positions.read, &progress)
             if stream == .logins { readLogins = positions.read }
         }
+        try await shareFeedback(store, &progress)
         if Clock.now - lastHeartbeat >= options.heartbeatInterval {
             let beat = AgentHeartbeat(hostName: store.hostName, version: FleetSyncService.protocolVersion,
                                       trainer: config.settings.trainer, readCursor: readLogins)
@@ -176,16 +177,45 @@ private final class Sync: Sendable {
     /// This host's new rows, a page at a time; the position moves after each commit.
     private func upload(_ stream: SharedHistory.Stream, _ store: FleetStore, from start: Int64,
                         _ progress: inout Progress) async throws {
+        try await uploadPages(stream, from: start, &progress,
+                              pending: { [history] in try await history.pendingUploads(stream, after: $0, limit: $1) },
+                              sequence: \.localSequence,
+                              send: { rows in stream == .failures ? try await store.upload(failures: rows)
+                                                                  : try await store.upload(logins: rows) })
+    }
+
+    /// Pages of `pending` rows sent until a short page, the stream's upload position
+    /// saved after each commit.
+    private func uploadPages<Row: Sendable>(_ stream: SharedHistory.Stream, from start: Int64, _ progress: inout Progress,
+                                            pending: (Int64, Int) async throws -> [Row],
+                                            sequence: (Row) -> Int64,
+                                            send: @escaping @Sendable ([Row]) async throws -> Int) async throws {
         var position = start
         while !Task.isCancelled {
-            let rows = try await history.pendingUploads(stream, after: position, limit: options.pageSize)
-            guard let last = rows.last?.localSequence else { return }
-            progress.uploaded += try await withDeadline(options.callTimeout) {
-                stream == .logins ? try await store.upload(logins: rows) : try await store.upload(failures: rows)
-            }
+            let rows = try await pending(position, options.pageSize)
+            guard let last = rows.last.map(sequence) else { return }
+            progress.uploaded += try await withDeadline(options.callTimeout) { try await send(rows) }
             try await history.saveUploaded(stream, last)
             position = last
             if rows.count < options.pageSize { return }
+        }
+    }
+
+    /// Verdicts given here go up; those given elsewhere come down and are applied.
+    private func shareFeedback(_ store: FleetStore, _ progress: inout Progress) async throws {
+        let positions = try await history.positions(.feedback)
+        try await uploadPages(.feedback, from: positions.uploaded, &progress,
+                              pending: { [history] in try await history.pendingFeedback(after: $0, limit: $1) },
+                              sequence: \.localSequence,
+                              send: { try await store.upload(feedback: $0) })
+        var cursor = positions.read
+        while !Task.isCancelled {
+            let after = cursor, limit = options.pageSize
+            let page = try await withDeadline(options.callTimeout) { try await store.feedback(after: after, limit: limit) }
+            if page.next == cursor { return }
+            progress.received += try await history.apply(page.verdicts, next: page.next, retention: retention[.logins] ?? 0)
+            cursor = page.next
+            if page.verdicts.count < options.pageSize { return }
         }
     }
 

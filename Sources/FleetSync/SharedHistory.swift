@@ -15,11 +15,23 @@ import SQLiteStore
 /// Successful logins teach the detector where entities log in from; failed ones
 /// count toward the credential-stuffing check on every host.
 final class SharedHistory: @unchecked Sendable {
-    enum Stream: Sendable, CaseIterable {
-        case logins, failures
+    enum Stream: Sendable {
+        case logins, failures, feedback
 
-        var uploadedKey: String { self == .logins ? "fleet:uploaded" : "fleet:uploaded-failures" }
-        var readKey: String { self == .logins ? "fleet:read" : "fleet:read-failures" }
+        var uploadedKey: String {
+            switch self {
+            case .logins: "fleet:uploaded"
+            case .failures: "fleet:uploaded-failures"
+            case .feedback: "fleet:uploaded-feedback"
+            }
+        }
+        var readKey: String {
+            switch self {
+            case .logins: "fleet:read"
+            case .failures: "fleet:read-failures"
+            case .feedback: "fleet:read-feedback"
+            }
+        }
     }
 
     struct Positions: Sendable {
@@ -68,8 +80,8 @@ final class SharedHistory: @unchecked Sendable {
     /// This host's rows of `stream` after `sequence` to upload, at most `limit`.
     func pendingUploads(_ stream: Stream, after sequence: Int64, limit: Int) async throws -> [FleetObservation] {
         try await onQueue { store in
-            let rows = stream == .logins ? try store.ownLearnedLogins(after: sequence, limit: limit)
-                                         : try store.ownFailures(after: sequence, limit: limit)
+            let rows = stream == .failures ? try store.ownFailures(after: sequence, limit: limit)
+                                           : try store.ownLearnedLogins(after: sequence, limit: limit)
             return rows.map { row in
                 FleetObservation(localSequence: row.sequence, user: row.observation.user, address: row.observation.ip,
                                  service: row.observation.service, time: row.observation.time)
@@ -83,12 +95,44 @@ final class SharedHistory: @unchecked Sendable {
         try await onQueue { try $0.save([stream.uploadedKey: String(sequence)]) }
     }
 
-    /// Own rows of both streams not uploaded yet.
+    /// Own rows of every stream not uploaded yet.
     func backlog() async throws -> Int {
         try await onQueue { store in
             let saved = try store.positions()
             func position(_ stream: Stream) -> Int64 { saved[stream.uploadedKey].flatMap { Int64($0) } ?? 0 }
             return try store.ownLearnedCount(after: position(.logins)) + store.ownFailureCount(after: position(.failures))
+                + store.loggedFeedbackCount(after: position(.feedback))
+        }
+    }
+
+    /// Verdicts given on this host after `sequence` to upload, at most `limit`.
+    func pendingFeedback(after sequence: Int64, limit: Int) async throws -> [FleetFeedback] {
+        try await onQueue { store in
+            try store.loggedFeedback(after: sequence, limit: limit).map { row in
+                FleetFeedback(localSequence: row.sequence, user: row.observation.user, address: row.observation.ip,
+                              verdict: row.verdict == .legitimate ? .safe : .compromised, time: row.observation.time,
+                              service: row.observation.service)
+            }
+        }
+    }
+
+    /// Verdicts given on other hosts, applied as if given here (a login said to be
+    /// the user's joins the history; one said to be an intruder's leaves it), then
+    /// the cursor after them saved. Applying one twice changes nothing, so a crash
+    /// in between only applies it again. Returns how many were applied.
+    func apply(_ verdicts: [FleetVerdict], next: FleetCursor, retention: Double) async throws -> Int {
+        let hostName = self.hostName, detector = self.detector
+        return try await onQueue { store in
+            var applied = 0
+            for shared in verdicts where shared.hostName != hostName {
+                let feedback = shared.feedback
+                _ = try store.apply(feedback.verdict == .safe ? .legitimate : .compromised, user: feedback.user,
+                                    ip: feedback.address, service: feedback.service, detector: detector,
+                                    retention: retention, now: feedback.time, origin: shared.hostName)
+                applied += 1
+            }
+            try store.save([Stream.feedback.readKey: next.text])
+            return applied
         }
     }
 
@@ -110,7 +154,7 @@ final class SharedHistory: @unchecked Sendable {
             }
             let positions = [stream.readKey: page.next.text]
             switch stream {
-            case .logins:
+            case .logins, .feedback:
                 try store.commitShared(rows, positions: positions)
                 for row in rows {
                     detector.confirm(user: row.observation.user, service: row.observation.service, ip: row.observation.ip)

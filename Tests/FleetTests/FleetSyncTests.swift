@@ -246,4 +246,40 @@ struct FleetSyncTests {
         try await a.stop()
         try await b.stop()
     }
+
+    /// A verdict given on one host reaches the others: a login said to be an
+    /// intruder's is forgotten everywhere, one said to be the user's is known
+    /// everywhere; no verdict comes back to its host or is logged twice.
+    @Test func feedbackGivenOnOneHostIsAppliedOnTheOthers() async throws {
+        let fleet = try TestFleet()
+        try await fleet.withStore { try await $0.migrate() }
+        let a = try FleetAgent(fleet, host: "host-a", role: "ipsight_test_agent1")
+        let b = try FleetAgent(fleet, host: "host-b", role: "ipsight_test_agent2")
+        a.start()
+        b.start()
+        a.login([("erin", "203.0.113.50")])
+        #expect(await waitUntil(seconds: 5) { b.knows(user: "erin", ip: "203.0.113.50") })
+
+        func give(_ verdict: FeedbackVerdict, on agent: FleetAgent, _ user: String, _ ip: String) throws {
+            _ = try agent.localStore().apply(verdict, user: user, ip: ip, service: "sshd", detector: agent.agent.detector,
+                                             retention: agent.agent.config.retention)
+        }
+        try give(.compromised, on: a, "erin", "203.0.113.50")
+        #expect(!a.knows(user: "erin", ip: "203.0.113.50"))
+        #expect(await waitUntil(seconds: 5) { !b.knows(user: "erin", ip: "203.0.113.50") }, "forgotten on B too")
+        #expect(try b.localStore().learnedCount(user: "erin", ip: "203.0.113.50") == 0)
+
+        #expect(!a.knows(user: "frank", ip: "198.51.100.80"))
+        try give(.legitimate, on: b, "frank", "198.51.100.80")
+        #expect(await waitUntil(seconds: 5) { a.knows(user: "frank", ip: "198.51.100.80") }, "known on A")
+        #expect(try a.localStore().learnedCount(user: "frank", ip: "198.51.100.80") >= 1)
+
+        try await Task.sleep(for: .seconds(1.5))
+        #expect(Self.count(fleet, "SELECT count(*) FROM feedback") == 2)
+        #expect(Self.count(fleet, "SELECT count(*) FROM feedback WHERE service = 'sshd'") == 2)
+        #expect(try a.localStore().loggedFeedbackCount(after: 0) == 1 && b.localStore().loggedFeedbackCount(after: 0) == 1)
+        #expect(!b.knows(user: "erin", ip: "203.0.113.50"), "still forgotten after more rounds")
+        try await a.stop()
+        try await b.stop()
+    }
 }

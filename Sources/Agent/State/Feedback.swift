@@ -30,15 +30,21 @@ extension ObservationStore {
     /// Records the verdict in the store and, given the running agent's
     /// detector, in what it remembers now; an agent that is not running
     /// learns it from the store when it starts or reloads.
+    ///
+    /// A verdict given here is kept in the feedback log (a fleet agent shares it);
+    /// one given on another host of the fleet (`origin`) is applied, not logged,
+    /// and a login it adds is that host's.
     public func apply(_ verdict: FeedbackVerdict, user: String, ip: String, service: String,
-                      detector: Detector?, retention: Double, now: Double = Clock.wall) throws(SQLiteError) -> FeedbackOutcome {
+                      detector: Detector?, retention: Double, now: Double = Clock.wall,
+                      origin: String? = nil) throws(SQLiteError) -> FeedbackOutcome {
+        if origin == nil { try logFeedback(verdict, user: user, ip: ip, service: service, time: now) }
         switch verdict {
         case .legitimate:
             let changed = try markLearned(user: user, ip: ip)
             // Told again, or about a login already learnt: nothing to add.
             var added = false
             if changed == 0 { added = try learnedCount(user: user, ip: ip) == 0 }
-            if added { try commit([Observation(time: now, user: user, ip: ip, service: service)], positions: [:]) }
+            if added { try commitShared([(Observation(time: now, user: user, ip: ip, service: service), origin)], positions: [:]) }
             if changed > 0 || added { detector?.confirm(user: user, service: service, ip: ip, times: min(max(changed, 1), 1000)) }
             return FeedbackOutcome(changed: changed, added: added)
         case .compromised:
@@ -48,5 +54,39 @@ extension ObservationStore {
             }
             return FeedbackOutcome(changed: changed, added: false)
         }
+    }
+
+    private func logFeedback(_ verdict: FeedbackVerdict, user: String, ip: String, service: String,
+                             time: Double) throws(SQLiteError) {
+        let insert = try database.prepare("INSERT INTO feedback (time, user, ip, service, verdict) VALUES (?, ?, ?, ?, ?)")
+        insert.bind(1, time)
+        insert.bind(2, user)
+        insert.bind(3, ip)
+        insert.bind(4, service)
+        insert.bind(5, verdict.rawValue)
+        try insert.run()
+    }
+
+    /// Verdicts given on this host after row `sequence`, oldest first, at most `limit`.
+    public func loggedFeedback(after sequence: Int64, limit: Int)
+            throws(SQLiteError) -> [(sequence: Int64, verdict: FeedbackVerdict, observation: Observation)] {
+        let query = try database.prepare("SELECT rowid, time, user, ip, service, verdict FROM feedback WHERE rowid > ? ORDER BY rowid LIMIT ?")
+        query.bind(1, sequence)
+        query.bind(2, Int64(limit))
+        var result: [(sequence: Int64, verdict: FeedbackVerdict, observation: Observation)] = []
+        while try query.step() {
+            guard let verdict = FeedbackVerdict(rawValue: query.text(5)) else { continue }
+            result.append((query.int(0), verdict,
+                           Observation(time: query.double(1), user: query.text(2), ip: query.text(3), service: query.text(4))))
+        }
+        return result
+    }
+
+    /// How many of `loggedFeedback` lie after row `sequence`.
+    public func loggedFeedbackCount(after sequence: Int64) throws(SQLiteError) -> Int {
+        let query = try database.prepare("SELECT count(*) FROM feedback WHERE rowid > ?")
+        query.bind(1, sequence)
+        _ = try query.step()
+        return Int(query.int(0))
     }
 }

@@ -11,6 +11,8 @@ import SQLiteStore
 public final class ObservationStore: @unchecked Sendable {
     public let path: String
     private let db: SQLiteDatabase
+    /// For the store's extensions in this module (feedback).
+    var database: SQLiteDatabase { db }
     private let insert: SQLiteStatement
     private let insertFailure: SQLiteStatement
     private let putState: SQLiteStatement
@@ -28,6 +30,8 @@ public final class ObservationStore: @unchecked Sendable {
             CREATE TABLE IF NOT EXISTS failures (
                 time REAL NOT NULL, user TEXT NOT NULL, ip TEXT NOT NULL, service TEXT NOT NULL, origin TEXT);
             CREATE INDEX IF NOT EXISTS failures_time ON failures(time);
+            CREATE TABLE IF NOT EXISTS feedback (
+                time REAL NOT NULL, user TEXT NOT NULL, ip TEXT NOT NULL, service TEXT NOT NULL, verdict TEXT NOT NULL);
             """)
         // Databases from before `learned` existed: every login in them was learnt.
         let columns = try db.prepare("SELECT name FROM pragma_table_info('observations')")
