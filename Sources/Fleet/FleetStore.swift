@@ -234,6 +234,24 @@ public final class FleetStore: Sendable {
         }
     }
 
+    /// How far the database's transactions go and the highest local sequence it
+    /// holds of this host's rows: after a restore from an older backup, an agent's
+    /// read cursors and upload positions can be ahead of both (see `FleetStanding`).
+    public func standing() async throws -> FleetStanding {
+        try await fleetErrors {
+            let rows = try await client.query("""
+                SELECT pg_snapshot_xmax(pg_current_snapshot())::text,
+                       (SELECT coalesce(max(local_sequence), 0) FROM logins WHERE host_name = \(hostName)),
+                       (SELECT coalesce(max(local_sequence), 0) FROM failures WHERE host_name = \(hostName)),
+                       (SELECT coalesce(max(local_sequence), 0) FROM feedback WHERE host_name = \(hostName))
+                """, logger: logger)
+            for try await (xmax, logins, failures, feedback) in rows.decode((String, Int64, Int64, Int64).self) {
+                return FleetStanding(nextTransaction: UInt64(xmax) ?? 0, logins: logins, failures: failures, feedback: feedback)
+            }
+            throw FleetError("the database did not say where it stands")
+        }
+    }
+
     /// Failures from `address` on every host since `since` (seconds since the epoch).
     public func failureCounts(address: String, since: Double) async throws -> FailureCount {
         guard IPAddress(address) != nil else { throw FleetError("'\(address)' is not an IP address") }

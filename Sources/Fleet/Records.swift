@@ -135,3 +135,21 @@ public struct ModelVersion: Sendable, Equatable {
     public var publication: ModelPublication
     public var createdAt: Double
 }
+
+/// Where the database stands for one agent. A read cursor at or past
+/// `nextTransaction` names a transaction this database never had (it was restored
+/// from an older backup): the agent reads again from the start. An upload position
+/// past the highest sequence held means rows the restore lost: sent again.
+public struct FleetStanding: Sendable, Equatable {
+    public var nextTransaction: UInt64
+    public var logins: Int64
+    public var failures: Int64
+    public var feedback: Int64
+
+    public init(nextTransaction: UInt64, logins: Int64, failures: Int64, feedback: Int64) {
+        self.nextTransaction = nextTransaction
+        self.logins = logins
+        self.failures = failures
+        self.feedback = feedback
+    }
+}

@@ -140,6 +140,15 @@ private final class Sync: Sendable {
 
     /// Upload and catch-up of both streams, and the heartbeat when due.
     private func round(_ store: FleetStore, _ progress: inout Progress, _ lastHeartbeat: inout Double) async throws {
+        let beat = Clock.now - lastHeartbeat >= options.heartbeatInterval
+        if beat {
+            // With each heartbeat (and on each connection): the database may have
+            // been restored from a backup meanwhile, behind a pool that reconnected.
+            let standing = try await withDeadline(options.callTimeout) { try await store.standing() }
+            for change in try await history.reconcile(with: standing) {
+                logger.warning("fleet: the database holds less than this agent saw (restored from a backup?): \(change)")
+            }
+        }
         var readLogins = FleetCursor.start
         for stream in [SharedHistory.Stream.logins, .failures] {
             var positions = try await history.positions(stream)
@@ -148,10 +157,10 @@ private final class Sync: Sendable {
             if stream == .logins { readLogins = positions.read }
         }
         try await shareFeedback(store, &progress)
-        if Clock.now - lastHeartbeat >= options.heartbeatInterval {
-            let beat = AgentHeartbeat(hostName: store.hostName, version: FleetSyncService.protocolVersion,
+        if beat {
+            let heartbeat = AgentHeartbeat(hostName: store.hostName, version: FleetSyncService.protocolVersion,
                                       trainer: config.settings.trainer, readCursor: readLogins)
-            try await withDeadline(options.callTimeout) { try await store.heartbeat(agent: beat) }
+            try await withDeadline(options.callTimeout) { try await store.heartbeat(agent: heartbeat) }
             lastHeartbeat = Clock.now
         }
         let backlog = try await history.backlog()

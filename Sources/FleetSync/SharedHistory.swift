@@ -105,6 +105,32 @@ final class SharedHistory: @unchecked Sendable {
         }
     }
 
+    /// Brings the positions back to what the database holds (see `FleetStanding`);
+    /// returns what was moved, in words. Rows read again are not stored twice (the
+    /// store knows them by host and sequence); rows sent again are skipped by the
+    /// database's keys.
+    func reconcile(with standing: FleetStanding) async throws -> [String] {
+        try await onQueue { store in
+            let saved = try store.positions()
+            var moved: [String: String] = [:]
+            var said: [String] = []
+            let held: [(Stream, Int64)] = [(.logins, standing.logins), (.failures, standing.failures), (.feedback, standing.feedback)]
+            for (stream, highest) in held {
+                let uploaded = saved[stream.uploadedKey].flatMap { Int64($0) } ?? 0
+                if uploaded > highest {
+                    moved[stream.uploadedKey] = String(highest)
+                    said.append("\(stream) sent again after \(highest) (had reached \(uploaded))")
+                }
+                if let read = saved[stream.readKey].flatMap(FleetCursor.init(text:)), read.transaction >= standing.nextTransaction {
+                    moved[stream.readKey] = FleetCursor.start.text
+                    said.append("\(stream) read again from the start (the cursor names transaction \(read.transaction), the database is at \(standing.nextTransaction))")
+                }
+            }
+            if !moved.isEmpty { try store.save(moved) }
+            return said
+        }
+    }
+
     /// Verdicts given on this host after `sequence` to upload, at most `limit`.
     func pendingFeedback(after sequence: Int64, limit: Int) async throws -> [FleetFeedback] {
         try await onQueue { store in
@@ -148,25 +174,21 @@ final class SharedHistory: @unchecked Sendable {
             let oldest = Clock.wall - retention
             let shared = page.logins.filter { $0.hostName != hostName && $0.observation.time >= oldest }
             let rows = shared.map { login in
-                (observation: Observation(time: login.observation.time, user: login.observation.user, ip: login.observation.address,
-                                          service: login.observation.service),
-                 origin: Optional(login.hostName))
+                SharedObservation(Observation(time: login.observation.time, user: login.observation.user,
+                                              ip: login.observation.address, service: login.observation.service),
+                                  origin: login.hostName, originSequence: login.observation.localSequence)
             }
             let positions = [stream.readKey: page.next.text]
             switch stream {
             case .logins, .feedback:
-                try store.commitShared(rows, positions: positions)
-                for row in rows {
-                    detector.confirm(user: row.observation.user, service: row.observation.service, ip: row.observation.ip)
-                }
+                let stored = try store.commitShared(rows, positions: positions).logins
+                for o in stored { detector.confirm(user: o.user, service: o.service, ip: o.ip) }
+                return stored.count
             case .failures:
-                try store.commitShared([], failures: rows, positions: positions)
-                for row in rows {
-                    detector.recordFailure(user: row.observation.user, service: row.observation.service,
-                                           ip: row.observation.ip, time: row.observation.time)
-                }
+                let stored = try store.commitShared([], failures: rows, positions: positions).failures
+                for o in stored { detector.recordFailure(user: o.user, service: o.service, ip: o.ip, time: o.time) }
+                return stored.count
             }
-            return rows.count
         }
     }
 }

@@ -44,7 +44,7 @@ import Testing
         let all = Synthetic.observations(4)
         try store.commit(Array(all[..<2]), positions: [:])
         // Another host's login, and one of this host's the risk alerted on.
-        try store.commitShared([(all[2], "login2")], positions: ["fleet:read": "7:3"])
+        try store.commitShared([SharedObservation(all[2], origin: "login2")], positions: ["fleet:read": "7:3"])
         try store.commit([Observation(time: all[3].time, user: "mallory", ip: "203.0.113.1", service: "sshd", learned: false)],
                          positions: [:])
         #expect(try store.ownLearnedLogins(after: 0, limit: 10).map(\.sequence) == [1, 2])

@@ -1,4 +1,5 @@
 import Agent
+import Detection
 import AgentAPI
 import AgentClient
 import Fleet
@@ -281,5 +282,66 @@ struct FleetSyncTests {
         #expect(!b.knows(user: "erin", ip: "203.0.113.50"), "still forgotten after more rounds")
         try await a.stop()
         try await b.stop()
+    }
+
+    /// The fleet database restored from a backup older than what the agents have
+    /// seen: the uploader sends again what the restore lost, the reader takes it
+    /// without counting it twice, and logins after the restore flow as before.
+    @Test func aDatabaseRestoredFromAnOlderBackupLosesAndDoublesNothing() async throws {
+        let fleet = try TestFleet()
+        try await fleet.withStore { try await $0.migrate() }
+        var options = FleetSyncService.Options()
+        options.callTimeout = 2
+        options.maxBackoff = 2
+        options.heartbeatInterval = 2
+        let a = try FleetAgent(fleet, host: "host-a", role: "ipsight_test_agent1", options: options)
+        let b = try FleetAgent(fleet, host: "host-b", role: "ipsight_test_agent2", options: options)
+        a.start()
+        b.start()
+        func shared(_ agent: FleetAgent) -> Int {
+            (try? agent.localStore().count()).map { $0 - ((try? agent.ownLogins()) ?? 0) } ?? -1
+        }
+        a.login(Self.logins("early", 0..<50))
+        #expect(await waitUntil(seconds: 10) { shared(b) == 50 })
+        let dump = TemporaryDirectory()
+        defer { dump.remove() }
+        try fleet.backup(to: dump.file("fleet.dump"))
+
+        a.login(Self.logins("lost", 0..<30))
+        #expect(await waitUntil(seconds: 10) { shared(b) == 80 && Self.count(fleet) == 80 })
+        try fleet.restore(from: dump.file("fleet.dump"))
+        #expect(Self.count(fleet) == 50, "the backup holds the first 50")
+
+        // A sends the 30 again; B already has them and keeps one copy each.
+        #expect(await waitUntil(seconds: 20) { Self.count(fleet) == 80 })
+        a.login(Self.logins("after", 0..<10))
+        #expect(await waitUntil(seconds: 20) { shared(b) == 90 && Self.count(fleet) == 90 })
+        try await Task.sleep(for: .seconds(1.5))
+        #expect(shared(b) == 90, "nothing read twice")
+        #expect(Self.count(fleet, "SELECT count(DISTINCT local_sequence) FROM logins") == 90)
+        #expect(Self.logins("after", 0..<10).allSatisfy { b.knows(user: $0.user, ip: $0.ip) })
+        try await a.stop()
+        try await b.stop()
+    }
+
+    /// A restore into a new cluster: the database's transactions are behind the
+    /// saved read cursors, which go back to the start; upload positions past what
+    /// the database holds go back to it; positions it covers stay.
+    @Test func positionsAheadOfARestoredDatabaseGoBack() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.file("state.db")
+        let store = try ObservationStore(path: path)
+        try store.save(["fleet:read": "900:40", "fleet:read-failures": "120:7", "fleet:read-feedback": "950:2",
+                        "fleet:uploaded": "80", "fleet:uploaded-failures": "5", "fleet:uploaded-feedback": "3"])
+        let history = SharedHistory(path: path, detector: Detector(policy: DecisionPolicy(), model: nil), hostName: "host-a")
+        let changes = try await history.reconcile(with: FleetStanding(nextTransaction: 500, logins: 50, failures: 5, feedback: 3))
+        #expect(changes.count == 3, "\(changes)")
+        let saved = try store.positions()
+        #expect(saved["fleet:read"] == "0:0" && saved["fleet:read-feedback"] == "0:0")
+        #expect(saved["fleet:read-failures"] == "120:7", "a cursor the database has passed stays")
+        #expect(saved["fleet:uploaded"] == "50")
+        #expect(saved["fleet:uploaded-failures"] == "5" && saved["fleet:uploaded-feedback"] == "3")
+        #expect(try await history.reconcile(with: FleetStanding(nextTransaction: 500, logins: 50, failures: 5, feedback: 3)).isEmpty)
     }
 }

@@ -223,6 +223,23 @@ struct TestFleet {
                                               logger: logger, body)
     }
 
+    /// A backup of the database as it is now (pg_dump's custom format).
+    func backup(to file: String) throws {
+        try TestPostgres.run([TestPostgres.binDirectory + "/pg_dump", "-h", server.socketDirectory, "-p", String(server.port),
+                              "-U", TestPostgres.superuser, "-Fc", "-f", file, database])
+    }
+
+    /// The database replaced by `backup(to:)`'s copy, as an operator restores one:
+    /// dropped (its connections cut), created again as the one-time setup does, the
+    /// backup loaded.
+    func restore(from file: String) throws {
+        try TestPostgres.psql(server, database: "postgres", command: "DROP DATABASE \(database) WITH (FORCE)")
+        try TestPostgres.psql(server, database: "postgres", file: PackagePaths.root + "/deploy/fleet/roles.sql",
+                              variables: ["db": database])
+        try TestPostgres.run([TestPostgres.binDirectory + "/pg_restore", "-h", server.socketDirectory, "-p", String(server.port),
+                              "-U", TestPostgres.superuser, "--exit-on-error", "-d", database, file])
+    }
+
     /// A statement as the superuser (to corrupt a row, to look behind the API); its output, unaligned.
     @discardableResult
     func superuser(_ sql: String) throws -> String {

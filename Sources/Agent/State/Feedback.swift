@@ -44,7 +44,10 @@ extension ObservationStore {
             // Told again, or about a login already learnt: nothing to add.
             var added = false
             if changed == 0 { added = try learnedCount(user: user, ip: ip) == 0 }
-            if added { try commitShared([(Observation(time: now, user: user, ip: ip, service: service), origin)], positions: [:]) }
+            if added {
+                try commitShared([SharedObservation(Observation(time: now, user: user, ip: ip, service: service), origin: origin)],
+                                 positions: [:])
+            }
             if changed > 0 || added { detector?.confirm(user: user, service: service, ip: ip, times: min(max(changed, 1), 1000)) }
             return FeedbackOutcome(changed: changed, added: added)
         case .compromised:

@@ -44,8 +44,18 @@ public final class ObservationStore: @unchecked Sendable {
         if !names.contains("origin") {
             try db.execute("ALTER TABLE observations ADD COLUMN origin TEXT")
         }
-        insert = try db.prepare("INSERT INTO observations (time, user, ip, service, learned, origin) VALUES (?, ?, ?, ?, ?, ?)")
-        insertFailure = try db.prepare("INSERT INTO failures (time, user, ip, service, origin) VALUES (?, ?, ?, ?, ?)")
+        // A shared row is known by its host and that host's number for it: read
+        // again (after the fleet database was restored from a backup, or a host
+        // uploaded it again), it is not stored twice.
+        for table in ["observations", "failures"] {
+            let columns = try db.prepare("SELECT name FROM pragma_table_info('\(table)')")
+            var present = false
+            while try columns.step() { if columns.text(0) == "origin_sequence" { present = true } }
+            if !present { try db.execute("ALTER TABLE \(table) ADD COLUMN origin_sequence INTEGER") }
+            try db.execute("CREATE UNIQUE INDEX IF NOT EXISTS \(table)_shared ON \(table)(origin, origin_sequence) WHERE origin IS NOT NULL")
+        }
+        insert = try db.prepare("INSERT OR IGNORE INTO observations (time, user, ip, service, learned, origin, origin_sequence) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        insertFailure = try db.prepare("INSERT OR IGNORE INTO failures (time, user, ip, service, origin, origin_sequence) VALUES (?, ?, ?, ?, ?, ?)")
         putState = try db.prepare("INSERT OR REPLACE INTO source_state (key, value) VALUES (?, ?)")
     }
 
@@ -56,39 +66,49 @@ public final class ObservationStore: @unchecked Sendable {
     /// positions after it, atomically.
     public func commit(_ observations: [Observation], failures: [Observation] = [],
                        positions: [String: String]) throws(SQLiteError) {
-        try commitShared(observations.map { ($0, nil) }, failures: failures.map { ($0, nil) }, positions: positions)
+        try commitShared(observations.map { SharedObservation($0) }, failures: failures.map { SharedObservation($0) },
+                         positions: positions)
     }
 
     /// Stores observations, each with the fleet host it came from (nil: this
     /// host's own), and positions, atomically: a fleet agent's catch-up keeps the
     /// other hosts' logins and its read cursor together, so a restart neither
     /// loses nor repeats any.
-    public func commitShared(_ observations: [(observation: Observation, origin: String?)],
-                             failures: [(observation: Observation, origin: String?)] = [],
-                             positions: [String: String]) throws(SQLiteError) {
+    /// Returns the rows stored: a shared row already held is skipped.
+    @discardableResult
+    public func commitShared(_ observations: [SharedObservation], failures: [SharedObservation] = [],
+                             positions: [String: String]) throws(SQLiteError) -> (logins: [Observation], failures: [Observation]) {
         try db.transaction { () throws(SQLiteError) in
-            for (o, origin) in observations {
+            var stored: (logins: [Observation], failures: [Observation]) = ([], [])
+            for row in observations {
+                let o = row.observation
                 insert.bind(1, o.time)
                 insert.bind(2, o.user)
                 insert.bind(3, o.ip)
                 insert.bind(4, o.service)
                 insert.bind(5, Int64(o.learned ? 1 : 0))
-                insert.bind(6, origin.map(SQLiteDatabase.Value.text) ?? .null)
+                insert.bind(6, row.origin.map(SQLiteDatabase.Value.text) ?? .null)
+                insert.bind(7, row.originSequence.map(SQLiteDatabase.Value.integer) ?? .null)
                 try insert.run()
+                if db.changes > 0 { stored.logins.append(o) }
             }
-            for (o, origin) in failures {
+            for row in failures {
+                let o = row.observation
                 insertFailure.bind(1, o.time)
                 insertFailure.bind(2, o.user)
                 insertFailure.bind(3, o.ip)
                 insertFailure.bind(4, o.service)
-                insertFailure.bind(5, origin.map(SQLiteDatabase.Value.text) ?? .null)
+                insertFailure.bind(5, row.origin.map(SQLiteDatabase.Value.text) ?? .null)
+                insertFailure.bind(6, row.originSequence.map(SQLiteDatabase.Value.integer) ?? .null)
                 try insertFailure.run()
+                if db.changes > 0 { stored.failures.append(o) }
             }
             for (key, value) in positions {
                 putState.bind(1, key)
                 putState.bind(2, value)
                 try putState.run()
             }
+            return stored
         }
     }
 
@@ -266,5 +286,19 @@ public final class ObservationStore: @unchecked Sendable {
 extension ObservationStore: PositionStore {
     public func save(_ positions: [String: String]) throws {
         try commit([], positions: positions)
+    }
+}
+
+/// A row for the store with where it came from: nil for this host's own; else the
+/// fleet host and that host's number for it (nil when it has none).
+public struct SharedObservation: Sendable {
+    public var observation: Observation
+    public var origin: String?
+    public var originSequence: Int64?
+
+    public init(_ observation: Observation, origin: String? = nil, originSequence: Int64? = nil) {
+        self.observation = observation
+        self.origin = origin
+        self.originSequence = originSequence
     }
 }
