@@ -116,7 +116,7 @@ let package = Package(
         // and learn the other hosts', and that exchange the fleet's one model (the
         // agent itself stays free of the driver).
         .target(name: "FleetSync", dependencies: [
-            "IPSightCore", "Agent", "Detection", "Fleet", "SQLiteStore", "IPInsights",
+            "IPSightCore", "Agent", "AlertSinks", "Detection", "Fleet", "SQLiteStore", "IPInsights",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -163,7 +163,7 @@ let package = Package(
         .testTarget(name: "AlertSinksTests", dependencies: ["IPSightCore", "AlertSinks", "Observability", "TestSupport"]),
         .testTarget(name: "AgentTests", dependencies: ["IPSightCore", "Detection", "Agent", "AgentAPI", "AgentClient", "IPInsights", "Observability", "TestSupport"]),
         // Against a real PostgreSQL, which the tests start themselves (FleetTests/TestDatabase.swift).
-        .testTarget(name: "FleetTests", dependencies: ["IPSightCore", "Fleet", "FleetSync", "Agent", "AgentAPI", "AgentClient",
+        .testTarget(name: "FleetTests", dependencies: ["IPSightCore", "Fleet", "FleetSync", "Agent", "AgentAPI", "AlertSinks", "AgentClient",
                                                       "Detection", "IPInsights", "LogSources", "Observability", "Server", "TestSupport",
                                                       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                                                       .product(name: "PostgresNIO", package: "postgres-nio")]),

@@ -110,7 +110,8 @@ struct DecisionRoutes: Sendable {
         if let d = agent.delivery {
             delivery = .object([("delivered", .number(Double(d.delivered))), ("retried", .number(Double(d.retried))),
                                 ("dropped", .number(Double(d.dropped))), ("overflowed", .number(Double(d.overflowed))),
-                                ("folded", .number(Double(d.folded))), ("queued", .number(Double(d.queued)))])
+                                ("folded", .number(Double(d.folded))), ("claimed_elsewhere", .number(Double(d.claimedElsewhere))),
+                                ("queued", .number(Double(d.queued)))])
         }
         let lag: JSONValue = s.lagTotal == 0 ? .null : .number(s.lagSum / Double(s.lagTotal))
         return .object([

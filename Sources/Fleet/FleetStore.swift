@@ -269,20 +269,29 @@ public final class FleetStore: Sendable {
 
     // MARK: alert delivery
 
-    /// Claims the delivery of one alert for `agent`: true for exactly one caller
-    /// fleet-wide. A claim not marked delivered within `lease` seconds may be taken
-    /// over (its holder died), so an alert is not lost with an agent.
-    public func claimDelivery(alertKey: String, agent: String, lease: Double = 300) async throws -> Bool {
+    /// Claims the delivery of one alert for `agent`: `.mine` for exactly one caller
+    /// fleet-wide (and for its holder asking again). A claim not marked delivered
+    /// within `lease` seconds may be taken over (its holder died), so an alert is not
+    /// lost with an agent.
+    public func claimDelivery(alertKey: String, agent: String, lease: Double = 300) async throws -> FleetClaim {
         try await fleetErrors {
             let rows = try await client.query("""
-                INSERT INTO alerts (alert_key, claimed_by) VALUES (\(alertKey), \(agent))
-                ON CONFLICT (alert_key) DO UPDATE
-                    SET claimed_by = EXCLUDED.claimed_by, claimed_at = now(), claims = alerts.claims + 1
-                    WHERE alerts.delivered_at IS NULL AND alerts.claimed_at < now() - make_interval(secs => \(lease))
-                RETURNING claimed_by
+                WITH claim AS (
+                    INSERT INTO alerts (alert_key, claimed_by) VALUES (\(alertKey), \(agent))
+                    ON CONFLICT (alert_key) DO UPDATE
+                        SET claimed_by = EXCLUDED.claimed_by, claimed_at = now(), claims = alerts.claims + 1
+                        WHERE alerts.delivered_at IS NULL
+                          AND (alerts.claimed_by = EXCLUDED.claimed_by
+                               OR alerts.claimed_at < now() - make_interval(secs => \(lease)))
+                    RETURNING 1
+                )
+                SELECT EXISTS (SELECT FROM claim),
+                       coalesce((SELECT delivered_at IS NOT NULL FROM alerts WHERE alert_key = \(alertKey)), false)
                 """, logger: logger)
-            for try await _ in rows { return true }
-            return false
+            for try await (mine, delivered) in rows.decode((Bool, Bool).self) {
+                return mine ? .mine : delivered ? .delivered : .held
+            }
+            return .held
         }
     }
 

@@ -153,3 +153,13 @@ public struct FleetStanding: Sendable, Equatable {
         self.feedback = feedback
     }
 }
+
+/// The answer to a delivery claim.
+public enum FleetClaim: Sendable, Equatable {
+    /// The caller delivers the alert.
+    case mine
+    /// Another agent delivered it.
+    case delivered
+    /// Another agent holds the claim and has not delivered it yet.
+    case held
+}

@@ -106,4 +106,43 @@ final class RouterTwinTests {
         #expect(sink.delivered.map(\.id).sorted() == (1...5).map { sampleAlert($0).id }.sorted())
         #expect(waitUntil(seconds: 10) { second.counters.queued == 0 })
     }
+
+    /// Two agents' routers holding the same alerts (both read the same logins) and
+    /// sharing delivery claims: each alert reaches the receiver once, whichever
+    /// agent sends it; an alert another agent holds waits until it is delivered.
+    @Test func twoRoutersSharingClaimsDeliverEachAlertOnce() throws {
+        let claims = MemoryDeliveryClaims()
+        // A's receiver refuses its first try of alert 1: A holds that claim, undelivered.
+        let first = sampleAlert(1)
+        let sinkA = CollectingAlertSink(name: "soc") { alert, attempt in
+            alert.id == first.id && attempt == 1 ? .fail(.retryable) : .deliver
+        }
+        let sinkB = CollectingAlertSink(name: "soc")
+        func options(_ agent: String) -> AlertRouter.Options {
+            .init(backoff: Backoff(base: 0.4, cap: 0.4), fold: .off, batchSize: 1, concurrency: 1,
+                  claims: claims.agent(agent), claimRecheck: 0.05)
+        }
+        let a = try AlertRouter(spoolPath: directory.appendingPathComponent("a.sqlite").path, sinks: [sinkA],
+                                options: options("a"), logger: .discarding)
+        defer { a.shutdown() }
+        try a.submit(first)
+        #expect(waitUntil(seconds: 10) { a.counters.retried == 1 })
+        let b = try AlertRouter(spoolPath: directory.appendingPathComponent("b.sqlite").path, sinks: [sinkB],
+                                options: options("b"), logger: .discarding)
+        defer { b.shutdown() }
+        let alerts = (1...20).map { sampleAlert($0) }
+        try b.submit(alerts)
+        try a.submit(Array(alerts.dropFirst()))
+        #expect(waitUntil(seconds: 10) { a.counters.queued == 0 && b.counters.queued == 0 })
+        let sent = (sinkA.delivered + sinkB.delivered).map(\.id)
+        #expect(sent.count == 20 && Set(sent) == Set(alerts.map(\.id)), "each alert once: \(sent)")
+        #expect(sinkA.delivered.map(\.id).contains(first.id), "the holder delivered the one it held")
+        #expect(a.counters.delivered + b.counters.delivered == 20)
+        #expect(a.counters.claimedElsewhere + b.counters.claimedElsewhere == 20)
+        // The same login read by two agents from different places is the same alert.
+        var moved = first
+        moved.id = "read-elsewhere"
+        #expect(MemoryDeliveryClaims.key(moved, sink: "soc") == MemoryDeliveryClaims.key(first, sink: "soc"))
+        #expect(MemoryDeliveryClaims.key(first, sink: "soc") != MemoryDeliveryClaims.key(sampleAlert(2), sink: "soc"))
+    }
 }

@@ -164,7 +164,7 @@ struct FleetStoreTests {
             let wins = try await withThrowingTaskGroup(of: Bool.self) { group in
                 for agent in ["host-a", "host-b", "host-c", "host-d"] {
                     group.addTask {
-                        try await fleet.withStore(host: agent) { try await $0.claimDelivery(alertKey: "alert-\(round)", agent: agent) }
+                        try await fleet.withStore(host: agent) { try await $0.claimDelivery(alertKey: "alert-\(round)", agent: agent) == .mine }
                     }
                 }
                 return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
@@ -173,14 +173,15 @@ struct FleetStoreTests {
         }
         try await fleet.withStore { store async throws in
             // A claim held and not delivered past its lease can be taken over; a delivered one never.
-            #expect(try await store.claimDelivery(alertKey: "lost", agent: "dead-host"))
-            #expect(try await !store.claimDelivery(alertKey: "lost", agent: "host-a", lease: 300))
+            #expect(try await store.claimDelivery(alertKey: "lost", agent: "dead-host") == .mine)
+            #expect(try await store.claimDelivery(alertKey: "lost", agent: "dead-host") == .mine, "its holder asking again")
+            #expect(try await store.claimDelivery(alertKey: "lost", agent: "host-a", lease: 300) == .held)
             try await Task.sleep(for: .milliseconds(50))
-            #expect(try await store.claimDelivery(alertKey: "lost", agent: "host-a", lease: 0.01))
+            #expect(try await store.claimDelivery(alertKey: "lost", agent: "host-a", lease: 0.01) == .mine)
             #expect(try await !store.markDelivered(alertKey: "lost", agent: "dead-host"))
             #expect(try await store.markDelivered(alertKey: "lost", agent: "host-a"))
             try await Task.sleep(for: .milliseconds(50))
-            #expect(try await !store.claimDelivery(alertKey: "lost", agent: "host-b", lease: 0.01))
+            #expect(try await store.claimDelivery(alertKey: "lost", agent: "host-b", lease: 0.01) == .delivered)
         }
     }
 
@@ -272,7 +273,7 @@ struct FleetStoreTests {
             #expect(try await store.upload(feedback: [FleetFeedback(localSequence: 1, user: "alice", address: "192.0.2.10",
                                                                     verdict: .safe, time: 1_800_000_000)]) == 1)
             try await eventually("the logins are readable") { try await store.logins(after: .start).logins.count == 5 }
-            #expect(try await store.claimDelivery(alertKey: "k", agent: "agent1"))
+            #expect(try await store.claimDelivery(alertKey: "k", agent: "agent1") == .mine)
             #expect(try await store.markDelivered(alertKey: "k", agent: "agent1"))
             #expect(try await store.latestModel() == nil)
             await #expect(throws: FleetError.self) { try await store.publishModel(Self.model) }

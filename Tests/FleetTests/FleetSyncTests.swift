@@ -2,6 +2,7 @@ import Agent
 import Detection
 import AgentAPI
 import AgentClient
+import AlertSinks
 import Fleet
 @testable import FleetSync
 import Foundation
@@ -343,5 +344,59 @@ struct FleetSyncTests {
         #expect(saved["fleet:uploaded"] == "50")
         #expect(saved["fleet:uploaded-failures"] == "5" && saved["fleet:uploaded-feedback"] == "3")
         #expect(try await history.reconcile(with: FleetStanding(nextTransaction: 500, logins: 50, failures: 5, feedback: 3)).isEmpty)
+    }
+
+    /// Two agents that read the same logins hold the same alerts: with their
+    /// claims in the fleet database each reaches the SOC once; an agent that holds
+    /// a claim and dies with it loses nothing once the lease lapses.
+    @Test func twoAgentsHoldingTheSameAlertsPageOnce() async throws {
+        let fleet = try TestFleet()
+        try await fleet.withStore { try await $0.migrate() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let spools = dir.path
+        let alerts = (0..<30).map { n in
+            Alert(id: "local-\(n)", time: 1_800_000_000 + Double(n), host: "bastion-1", service: "sshd", outcome: .success,
+                  user: "user\(n)", ip: "203.0.113.\(n + 1)", decision: .alert, severity: .error, risk: 0.99, dotProduct: -3,
+                  summary: "user\(n) logged in from a new network", reasons: [])
+        }
+        try await fleet.withStore(user: "ipsight_test_agent1", host: "host-a", trainer: false) { storeA in
+            try await fleet.withStore(user: "ipsight_test_agent2", host: "host-b", trainer: false) { storeB in
+                let soc = (a: CollectingAlertSink(name: "soc"), b: CollectingAlertSink(name: "soc"))
+                func router(_ name: String, _ sink: CollectingAlertSink, _ store: FleetStore) throws -> AlertRouter {
+                    try AlertRouter(spoolPath: "\(spools)/\(name).sqlite", sinks: [sink],
+                                    options: .init(fold: .off, claims: FleetDeliveryClaims(store: store, logger: .discarding),
+                                                   claimRecheck: 0.1),
+                                    logger: .discarding)
+                }
+                let a = try router("a", soc.a, storeA), b = try router("b", soc.b, storeB)
+                defer { a.shutdown(); b.shutdown() }
+                try a.submit(alerts)
+                try b.submit(alerts)
+                #expect(await waitUntil(seconds: 20) { a.counters.queued == 0 && b.counters.queued == 0 })
+                let sent = (soc.a.delivered + soc.b.delivered).map(\.id)
+                #expect(sent.count == alerts.count && Set(sent).count == alerts.count, "each once: \(sent.count) sent")
+                #expect(a.counters.claimedElsewhere + b.counters.claimedElsewhere == alerts.count)
+                #expect(Self.count(fleet, "SELECT count(*) FROM alerts WHERE delivered_at IS NOT NULL") == alerts.count)
+
+                // Host C claimed an alert and died before delivering it: A waits out the lease, then sends it.
+                let orphan = Alert(id: "orphan", time: 1_800_000_100, host: "bastion-1", service: "sshd", outcome: .success,
+                                   user: "zoe", ip: "198.51.100.9", decision: .alert, severity: .error, risk: 0.99,
+                                   dotProduct: -3, summary: "zoe logged in from a new network", reasons: [])
+                try await fleet.withStore(user: "ipsight_test_trainer", host: "host-c", trainer: false) { storeC in
+                    let claim = try await storeC.claimDelivery(alertKey: FleetDeliveryClaims.key(orphan, sink: "soc"), agent: "host-c")
+                    #expect(claim == .mine)
+                }
+                let short = try AlertRouter(spoolPath: "\(spools)/short.sqlite", sinks: [soc.a],
+                                            options: .init(fold: .off, claims: FleetDeliveryClaims(store: storeA, lease: 4, logger: .discarding),
+                                                           claimRecheck: 0.2),
+                                            logger: .discarding)
+                defer { short.shutdown() }
+                try short.submit(orphan)
+                try await Task.sleep(for: .milliseconds(500))
+                #expect(!soc.a.delivered.contains { $0.id == "orphan" }, "held by C within its lease")
+                #expect(await waitUntil(seconds: 20) { soc.a.delivered.contains { $0.id == "orphan" } }, "sent once the lease lapsed")
+            }
+        }
     }
 }

@@ -47,9 +47,12 @@ public final class AgentRuntime: @unchecked Sendable {
     /// through `metrics`.
     /// - Parameter sources: what to read instead of the config's journal and files
     ///   (in-memory sources in tests).
+    /// - Parameter deliveryClaims: shared with the other agents of a fleet, so that
+    ///   each remote alert is delivered by one of them.
     public init(config: AgentConfig, configPath: String?, router: (any AlertRouting)? = nil,
                 logger: Logger = Logger(label: "ipsight"), alertLogger: Logger = Logger(label: "ipsight.alerts"),
-                metrics: any MetricsFactory = MetricsSystem.factory, sources: SourceFactory? = nil) throws {
+                metrics: any MetricsFactory = MetricsSystem.factory, sources: SourceFactory? = nil,
+                deliveryClaims: (any DeliveryClaims)? = nil) throws {
         sourceFactory = sources
         var config = config
         // Read once here (a reload reads it again only if it changed): the first
@@ -86,7 +89,7 @@ public final class AgentRuntime: @unchecked Sendable {
                             entities: entities)
         }
         processor = EventProcessor(rules: rules, detector: detector, config: config)
-        self.router = try router ?? AgentRuntime.makeRouter(config, logger: alertLogger, metrics: metrics)
+        self.router = try router ?? AgentRuntime.makeRouter(config, logger: alertLogger, metrics: metrics, claims: deliveryClaims)
         retrainer = Retrainer(config: config, detector: detector, logger: logger, stats: stats)
         fleet = config.fleet.map { FleetSyncState(hostName: $0.hostName) }
         if let table = config.networks { logger.info("routed-network table \(table.path): \(table.networks.count) networks") }
@@ -96,7 +99,8 @@ public final class AgentRuntime: @unchecked Sendable {
     }
 
     /// The local outputs, and the spooled remote sinks when any are configured.
-    static func makeRouter(_ config: AgentConfig, logger: Logger, metrics: any MetricsFactory) throws -> any AlertRouting {
+    static func makeRouter(_ config: AgentConfig, logger: Logger, metrics: any MetricsFactory,
+                           claims: (any DeliveryClaims)? = nil) throws -> any AlertRouting {
         let local = try JSONLinesAlertRouter(outputs: config.alertOutputs)
         guard !config.sinks.isEmpty else { return local }
         var sinks: [any AlertSink] = []
@@ -106,6 +110,7 @@ public final class AgentRuntime: @unchecked Sendable {
         var options = AlertRouter.Options()
         // What the stop leaves for the delivery threads once it cancels them.
         options.shutdownGrace = 0.5
+        options.claims = claims
         let remote = try AlertRouter(spoolPath: config.stateDirectory + "/alerts.sqlite", sinks: sinks, options: options,
                                      logger: logger, metrics: metrics)
         return FanOutAlertRouter([local, remote])

@@ -13,6 +13,8 @@ public struct AlertCounters: Sendable, Equatable {
     public var overflowed: Int
     /// Alerts folded into another by a sink's rate limit.
     public var folded: Int
+    /// Alerts another agent of the fleet delivered (its delivery claim).
+    public var claimedElsewhere: Int
     /// Rows waiting in the spool now.
     public var queued: Int
 }
@@ -21,7 +23,7 @@ public struct AlertCounters: Sendable, Equatable {
 /// caller's thread and the delivery threads both count), and swift-metrics counters
 /// for `/metrics`, which cannot be read back.
 final class DeliveryCounters: Sendable {
-    enum Result: String, CaseIterable { case delivered, retried, dropped, overflowed, folded }
+    enum Result: String, CaseIterable { case delivered, retried, dropped, overflowed, folded, claimedElsewhere = "claimed_elsewhere" }
 
     /// The help text of the metrics recorded here, by name.
     static let help: [String: String] = [
@@ -34,6 +36,7 @@ final class DeliveryCounters: Sendable {
     private let dropped = Atomic<Int>(0)
     private let overflowed = Atomic<Int>(0)
     private let folded = Atomic<Int>(0)
+    private let claimedElsewhere = Atomic<Int>(0)
     private let metrics: [Result: Counter]
     private let depth: Gauge
 
@@ -52,6 +55,7 @@ final class DeliveryCounters: Sendable {
         case .dropped: dropped.add(n, ordering: .relaxed)
         case .overflowed: overflowed.add(n, ordering: .relaxed)
         case .folded: folded.add(n, ordering: .relaxed)
+        case .claimedElsewhere: claimedElsewhere.add(n, ordering: .relaxed)
         }
         metrics[result]!.increment(by: n)
     }
@@ -64,6 +68,7 @@ final class DeliveryCounters: Sendable {
     func snapshot(queued: Int) -> AlertCounters {
         AlertCounters(delivered: delivered.load(ordering: .relaxed), retried: retried.load(ordering: .relaxed),
                       dropped: dropped.load(ordering: .relaxed), overflowed: overflowed.load(ordering: .relaxed),
-                      folded: folded.load(ordering: .relaxed), queued: queued)
+                      folded: folded.load(ordering: .relaxed), claimedElsewhere: claimedElsewhere.load(ordering: .relaxed),
+                      queued: queued)
     }
 }

@@ -31,10 +31,16 @@ public final class AlertRouter: AlertRouting {
         /// What alert times, backoff and pauses are read from (a `ManualClock` in unit
         /// tests); the waits of `drain` and `shutdown` are always real.
         public var clock: any TimeSource
+        /// Shared with other agents that may hold the same alerts (a fleet): each
+        /// (alert, sink) is delivered by one of them. nil: every alert is this agent's.
+        public var claims: (any DeliveryClaims)?
+        /// How long an alert another agent holds waits before it is asked about again.
+        public var claimRecheck: Double
 
         public init(capacity: Int = 100_000, backoff: Backoff = Backoff(), fold: FoldPolicy = FoldPolicy(limit: 3, window: 600),
                     foldBySink: [String: FoldPolicy] = [:], batchSize: Int = 64, concurrency: Int = 4,
-                    pauseAfterFailures: Int = 3, shutdownGrace: Double = 1, clock: any TimeSource = SystemClock()) {
+                    pauseAfterFailures: Int = 3, shutdownGrace: Double = 1, clock: any TimeSource = SystemClock(),
+                    claims: (any DeliveryClaims)? = nil, claimRecheck: Double = 30) {
             self.capacity = capacity
             self.backoff = backoff
             self.fold = fold
@@ -44,6 +50,8 @@ public final class AlertRouter: AlertRouting {
             self.pauseAfterFailures = pauseAfterFailures
             self.shutdownGrace = shutdownGrace
             self.clock = clock
+            self.claims = claims
+            self.claimRecheck = claimRecheck
         }
     }
 
@@ -68,6 +76,10 @@ public final class AlertRouter: AlertRouting {
             case failed(DeliveryError)
             /// Not attempted (its sink paused meanwhile) or cancelled by shutdown: the row stays as it was.
             case untouched
+            /// Another agent delivered it.
+            case deliveredElsewhere
+            /// Another agent holds its claim: asked about again later, not an attempt.
+            case heldElsewhere
         }
         var row: Spool.Row
         var outcome: Outcome
@@ -337,7 +349,7 @@ public final class AlertRouter: AlertRouting {
         }
         guard !batch.isEmpty else { return false }
         var completions: [Spool.Completion] = []
-        var delivered = 0, dropped = 0, retried = 0
+        var delivered = 0, dropped = 0, retried = 0, elsewhere = 0
         for finished in batch {
             let row = finished.row
             switch finished.outcome {
@@ -356,6 +368,12 @@ public final class AlertRouter: AlertRouting {
                 completions.append(.retry(row.seq, attempts: attempts, nextAt: finished.at + delay, error: error.description))
                 retried += 1
                 logger.warning("alert \(row.alert.id) will be retried in \(Int(delay.rounded(.up)))s (attempt \(attempts)): \(error)")
+            case .deliveredElsewhere:
+                completions.append(.remove(row.seq))
+                elsewhere += 1
+            case .heldElsewhere:
+                completions.append(.retry(row.seq, attempts: row.attempts, nextAt: finished.at + options.claimRecheck,
+                                          error: "held by another agent's delivery claim"))
             case .untouched:
                 break
             }
@@ -365,6 +383,7 @@ public final class AlertRouter: AlertRouting {
                 counterSet.add(.delivered, delivered)
                 counterSet.add(.dropped, dropped)
                 counterSet.add(.retried, retried)
+                counterSet.add(.claimedElsewhere, elsewhere)
             }
         } catch {
             // Kept for the next pass: the rows stay in flight, so none is sent twice meanwhile.
@@ -418,10 +437,15 @@ public final class AlertRouter: AlertRouting {
                 control.stopping || control.sinks[name]!.pausedUntil > started
             }
             var outcome = Finished.Outcome.untouched
-            if !skip {
+            switch skip ? nil : options.claims?.claim(row.alert, sink: name) ?? .mine {
+            case nil: break
+            case .deliveredElsewhere: outcome = .deliveredElsewhere
+            case .heldElsewhere: outcome = .heldElsewhere
+            case .mine:
                 do throws(DeliveryError) {
                     try sink.deliver(row.alert, cancellation: cancellation)
                     outcome = .delivered
+                    options.claims?.delivered(row.alert, sink: name)
                 } catch {
                     // Cancelled by shutdown: not the receiver's fault, and not an attempt.
                     outcome = cancellation.isCancelled ? .untouched : .failed(error)
@@ -462,7 +486,7 @@ public final class AlertRouter: AlertRouting {
             state.probing = true
             state.failedInARow = []
             logger.warning("alert sink \(name) paused for \(Int(delay.rounded(.up)))s after failed deliveries: \(error)")
-        case .failed, .untouched:
+        case .failed, .untouched, .deliveredElsewhere, .heldElsewhere:
             break
         }
     }

@@ -66,16 +66,23 @@ struct RunCommand: ParsableCommand {
         let metrics = PrometheusMetrics(help: help, timerBuckets: AgentStats.timerBuckets.merging(ServerMetrics.timerBuckets) { a, _ in a })
         MetricsSystem.bootstrap(metrics.factory)
         do {
+            // In a fleet, one store (its pool runs as a service) for the model exchange and
+            // the delivery claims, made first: the alert router asks it from its start.
+            let fleetStore = try settings.fleet.map {
+                try FleetStore(config: try FleetConfig(settings: $0, file: config ?? "(built-in)"), logger: logger)
+            }
             let agent = try AgentRuntime(config: settings, configPath: config, logger: logger,
-                                         alertLogger: Logger(label: "ipsight.alerts"), metrics: metrics.factory)
+                                         alertLogger: Logger(label: "ipsight.alerts"), metrics: metrics.factory,
+                                         deliveryClaims: fleetStore.map { FleetDeliveryClaims(store: $0, logger: logger) })
             // The API changes only on restart (a reload keeps its listeners). Bound
             // before the rest starts: a port in use stops the start at once.
             let api = AgentAPI(agent: agent, config: settings, metrics: metrics)
             // Sharing with the fleet: services beside the pipeline, never on its path.
-            let fleet = try fleetServices(settings, file: config ?? "(built-in)", agent: agent, logger: logger)
+            let fleet = try fleetServices(fleetStore, settings, agent: agent, logger: logger)
             try api.start()
             try runBlocking {
-                try await agent.run(before: [.init(service: api)], after: [.init(service: ReloadOnHangup(agent: agent))] + fleet,
+                try await agent.run(before: fleet.pool + [.init(service: api)],
+                                    after: [.init(service: ReloadOnHangup(agent: agent))] + fleet.sharing,
                                     signals: [.sigterm, .sigint])
             }
         } catch {
@@ -150,16 +157,16 @@ struct ConfigCheckCommand: ParsableCommand {
     }
 }
 
-/// With a `[fleet]` section: the store's pool for the model exchange, the exchange
-/// of the fleet's one model (adopting the newest; training and publishing while this
-/// agent holds the trainer lock), and the sharing of logins, which keeps a pool of
-/// its own across outages. A group stops in reverse order: sharing first, the pool last.
-private func fleetServices(_ settings: AgentConfig, file: String, agent: AgentRuntime,
-                           logger: Logger) throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
-    guard let fleet = settings.fleet else { return [] }
-    let config = try FleetConfig(settings: fleet, file: file)
-    let store = try FleetStore(config: config, logger: logger)
-    return [.init(service: FleetClientService(store: store)),
-            .init(service: try ModelExchange(store: store, agent: agent, settings: fleet, logger: logger)),
-            .init(service: FleetSyncService(agent: agent, config: config, logger: logger))]
+/// With a `[fleet]` section: the store's pool (for the model exchange and the
+/// delivery claims), the exchange of the fleet's one model (adopting the newest;
+/// training and publishing while this agent holds the trainer lock), and the sharing
+/// of logins, failures and verdicts, which keeps a pool of its own across outages.
+/// A group stops in reverse order: the pool goes first in the group, so it stops
+/// last, after the alert drain that still claims deliveries.
+private func fleetServices(_ store: FleetStore?, _ settings: AgentConfig, agent: AgentRuntime, logger: Logger) throws
+        -> (pool: [ServiceGroupConfiguration.ServiceConfiguration], sharing: [ServiceGroupConfiguration.ServiceConfiguration]) {
+    guard let store, let fleet = settings.fleet else { return ([], []) }
+    return ([.init(service: FleetClientService(store: store))],
+            [.init(service: try ModelExchange(store: store, agent: agent, settings: fleet, logger: logger)),
+             .init(service: FleetSyncService(agent: agent, config: store.config, logger: logger))])
 }
