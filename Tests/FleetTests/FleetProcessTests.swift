@@ -19,10 +19,12 @@ struct FleetProcessTests {
         let process = Process()
         let log: String
 
-        init(_ fleet: TestFleet, name: String, role: String, model: String) throws {
+        /// With `trainer`, the host may train for the fleet and retrains every `retrainEvery`.
+        init(_ fleet: TestFleet, name: String, role: String, model: String, trainer: Bool = false,
+             retrainEvery: String = "1h", history: [String] = []) throws {
             dir = TemporaryDirectory()
             log = dir.file("agent.log")
-            FileManager.default.createFile(atPath: dir.file("auth.log"), contents: nil)
+            FileManager.default.createFile(atPath: dir.file("auth.log"), contents: Data(history.joined().utf8))
             let server = fleet.server
             dir.write("agent.conf", """
                 [agent]
@@ -36,6 +38,10 @@ struct FleetProcessTests {
                 utc = true
                 [cold_start]
                 min_logins = 1
+                [retrain]
+                interval = \(retrainEvery)
+                bootstrap_min_logins = 200
+                retention = 3650d
                 [alerts]
                 output = \(dir.file("alerts.jsonl"))
                 [api]
@@ -43,7 +49,7 @@ struct FleetProcessTests {
                 [fleet]
                 database = postgresql://\(role)@/\(fleet.database)?host=\(server.socketDirectory)&port=\(server.port)
                 tls = off
-                trainer = false
+                trainer = \(trainer)
                 host_name = \(name)
 
                 """)
@@ -86,6 +92,17 @@ struct FleetProcessTests {
         }
 
         var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+        /// `ipsight retrain`: a retraining due now (the agent checks on its own once a minute).
+        func retrainNow() {
+            let command = Process()
+            command.executableURL = URL(fileURLWithPath: FleetProcessTests.binary)
+            command.arguments = ["retrain", "--config", dir.file("agent.conf")]
+            command.standardOutput = FileHandle.nullDevice
+            command.standardError = FileHandle.nullDevice
+            guard (try? command.run()) != nil else { return }
+            command.waitUntilExit()
+        }
     }
 
     @Test func aLoginOnOneHostIsKnownToTheOtherProcess() async throws {
@@ -105,5 +122,61 @@ struct FleetProcessTests {
         #expect(await waitUntil(seconds: 20) { b.stored(user: "alice", ip: "10.1.0.7") == ["host-a"] }, "\(a.output)\n\(b.output)")
         #expect(a.stored(user: "alice", ip: "10.1.0.7") == ["own"], "A's own login, once")
         #expect(a.stop() == 0 && b.stop() == 0, "\(a.output)\n\(b.output)")
+    }
+
+    /// Two trainer-capable processes race for the lock: one trains and publishes,
+    /// the other trains nothing. The holder is killed (SIGKILL, at whatever point of
+    /// training or publishing it is); the other takes the lock and publishes, and
+    /// every version in the table is whole (its bytes match its checksum).
+    @Test func twoTrainersRaceOneIsKilledTheOtherTakesOver() async throws {
+        let fleet = try TestFleet()
+        try await fleet.withStore { _ = try await $0.migrate() }
+        let models = TemporaryDirectory()
+        defer { models.remove() }
+        // Each host's own history: 25 users, each from their home /24, 12 logins each.
+        func history(_ host: Int) -> [String] {
+            (0..<300).map { n in
+                let user = n % 25
+                return Synthetic.sshdLine(minute: n, user: "h\(host)u\(user)", ip: "10.\(host).\(user).\(n % 7 + 1)")
+            }
+        }
+        let a = try Host(fleet, name: "host-a", role: "ipsight_test_trainer", model: models.file("a.ipsm"), trainer: true,
+                         retrainEvery: "2s", history: history(1))
+        let b = try Host(fleet, name: "host-b", role: "ipsight_test_trainer", model: models.file("b.ipsm"), trainer: true,
+                         retrainEvery: "2s", history: history(2))
+        defer {
+            for host in [a, b] where host.process.isRunning { kill(host.process.processIdentifier, SIGKILL) }
+            a.dir.remove(); b.dir.remove()
+        }
+        func trainers() -> [String] {
+            ((try? fleet.superuser("SELECT DISTINCT trained_by FROM models ORDER BY 1")) ?? "")
+                .split(separator: "\n").map(String.init)
+        }
+        func versions() -> Int { Int((try? fleet.superuser("SELECT count(*) FROM models")) ?? "") ?? 0 }
+        #expect(await waitUntil(seconds: 120) { versions() >= 1 }, "\(a.output)\n\(b.output)")
+        // Both asked to retrain: only the lock holder does.
+        a.retrainNow()
+        b.retrainNow()
+        try await Task.sleep(for: .seconds(3))
+        let holders = trainers()
+        #expect(holders.count == 1, "one trainer at a time: \(holders)")
+        let (holder, other) = holders == ["host-b"] ? (b, a) : (a, b)
+        let otherName = holders == ["host-b"] ? "host-a" : "host-b"
+
+        // Killed while it retrains or publishes (or just after).
+        holder.retrainNow()
+        try await Task.sleep(for: .milliseconds(Int.random(in: 0...1500)))
+        kill(holder.process.processIdentifier, SIGKILL)
+        holder.process.waitUntilExit()
+        let before = versions()
+        #expect(await waitUntil(seconds: 120) {
+            if trainers().contains(otherName) && versions() > before { return true }
+            other.retrainNow()
+            return false
+        }, "the other takes the lock and publishes: \(other.output)")
+        #expect(try fleet.superuser("SELECT count(*) FROM models WHERE encode(sha256(model), 'hex') <> sha256") == "0",
+                "no half version")
+        #expect(try await fleet.withStore { try await $0.latestModel() }?.publication.trainedBy == otherName)
+        #expect(other.stop() == 0, "\(other.output)")
     }
 }
