@@ -25,13 +25,20 @@ struct FleetSyncTests {
         range.map { ("\(prefix)\($0)", "198.51.\($0 / 250).\($0 % 250 + 1)") }
     }
 
-    @Test func aLoginOnOneHostIsKnownOnTheOtherWithinFiveSeconds() async throws {
+    /// A migrated fleet database and two agents on it (host-a and host-b), running.
+    static func runningPair(_ options: FleetSyncService.Options = FleetSyncService.Options()) async throws
+            -> (TestFleet, FleetAgent, FleetAgent) {
         let fleet = try TestFleet()
         try await fleet.withStore { try await $0.migrate() }
-        let a = try FleetAgent(fleet, host: "host-a", role: "ipsight_test_agent1")
-        let b = try FleetAgent(fleet, host: "host-b", role: "ipsight_test_agent2")
+        let a = try FleetAgent(fleet, host: "host-a", role: "ipsight_test_agent1", options: options)
+        let b = try FleetAgent(fleet, host: "host-b", role: "ipsight_test_agent2", options: options)
         a.start()
         b.start()
+        return (fleet, a, b)
+    }
+
+    @Test func aLoginOnOneHostIsKnownOnTheOtherWithinFiveSeconds() async throws {
+        let (fleet, a, b) = try await Self.runningPair()
         #expect(!b.knows(user: "carol", ip: "203.0.113.7"))
         a.login([("carol", "203.0.113.7")])
         #expect(await waitUntil(seconds: 5) { b.knows(user: "carol", ip: "203.0.113.7") })
@@ -216,12 +223,8 @@ struct FleetSyncTests {
     /// hosts (under the threshold of five on either), then a success. The host that
     /// sees the success alerts once, with the fleet's count; a restart keeps it.
     @Test func sprayingAcrossHostsRaisesOneStuffingAlert() async throws {
-        let fleet = try TestFleet()
-        try await fleet.withStore { try await $0.migrate() }
-        let a = try FleetAgent(fleet, host: "host-a", role: "ipsight_test_agent1")
-        var b = try FleetAgent(fleet, host: "host-b", role: "ipsight_test_agent2")
-        a.start()
-        b.start()
+        let (fleet, a, first) = try await Self.runningPair()
+        var b = first
         let sprayer = "192.0.2.66"
         a.fail((0..<3).map { ("a-user\($0)", sprayer) })
         b.fail((0..<3).map { ("b-user\($0)", sprayer) })
@@ -253,12 +256,7 @@ struct FleetSyncTests {
     /// intruder's is forgotten everywhere, one said to be the user's is known
     /// everywhere; no verdict comes back to its host or is logged twice.
     @Test func feedbackGivenOnOneHostIsAppliedOnTheOthers() async throws {
-        let fleet = try TestFleet()
-        try await fleet.withStore { try await $0.migrate() }
-        let a = try FleetAgent(fleet, host: "host-a", role: "ipsight_test_agent1")
-        let b = try FleetAgent(fleet, host: "host-b", role: "ipsight_test_agent2")
-        a.start()
-        b.start()
+        let (fleet, a, b) = try await Self.runningPair()
         a.login([("erin", "203.0.113.50")])
         #expect(await waitUntil(seconds: 5) { b.knows(user: "erin", ip: "203.0.113.50") })
 
@@ -289,16 +287,11 @@ struct FleetSyncTests {
     /// seen: the uploader sends again what the restore lost, the reader takes it
     /// without counting it twice, and logins after the restore flow as before.
     @Test func aDatabaseRestoredFromAnOlderBackupLosesAndDoublesNothing() async throws {
-        let fleet = try TestFleet()
-        try await fleet.withStore { try await $0.migrate() }
         var options = FleetSyncService.Options()
         options.callTimeout = 2
         options.maxBackoff = 2
         options.heartbeatInterval = 2
-        let a = try FleetAgent(fleet, host: "host-a", role: "ipsight_test_agent1", options: options)
-        let b = try FleetAgent(fleet, host: "host-b", role: "ipsight_test_agent2", options: options)
-        a.start()
-        b.start()
+        let (fleet, a, b) = try await Self.runningPair(options)
         func shared(_ agent: FleetAgent) -> Int {
             (try? agent.localStore().count()).map { $0 - ((try? agent.ownLogins()) ?? 0) } ?? -1
         }

@@ -73,23 +73,13 @@ extension ObservationStore {
     /// Verdicts given on this host after row `sequence`, oldest first, at most `limit`.
     public func loggedFeedback(after sequence: Int64, limit: Int)
             throws(SQLiteError) -> [(sequence: Int64, verdict: FeedbackVerdict, observation: Observation)] {
-        let query = try database.prepare("SELECT rowid, time, user, ip, service, verdict FROM feedback WHERE rowid > ? ORDER BY rowid LIMIT ?")
-        query.bind(1, sequence)
-        query.bind(2, Int64(limit))
-        var result: [(sequence: Int64, verdict: FeedbackVerdict, observation: Observation)] = []
-        while try query.step() {
-            guard let verdict = FeedbackVerdict(rawValue: query.text(5)) else { continue }
-            result.append((query.int(0), verdict,
-                           Observation(time: query.double(1), user: query.text(2), ip: query.text(3), service: query.text(4))))
+        try rows(of: "feedback", where: "1", extra: "verdict", after: sequence, limit: limit).compactMap { row in
+            FeedbackVerdict(rawValue: row.extra).map { (row.sequence, $0, row.observation) }
         }
-        return result
     }
 
     /// How many of `loggedFeedback` lie after row `sequence`.
     public func loggedFeedbackCount(after sequence: Int64) throws(SQLiteError) -> Int {
-        let query = try database.prepare("SELECT count(*) FROM feedback WHERE rowid > ?")
-        query.bind(1, sequence)
-        _ = try query.step()
-        return Int(query.int(0))
+        try count(of: "feedback", where: "1", after: sequence)
     }
 }

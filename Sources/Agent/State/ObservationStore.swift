@@ -142,41 +142,45 @@ public final class ObservationStore: @unchecked Sendable {
     /// hosts are not shared back, and those the risk alerted on are not shared
     /// at all (an intruder's address must not become known on every host).
     public func ownLearnedLogins(after sequence: Int64, limit: Int) throws(SQLiteError) -> [(sequence: Int64, observation: Observation)] {
-        let query = try db.prepare("SELECT rowid, time, user, ip, service FROM observations"
-            + " WHERE rowid > ? AND origin IS NULL AND learned = 1 ORDER BY rowid LIMIT ?")
-        query.bind(1, sequence)
-        query.bind(2, Int64(limit))
-        var result: [(sequence: Int64, observation: Observation)] = []
-        while try query.step() {
-            result.append((query.int(0), Observation(time: query.double(1), user: query.text(2), ip: query.text(3), service: query.text(4))))
-        }
-        return result
+        try rows(of: "observations", where: Self.ownLearned, after: sequence, limit: limit).map { ($0.sequence, $0.observation) }
     }
 
     /// How many of `ownLearnedLogins` lie after row `sequence` (a fleet agent's upload backlog).
     public func ownLearnedCount(after sequence: Int64) throws(SQLiteError) -> Int {
-        let query = try db.prepare("SELECT count(*) FROM observations WHERE rowid > ? AND origin IS NULL AND learned = 1")
-        query.bind(1, sequence)
-        _ = try query.step()
-        return Int(query.int(0))
+        try count(of: "observations", where: Self.ownLearned, after: sequence)
     }
 
     /// This host's own failed logins after row `sequence`, oldest first, at most `limit`.
     public func ownFailures(after sequence: Int64, limit: Int) throws(SQLiteError) -> [(sequence: Int64, observation: Observation)] {
-        let query = try db.prepare("SELECT rowid, time, user, ip, service FROM failures"
-            + " WHERE rowid > ? AND origin IS NULL ORDER BY rowid LIMIT ?")
-        query.bind(1, sequence)
-        query.bind(2, Int64(limit))
-        var result: [(sequence: Int64, observation: Observation)] = []
-        while try query.step() {
-            result.append((query.int(0), Observation(time: query.double(1), user: query.text(2), ip: query.text(3), service: query.text(4))))
-        }
-        return result
+        try rows(of: "failures", where: "origin IS NULL", after: sequence, limit: limit).map { ($0.sequence, $0.observation) }
     }
 
     /// How many of `ownFailures` lie after row `sequence`.
     public func ownFailureCount(after sequence: Int64) throws(SQLiteError) -> Int {
-        let query = try db.prepare("SELECT count(*) FROM failures WHERE rowid > ? AND origin IS NULL")
+        try count(of: "failures", where: "origin IS NULL", after: sequence)
+    }
+
+    private static let ownLearned = "origin IS NULL AND learned = 1"
+
+    /// Rows of `table` (time, user, ip, service and `extra`) after row `sequence` that
+    /// meet `condition`, oldest first, at most `limit`: what a fleet agent uploads.
+    func rows(of table: String, where condition: String, extra: String = "''", after sequence: Int64, limit: Int)
+            throws(SQLiteError) -> [(sequence: Int64, observation: Observation, extra: String)] {
+        let query = try db.prepare("SELECT rowid, time, user, ip, service, \(extra) FROM \(table)"
+            + " WHERE rowid > ? AND \(condition) ORDER BY rowid LIMIT ?")
+        query.bind(1, sequence)
+        query.bind(2, Int64(limit))
+        var result: [(sequence: Int64, observation: Observation, extra: String)] = []
+        while try query.step() {
+            result.append((query.int(0), Observation(time: query.double(1), user: query.text(2), ip: query.text(3), service: query.text(4)),
+                           query.text(5)))
+        }
+        return result
+    }
+
+    /// How many rows of `table` after row `sequence` meet `condition`.
+    func count(of table: String, where condition: String, after sequence: Int64) throws(SQLiteError) -> Int {
+        let query = try db.prepare("SELECT count(*) FROM \(table) WHERE rowid > ? AND \(condition)")
         query.bind(1, sequence)
         _ = try query.step()
         return Int(query.int(0))
