@@ -252,21 +252,6 @@ public final class FleetStore: Sendable {
         }
     }
 
-    /// Failures from `address` on every host since `since` (seconds since the epoch).
-    public func failureCounts(address: String, since: Double) async throws -> FailureCount {
-        guard IPAddress(address) != nil else { throw FleetError("'\(address)' is not an IP address") }
-        return try await fleetErrors {
-            let rows = try await client.query("""
-                SELECT count(*), count(DISTINCT user_name), count(DISTINCT host_name)
-                FROM failures WHERE address = \(address)::inet AND occurred_at >= to_timestamp(\(since))
-                """, logger: logger)
-            for try await (failures, users, hosts) in rows.decode((Int, Int, Int).self) {
-                return FailureCount(failures: failures, distinctUsers: users, distinctHosts: hosts)
-            }
-            return FailureCount(failures: 0, distinctUsers: 0, distinctHosts: 0)
-        }
-    }
-
     // MARK: alert delivery
 
     /// Claims the delivery of one alert for `agent`: `.mine` for exactly one caller

@@ -157,6 +157,8 @@ public enum Migrations {
         Migration(version: 2, name: "failures readable in commit order; the service of a verdict", statements: [
             "ALTER TABLE failures ADD COLUMN tx xid8 NOT NULL DEFAULT pg_current_xact_id()",
             "CREATE INDEX failures_catch_up ON failures (tx, id)",
+            // Agents count failures from what they catch up, not by address in the database.
+            "DROP INDEX failures_address",
             "ALTER TABLE feedback ADD COLUMN service text NOT NULL DEFAULT ''",
         ]),
     ]

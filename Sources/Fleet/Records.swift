@@ -49,19 +49,6 @@ public struct FleetLoginPage: Sendable, Equatable {
     public var next: FleetCursor
 }
 
-/// Failed logins from one address across the fleet since a time.
-public struct FailureCount: Sendable, Equatable {
-    public var failures: Int
-    public var distinctUsers: Int
-    public var distinctHosts: Int
-
-    public init(failures: Int, distinctUsers: Int, distinctHosts: Int) {
-        self.failures = failures
-        self.distinctUsers = distinctUsers
-        self.distinctHosts = distinctHosts
-    }
-}
-
 /// An analyst's verdict on a login, as an agent uploads it.
 public struct FleetFeedback: Sendable, Equatable {
     public enum Verdict: String, Sendable { case safe, compromised }

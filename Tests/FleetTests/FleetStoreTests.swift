@@ -137,24 +137,35 @@ struct FleetStoreTests {
         }
     }
 
-    @Test func failuresAreCountedAcrossTheFleet() async throws {
+    @Test func everyHostsFailuresAreReadOnceByTheCursor() async throws {
         let fleet = try TestFleet()
         try await fleet.withStore { try await $0.migrate() }
         for (index, host) in ["login1", "login2", "login3"].enumerated() {
             try await fleet.withStore(host: host) { store async throws in
-                // Three users tried on each host from the same address: under a
-                // per-host threshold of 5, over it fleet-wide.
+                // Three users tried on each host from the same address.
                 let rows = (1...3).map { FleetObservation(localSequence: Int64($0), user: "user\(index * 3 + $0)",
                                                           address: "203.0.113.66", service: "sshd", time: 1_800_000_000 + Double($0)) }
-                try await store.upload(failures: rows)
-                try await store.upload(failures: [FleetObservation(localSequence: 9, user: "x", address: "203.0.113.1",
-                                                                   service: "sshd", time: 1_800_000_000)])
+                #expect(try await store.upload(failures: rows) == 3)
+                #expect(try await store.upload(failures: rows) == 0, "sent again: nothing new")
             }
         }
-        let counts = try await fleet.withStore { try await $0.failureCounts(address: "203.0.113.66", since: 1_700_000_000) }
-        #expect(counts == FailureCount(failures: 9, distinctUsers: 9, distinctHosts: 3))
-        let later = try await fleet.withStore { try await $0.failureCounts(address: "203.0.113.66", since: 1_800_000_002) }
-        #expect(later == FailureCount(failures: 6, distinctUsers: 6, distinctHosts: 3))
+        try await fleet.withStore { store async throws in
+            var cursor = FleetCursor.start
+            var read: [FleetLogin] = []
+            // Pages of two, until a short page.
+            while true {
+                let page = try await store.failures(after: cursor, limit: 2)
+                read += page.logins
+                cursor = page.next
+                if page.logins.count < 2 { break }
+            }
+            #expect(read.count == 9)
+            #expect(Set(read.map(\.observation.user)) == Set((1...9).map { "user\($0)" }))
+            #expect(Set(read.map(\.hostName)) == ["login1", "login2", "login3"])
+            #expect(read.map(\.cursor) == read.map(\.cursor).sorted(), "in cursor order")
+            #expect(try await store.failures(after: cursor).logins.isEmpty)
+            #expect(try await store.logins(after: .start).logins.isEmpty, "failures are not logins")
+        }
     }
 
     @Test func exactlyOneAgentClaimsADelivery() async throws {
