@@ -84,6 +84,30 @@ struct FleetProcessTests {
             return text.split(separator: "\n").map(String.init)
         }
 
+        /// Logins in this host's store from `origin` ("own": its own).
+        func storedCount(origin: String) -> Int {
+            let out = Pipe()
+            let sqlite = Process()
+            sqlite.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+            sqlite.arguments = ["-c", """
+                import sqlite3, sys
+                db = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True, timeout=5)
+                print(db.execute("SELECT count(*) FROM observations WHERE coalesce(origin, 'own') = ?", (sys.argv[2],)).fetchone()[0])
+                """, dir.file("ipsight.db"), origin]
+            sqlite.standardOutput = out
+            sqlite.standardError = FileHandle.nullDevice
+            guard (try? sqlite.run()) != nil else { return -1 }
+            sqlite.waitUntilExit()
+            return Int(String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                .trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        }
+
+        /// Appends `count` logins of distinct users named by `prefix`.
+        func append(_ prefix: String, _ count: Int) {
+            let lines = (0..<count).map { Synthetic.sshdLine(minute: $0, user: "\(prefix)\($0)", ip: "10.9.\($0 / 200).\($0 % 200 + 1)") }
+            dir.write("auth.log", lines.joined(), append: true)
+        }
+
         /// SIGTERM, then the exit status.
         func stop() -> Int32 {
             if process.isRunning { process.terminate() }
@@ -178,5 +202,51 @@ struct FleetProcessTests {
                 "no half version")
         #expect(try await fleet.withStore { try await $0.latestModel() }?.publication.trainedBy == otherName)
         #expect(other.stop() == 0, "\(other.output)")
+    }
+
+    /// The database stopped mid-stream and started again under two running agents:
+    /// both keep deciding, and afterwards each login is in the database once and in
+    /// the other agent's store once.
+    @Test(.enabled(if: TestPostgres.ownServer, "a server the test can stop"))
+    func theDatabaseStoppedAndStartedUnderTwoAgentsLosesAndDoublesNothing() async throws {
+        let instance = try TestPostgres.launch().get()
+        defer {
+            _ = try? TestPostgres.run(instance.stop)
+            _ = try? TestPostgres.run(["rm", "-rf", instance.directory])
+        }
+        _ = try TestPostgres.prepare(instance.server).get()
+        let fleet = try TestFleet(on: instance.server)
+        try await fleet.withStore { _ = try await $0.migrate() }
+        let model = TemporaryDirectory()
+        defer { model.remove() }
+        try ModelFile.save(Synthetic.model(), to: model.file("a.ipsm"))
+        try ModelFile.save(Synthetic.model(), to: model.file("b.ipsm"))
+        let a = try Host(fleet, name: "host-a", role: "ipsight_test_agent1", model: model.file("a.ipsm"))
+        let b = try Host(fleet, name: "host-b", role: "ipsight_test_agent2", model: model.file("b.ipsm"))
+        defer {
+            for host in [a, b] where host.process.isRunning { kill(host.process.processIdentifier, SIGKILL) }
+            a.dir.remove(); b.dir.remove()
+        }
+        func inDatabase() -> Int { Int((try? fleet.superuser("SELECT count(*) FROM logins")) ?? "") ?? -1 }
+
+        a.append("before", 50)
+        #expect(await waitUntil(seconds: 30) { b.storedCount(origin: "host-a") == 50 }, "\(a.output)\n\(b.output)")
+        // pg_ctl's fast stop (see the in-process outage test for why not immediate).
+        try TestPostgres.run(instance.stop.map { $0 == "immediate" ? "fast" : $0 })
+        a.append("during-a", 50)
+        b.append("during-b", 20)
+        #expect(await waitUntil(seconds: 20) { a.storedCount(origin: "own") == 100 && b.storedCount(origin: "own") == 20 },
+                "both decide and store while the database is away")
+        #expect(await waitUntil(seconds: 20) { a.output.contains("fleet: degraded") && b.output.contains("fleet: degraded") })
+        try TestPostgres.run(instance.start)
+        a.append("after", 10)
+        #expect(await waitUntil(seconds: 60) {
+            inDatabase() == 130 && b.storedCount(origin: "host-a") == 110 && a.storedCount(origin: "host-b") == 20
+        }, "\(a.output)\n\(b.output)")
+        try await Task.sleep(for: .seconds(2))
+        #expect(inDatabase() == 130)
+        #expect(try fleet.superuser("SELECT count(DISTINCT (host_name, local_sequence)) FROM logins") == "130")
+        #expect(b.storedCount(origin: "host-a") == 110 && a.storedCount(origin: "host-b") == 20, "each once")
+        #expect(a.stop() == 0 && b.stop() == 0, "\(a.output)\n\(b.output)")
     }
 }
