@@ -207,6 +207,8 @@ public final class FleetStore: Sendable {
         try await observations(in: "failures", after: cursor, limit: limit)
     }
 
+    /// The order names the table's columns: a bare `tx` would be the text-cast output
+    /// column, sorted as text (out of order, and not by the index).
     private func observations(in table: String, after cursor: FleetCursor, limit: Int) async throws -> FleetLoginPage {
         var query = PostgresQuery(unsafeSQL: """
             SELECT tx::text, id, host_name, local_sequence, user_name, host(address), service,
@@ -214,7 +216,7 @@ public final class FleetStore: Sendable {
             FROM \(table)
             WHERE (tx, id) > ($1::xid8, $2)
               AND tx < pg_snapshot_xmin(pg_current_snapshot())
-            ORDER BY tx, id
+            ORDER BY \(table).tx, \(table).id
             LIMIT $3
             """)
         query.binds.append(String(cursor.transaction))

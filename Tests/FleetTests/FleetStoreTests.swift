@@ -119,6 +119,34 @@ struct FleetStoreTests {
         try await slow.close()
     }
 
+    /// The cursor's order is the numbers', not their text: written by transactions
+    /// 8, 9, 10 and 11 (as text "10" < "8"), logins and failures are all read, in
+    /// that order, a row at a time.
+    @Test func catchUpFollowsTransactionNumbersNotTheirText() async throws {
+        let fleet = try TestFleet()
+        try await fleet.withStore { try await $0.migrate() }
+        for table in ["logins", "failures"] {
+            try fleet.superuser("""
+                INSERT INTO \(table) (tx, host_name, local_sequence, user_name, address, service, occurred_at)
+                SELECT t::text::xid8, 'login1', t, 'user' || t, '192.0.2.1', 'sshd', now() FROM generate_series(8, 11) AS t
+                """)
+        }
+        try await fleet.withStore { store async throws in
+            for read in [{ try await store.logins(after: $0, limit: 1) }, { try await store.failures(after: $0, limit: 1) }]
+                    as [@Sendable (FleetCursor) async throws -> FleetLoginPage] {
+                var cursor = FleetCursor.start
+                var users: [String] = []
+                while true {
+                    let page = try await read(cursor)
+                    guard let login = page.logins.first else { break }
+                    users.append(login.observation.user)
+                    cursor = page.next
+                }
+                #expect(users == ["user8", "user9", "user10", "user11"])
+            }
+        }
+    }
+
     @Test func feedbackGivenOnOneHostReachesTheOthers() async throws {
         let fleet = try TestFleet()
         try await fleet.withStore { try await $0.migrate() }
