@@ -209,44 +209,39 @@ struct FleetProcessTests {
     /// the other agent's store once.
     @Test(.enabled(if: TestPostgres.ownServer, "a server the test can stop"))
     func theDatabaseStoppedAndStartedUnderTwoAgentsLosesAndDoublesNothing() async throws {
-        let instance = try TestPostgres.launch().get()
-        defer {
-            _ = try? TestPostgres.run(instance.stop)
-            _ = try? TestPostgres.run(["rm", "-rf", instance.directory])
-        }
-        _ = try TestPostgres.prepare(instance.server).get()
-        let fleet = try TestFleet(on: instance.server)
-        try await fleet.withStore { _ = try await $0.migrate() }
-        let model = TemporaryDirectory()
-        defer { model.remove() }
-        try ModelFile.save(Synthetic.model(), to: model.file("a.ipsm"))
-        try ModelFile.save(Synthetic.model(), to: model.file("b.ipsm"))
-        let a = try Host(fleet, name: "host-a", role: "ipsight_test_agent1", model: model.file("a.ipsm"))
-        let b = try Host(fleet, name: "host-b", role: "ipsight_test_agent2", model: model.file("b.ipsm"))
-        defer {
-            for host in [a, b] where host.process.isRunning { kill(host.process.processIdentifier, SIGKILL) }
-            a.dir.remove(); b.dir.remove()
-        }
-        func inDatabase() -> Int { Int((try? fleet.superuser("SELECT count(*) FROM logins")) ?? "") ?? -1 }
+        try await TestPostgres.withOwnServer { fleet, instance in
+            let model = TemporaryDirectory()
+            defer { model.remove() }
+            try ModelFile.save(Synthetic.model(), to: model.file("a.ipsm"))
+            try ModelFile.save(Synthetic.model(), to: model.file("b.ipsm"))
+            let a = try Host(fleet, name: "host-a", role: "ipsight_test_agent1", model: model.file("a.ipsm"))
+            let b = try Host(fleet, name: "host-b", role: "ipsight_test_agent2", model: model.file("b.ipsm"))
+            defer {
+                for host in [a, b] where host.process.isRunning { kill(host.process.processIdentifier, SIGKILL) }
+                a.dir.remove(); b.dir.remove()
+            }
+            func inDatabase() -> Int { Int((try? fleet.superuser("SELECT count(*) FROM logins")) ?? "") ?? -1 }
 
-        a.append("before", 50)
-        #expect(await waitUntil(seconds: 30) { b.storedCount(origin: "host-a") == 50 }, "\(a.output)\n\(b.output)")
-        // pg_ctl's fast stop (see the in-process outage test for why not immediate).
-        try TestPostgres.run(instance.stop.map { $0 == "immediate" ? "fast" : $0 })
-        a.append("during-a", 50)
-        b.append("during-b", 20)
-        #expect(await waitUntil(seconds: 20) { a.storedCount(origin: "own") == 100 && b.storedCount(origin: "own") == 20 },
-                "both decide and store while the database is away")
-        #expect(await waitUntil(seconds: 20) { a.output.contains("fleet: degraded") && b.output.contains("fleet: degraded") })
-        try TestPostgres.run(instance.start)
-        a.append("after", 10)
-        #expect(await waitUntil(seconds: 60) {
-            inDatabase() == 130 && b.storedCount(origin: "host-a") == 110 && a.storedCount(origin: "host-b") == 20
-        }, "\(a.output)\n\(b.output)")
-        try await Task.sleep(for: .seconds(2))
-        #expect(inDatabase() == 130)
-        #expect(try fleet.superuser("SELECT count(DISTINCT (host_name, local_sequence)) FROM logins") == "130")
-        #expect(b.storedCount(origin: "host-a") == 110 && a.storedCount(origin: "host-b") == 20, "each once")
-        #expect(a.stop() == 0 && b.stop() == 0, "\(a.output)\n\(b.output)")
+            a.append("before", 50)
+            #expect(await waitUntil(seconds: 30) { b.storedCount(origin: "host-a") == 50 }, "\(a.output)\n\(b.output)")
+            // pg_ctl's fast stop (see the in-process outage test for why not immediate).
+            try TestPostgres.run(instance.stop.map { $0 == "immediate" ? "fast" : $0 })
+            a.append("during-a", 50)
+            b.append("during-b", 20)
+            #expect(await waitUntil(seconds: 20) { a.storedCount(origin: "own") == 100 && b.storedCount(origin: "own") == 20 },
+                    "both decide and store while the database is away")
+            #expect(await waitUntil(seconds: 20) { a.output.contains("fleet: degraded") && b.output.contains("fleet: degraded") })
+            try TestPostgres.run(instance.start)
+            a.append("after", 10)
+            #expect(await waitUntil(seconds: 60) {
+                inDatabase() == 130 && b.storedCount(origin: "host-a") == 110 && a.storedCount(origin: "host-b") == 20
+            }, "\(a.output)\n\(b.output)")
+            try await Task.sleep(for: .seconds(2))
+            #expect(inDatabase() == 130)
+            #expect(try fleet.superuser("SELECT count(DISTINCT (host_name, local_sequence)) FROM logins") == "130")
+            #expect(b.storedCount(origin: "host-a") == 110 && a.storedCount(origin: "host-b") == 20, "each once")
+            #expect(a.stop() == 0 && b.stop() == 0, "\(a.output)\n\(b.output)")
+    
+        }
     }
 }

@@ -165,58 +165,53 @@ struct FleetSyncTests {
     /// On a server of the test's own, since stopping the shared one would stop every test.
     @Test(.enabled(if: TestPostgres.ownServer, "a server the test can stop"))
     func anOutageLosesNothingAndDoublesNothing() async throws {
-        let instance = try TestPostgres.launch().get()
-        defer {
-            _ = try? TestPostgres.run(instance.stop)
-            _ = try? TestPostgres.run(["rm", "-rf", instance.directory])
+        try await TestPostgres.withOwnServer { fleet, instance in
+            var options = FleetSyncService.Options()
+            options.callTimeout = 2
+            options.maxBackoff = 4
+            let a = try FleetAgent(fleet, host: "host-a", role: "ipsight_test_agent1", options: options)
+            a.start()
+            let metrics = PrometheusMetrics(help: AgentStats.help.merging(ServerMetrics.help) { a, _ in a },
+                                            timerBuckets: AgentStats.timerBuckets.merging(ServerMetrics.timerBuckets) { a, _ in a })
+            let api = AgentAPI(agent: a.agent, config: a.agent.config, metrics: metrics)
+            try api.start()
+            defer { api.stop() }
+            func status() throws -> JSONValue? {
+                let reply = try AgentClient(endpoint: .unix(a.dir.file("api.sock")), timeout: 10).request("GET", "/v1/status")
+                return try JSONValue.parse(reply.body)["fleet"]
+            }
+
+            a.login(Self.logins("before", 0..<100))
+            #expect(await waitUntil(seconds: 10) { Self.count(fleet) == 100 })
+            #expect(await waitUntil(seconds: 5) { (try? status())?["state"]?.stringValue == "connected" })
+            let connected = try status()
+            #expect(connected?["host_name"]?.stringValue == "host-a")
+            #expect(connected?["last_error"] == .null)
+            #expect(connected?["seconds_since_sync"]?.numberValue.map { $0 <= 5 } == true)
+
+            // pg_ctl's fast stop: the test server commits asynchronously (synchronous_commit
+            // = off), and an immediate stop would lose rows it had acknowledged, as a real
+            // server does only when it runs with synchronous commits off.
+            try TestPostgres.run(instance.stop.map { $0 == "immediate" ? "fast" : $0 })
+            let during = Self.logins("during", 0..<100)
+            a.login(during)
+            // Decided and learnt locally while the database is away.
+            #expect(await waitUntil(seconds: 10) { a.knows(user: during.last!.user, ip: during.last!.ip) })
+            #expect(await waitUntil(seconds: 15) { (try? status())?["state"]?.stringValue == "degraded" })
+            #expect(await waitUntil(seconds: 10) { (try? status())?["upload_backlog"]?.numberValue == 100 })
+            let degraded = try status()
+            #expect(degraded?["last_error"]?.stringValue?.isEmpty == false)
+            #expect(try a.ownLogins() == 200)
+
+            try TestPostgres.run(instance.start)
+            a.login(Self.logins("after", 0..<50))
+            #expect(await waitUntil(seconds: 30) { Self.count(fleet) == 250 })
+            #expect(await waitUntil(seconds: 10) { (try? status())?["state"]?.stringValue == "connected" })
+            #expect(try status()?["upload_backlog"]?.numberValue == 0)
+            #expect(Self.count(fleet, "SELECT count(DISTINCT local_sequence) FROM logins") == 250)
+            try await a.stop()
+    
         }
-        _ = try TestPostgres.prepare(instance.server).get()
-        let fleet = try TestFleet(on: instance.server)
-        try await fleet.withStore { try await $0.migrate() }
-        var options = FleetSyncService.Options()
-        options.callTimeout = 2
-        options.maxBackoff = 4
-        let a = try FleetAgent(fleet, host: "host-a", role: "ipsight_test_agent1", options: options)
-        a.start()
-        let metrics = PrometheusMetrics(help: AgentStats.help.merging(ServerMetrics.help) { a, _ in a },
-                                        timerBuckets: AgentStats.timerBuckets.merging(ServerMetrics.timerBuckets) { a, _ in a })
-        let api = AgentAPI(agent: a.agent, config: a.agent.config, metrics: metrics)
-        try api.start()
-        defer { api.stop() }
-        func status() throws -> JSONValue? {
-            let reply = try AgentClient(endpoint: .unix(a.dir.file("api.sock")), timeout: 10).request("GET", "/v1/status")
-            return try JSONValue.parse(reply.body)["fleet"]
-        }
-
-        a.login(Self.logins("before", 0..<100))
-        #expect(await waitUntil(seconds: 10) { Self.count(fleet) == 100 })
-        #expect(await waitUntil(seconds: 5) { (try? status())?["state"]?.stringValue == "connected" })
-        let connected = try status()
-        #expect(connected?["host_name"]?.stringValue == "host-a")
-        #expect(connected?["last_error"] == .null)
-        #expect(connected?["seconds_since_sync"]?.numberValue.map { $0 <= 5 } == true)
-
-        // pg_ctl's fast stop: the test server commits asynchronously (synchronous_commit
-        // = off), and an immediate stop would lose rows it had acknowledged, as a real
-        // server does only when it runs with synchronous commits off.
-        try TestPostgres.run(instance.stop.map { $0 == "immediate" ? "fast" : $0 })
-        let during = Self.logins("during", 0..<100)
-        a.login(during)
-        // Decided and learnt locally while the database is away.
-        #expect(await waitUntil(seconds: 10) { a.knows(user: during.last!.user, ip: during.last!.ip) })
-        #expect(await waitUntil(seconds: 15) { (try? status())?["state"]?.stringValue == "degraded" })
-        #expect(await waitUntil(seconds: 10) { (try? status())?["upload_backlog"]?.numberValue == 100 })
-        let degraded = try status()
-        #expect(degraded?["last_error"]?.stringValue?.isEmpty == false)
-        #expect(try a.ownLogins() == 200)
-
-        try TestPostgres.run(instance.start)
-        a.login(Self.logins("after", 0..<50))
-        #expect(await waitUntil(seconds: 30) { Self.count(fleet) == 250 })
-        #expect(await waitUntil(seconds: 10) { (try? status())?["state"]?.stringValue == "connected" })
-        #expect(try status()?["upload_backlog"]?.numberValue == 0)
-        #expect(Self.count(fleet, "SELECT count(DISTINCT local_sequence) FROM logins") == 250)
-        try await a.stop()
     }
 
     /// Password spraying spread over hosts: three accounts tried on each of two

@@ -69,6 +69,21 @@ enum TestPostgres {
         var stop: [String]
     }
 
+    /// Runs `body` with a server of the test's own (one the test may stop and start:
+    /// `instance.stop`, `instance.start`) and a migrated fleet database on it; the
+    /// server is stopped and removed afterwards.
+    static func withOwnServer<T>(_ body: (TestFleet, Instance) async throws -> T) async throws -> T {
+        let instance = try launch().get()
+        defer {
+            _ = try? run(instance.stop)
+            _ = try? run(["rm", "-rf", instance.directory])
+        }
+        _ = try prepare(instance.server).get()
+        let fleet = try TestFleet(on: instance.server)
+        try await fleet.withStore { _ = try await $0.migrate() }
+        return try await body(fleet, instance)
+    }
+
     /// Initialises and starts a server in a fresh directory under /tmp.
     static func launch() -> Result<Instance, SupportError> {
         guard FileManager.default.isExecutableFile(atPath: binDirectory + "/initdb") else {
