@@ -50,7 +50,9 @@ struct StatusCommand: ParsableCommand {
         }
         print("retrains: \(number("retrains", "installed")) installed, \(number("retrains", "kept_out")) kept out, \(number("retrains", "failed")) failed")
         if value["alert_delivery"] != .null {
-            print("alert delivery: \(number("alert_delivery", "delivered")) delivered, \(number("alert_delivery", "queued")) queued, \(number("alert_delivery", "retried")) retries, \(number("alert_delivery", "dropped")) dropped, \(number("alert_delivery", "overflowed")) overflowed")
+            print("alert delivery: \(number("alert_delivery", "delivered")) delivered, \(number("alert_delivery", "queued")) queued, \(number("alert_delivery", "retried")) retries, \(number("alert_delivery", "dropped")) dropped, \(number("alert_delivery", "overflowed")) overflowed"
+                + (value["fleet"] != nil && value["fleet"] != .null
+                   ? ", \(number("alert_delivery", "claimed_elsewhere")) delivered by other agents" : ""))
         }
         if let fleet = value["fleet"], fleet != .null {
             let state = fleet["state"]?.stringValue ?? "?"
