@@ -145,4 +145,23 @@ final class RouterTwinTests {
         #expect(MemoryDeliveryClaims.key(moved, sink: "soc") == MemoryDeliveryClaims.key(first, sink: "soc"))
         #expect(MemoryDeliveryClaims.key(first, sink: "soc") != MemoryDeliveryClaims.key(sampleAlert(2), sink: "soc"))
     }
+
+    /// At shutdown, an alert another agent holds is asked about once and stays
+    /// queued for the next start; the drain does not spin on it until its deadline.
+    @Test func aDrainLeavesAnAlertHeldElsewhereQueued() throws {
+        let claims = MemoryDeliveryClaims()
+        let alert = sampleAlert(1)
+        #expect(claims.agent("other").claim(alert, sink: "soc") == .mine)
+        let sink = CollectingAlertSink(name: "soc")
+        let router = try AlertRouter(spoolPath: spoolPath, sinks: [sink],
+                                     options: .init(fold: .off, claims: claims.agent("me"), claimRecheck: 3600),
+                                     logger: .discarding)
+        defer { router.shutdown() }
+        try router.submit(alert)
+        let started = Date()
+        router.drain(seconds: 5)
+        #expect(Date().timeIntervalSince(started) < 2, "the drain ends once the held alert was asked about")
+        #expect(sink.delivered.isEmpty)
+        #expect(router.counters.queued == 1)
+    }
 }

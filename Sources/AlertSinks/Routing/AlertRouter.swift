@@ -454,7 +454,11 @@ public final class AlertRouter: AlertRouting {
             let now = options.clock.wall
             control.withLock { control in
                 noteHealth(outcome, row: row.seq, sink: name, started: started, now: now, control: &control)
-                if control.draining, case .failed = outcome { control.failedInDrain.insert(row.seq) }
+                // Tried once in this drain: a failure, or a claim another agent holds.
+                switch outcome {
+                case .failed, .heldElsewhere: if control.draining { control.failedInDrain.insert(row.seq) }
+                default: break
+                }
                 control.finished.append(Finished(row: row, outcome: outcome, at: now))
             }
             wakeup.signal()
