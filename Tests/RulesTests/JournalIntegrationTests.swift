@@ -150,10 +150,10 @@ extension Journald {
             throw SupportError("\(script) is missing: clone the shared/ directory beside the repository")
         }
         // sshd's own entry: a process named sshd, as root.
-        try Journald.run(["python3", script, "--comm", "sshd"],
+        try Journald.run(Journald.sender(comm: "sshd"),
                          input: "Accepted password for real\(token) from 192.0.2.7 port 2201 ssh2\n")
         // The same from an ordinary user renaming its process sshd.
-        try Journald.run(["python3", script, "--comm", "sshd", "--user", "nobody"],
+        try Journald.run(Journald.sender(comm: "sshd") + ["--user", "nobody"],
                          input: "Accepted password for renamed\(token) from 192.0.2.8 port 2202 ssh2\n")
         // `logger -t sshd` by an ordinary user, through the syslog socket.
         try Journald.run(["runuser", "-u", "nobody", "--", "logger", "-u", "/run/systemd/journal/dev-log", "-t", "sshd",

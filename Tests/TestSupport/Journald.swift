@@ -92,11 +92,26 @@ public enum Journald {
     /// `fields` (`KEY=value`) are added to every entry, to find them again.
     public static func send(_ lines: [String], comm: String = "sshd", user: String? = nil, rate: Double = 0,
                             fields: [String] = []) throws {
-        var arguments = ["python3", PackagePaths.bench + "/journal_send.py", "--comm", comm]
+        var arguments = sender(comm: comm)
         if let user { arguments += ["--user", user] }
         if rate > 0 { arguments += ["--rate", String(rate)] }
         for field in fields { arguments += ["--field", field] }
         try run(arguments, input: lines.joined(separator: "\n") + "\n")
+    }
+
+    /// `journal_send.py` as a process named `comm`, which before it exits asks journald
+    /// to take in everything queued (`journalctl --sync`): journald reads a sender's
+    /// name from /proc when it gets to its entry, and a busy journald that gets there
+    /// after the sender exited records no `_COMM`, so the entry is (rightly) not sshd's.
+    public static func sender(comm: String = "sshd") -> [String] {
+        let wrapper = """
+            import atexit, os, runpy, subprocess, sys
+            if os.geteuid() == 0:
+                atexit.register(lambda: subprocess.run(["journalctl", "--sync"], stderr=subprocess.DEVNULL))
+            sys.argv = sys.argv[1:]
+            runpy.run_path(sys.argv[0], run_name="__main__")
+            """
+        return ["python3", "-c", wrapper, PackagePaths.bench + "/journal_send.py", "--comm", comm]
     }
 
     /// The journal's entries that match `match` (`FIELD=value`), as journalctl's JSON objects.

@@ -182,8 +182,8 @@ import TestSupport
             let streamFile = dir + "/stream.txt"
             try AgentCommandTests.write(stream.joined(separator: "\n") + "\n", to: streamFile)
             let sender = Process()
-            sender.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            sender.arguments = [PackagePaths.bench + "/journal_send.py", "--comm", "sshd", "--rate", "100", streamFile]
+            sender.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            sender.arguments = Journald.sender(comm: "sshd") + ["--rate", "100", streamFile]
             sender.standardError = FileHandle.nullDevice
             try sender.run()
             usleep(600_000)
