@@ -308,6 +308,17 @@ public final class FleetStore: Sendable {
         }
     }
 
+    /// The newest version's number (nil: none published), without its bytes: what
+    /// the agents poll, downloading a model only when it is newer than theirs.
+    public func latestModelVersion() async throws -> Int64? {
+        try await fleetErrors {
+            for try await version in try await client.query("SELECT max(version) FROM models", logger: logger).decode(Int64?.self) {
+                return version
+            }
+            return nil
+        }
+    }
+
     /// The newest model version, its checksum verified; nil when none is published.
     public func latestModel() async throws -> ModelVersion? {
         try await fleetErrors { try await client.withConnection { try await ModelRows.latest(on: $0, logger: self.logger) } }

@@ -51,7 +51,7 @@ public struct FleetSyncService: Service {
         let state = agent.fleet ?? FleetSyncState(hostName: config.settings.hostName)
         let history = SharedHistory(path: agent.config.databasePath, detector: agent.detector, hostName: config.settings.hostName)
         let sync = Sync(config: config, history: history, state: state, options: options, logger: logger,
-                        retention: [.logins: agent.config.retention, .failures: agent.config.policy.stuffingWindow])
+                        retention: agent.config.retention, stuffingWindow: agent.config.policy.stuffingWindow)
         await withTaskExecutorPreference(Self.threads) {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await sync.loop() }
@@ -69,17 +69,20 @@ private final class Sync: Sendable {
     let state: FleetSyncState
     let options: FleetSyncService.Options
     let logger: Logger
-    /// How old a shared row may be and still be taken, per stream.
-    let retention: [SharedHistory.Stream: Double]
+    /// How old a shared login (or verdict) may be and still be taken.
+    let retention: Double
+    /// How old a shared failure may be and still count.
+    let stuffingWindow: Double
 
     init(config: FleetConfig, history: SharedHistory, state: FleetSyncState, options: FleetSyncService.Options,
-         logger: Logger, retention: [SharedHistory.Stream: Double]) {
+         logger: Logger, retention: Double, stuffingWindow: Double) {
         self.config = config
         self.history = history
         self.state = state
         self.options = options
         self.logger = logger
         self.retention = retention
+        self.stuffingWindow = stuffingWindow
     }
 
     /// Work done in a round, counted even when the round fails half way.
@@ -222,7 +225,7 @@ private final class Sync: Sendable {
             let after = cursor, limit = options.pageSize
             let page = try await withDeadline(options.callTimeout) { try await store.feedback(after: after, limit: limit) }
             if page.next == cursor { return }
-            progress.received += try await history.apply(page.verdicts, next: page.next, retention: retention[.logins] ?? 0)
+            progress.received += try await history.apply(page.verdicts, next: page.next, retention: retention)
             cursor = page.next
             if page.verdicts.count < options.pageSize { return }
         }
@@ -237,7 +240,7 @@ private final class Sync: Sendable {
                 stream == .logins ? try await store.logins(after: after, limit: limit)
                                   : try await store.failures(after: after, limit: limit)
             }
-            progress.received += try await history.learn(stream, page, retention: retention[stream] ?? 0)
+            progress.received += try await history.learn(stream, page, retention: stream == .failures ? stuffingWindow : retention)
             cursor = page.next
             if page.logins.count < options.pageSize { return }
         }

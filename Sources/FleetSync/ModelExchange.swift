@@ -138,14 +138,16 @@ public final class ModelExchange: Service, Sendable {
     private func adoptNewest() async {
         do {
             let store = self.store
-            // Bounded: the pool waits for as long as the database is away.
-            guard let latest = try await withDeadline(10, { try await store.latestModel() }) else { return }
+            // Bounded: the pool waits for as long as the database is away. The
+            // number first: the bytes are fetched only for a version newer than ours.
+            guard let newest = try await withDeadline(10, { try await store.latestModelVersion() }) else { return }
             let current = version.load(ordering: .relaxed)
-            if latest.version < current {
-                logger.warning("fleet: the database's newest model is version \(latest.version), older than \(current) in use here (restored from a backup?); keeping ours")
+            if newest < current {
+                logger.warning("fleet: the database's newest model is version \(newest), older than \(current) in use here (restored from a backup?); keeping ours")
                 return
             }
-            guard latest.version > current else { return }
+            guard newest > current, let latest = try await withDeadline(10, { try await store.latestModel() }),
+                  latest.version > current else { return }
             let model = try latest.publication.model.withUnsafeBytes { bytes throws(ModelFileError) in
                 try ModelFile.decode(bytes, source: "fleet model \(latest.version)")
             }

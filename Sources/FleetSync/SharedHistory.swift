@@ -80,8 +80,12 @@ final class SharedHistory: @unchecked Sendable {
     /// This host's rows of `stream` after `sequence` to upload, at most `limit`.
     func pendingUploads(_ stream: Stream, after sequence: Int64, limit: Int) async throws -> [FleetObservation] {
         try await onQueue { store in
-            let rows = stream == .failures ? try store.ownFailures(after: sequence, limit: limit)
-                                           : try store.ownLearnedLogins(after: sequence, limit: limit)
+            let rows: [(sequence: Int64, observation: Observation)]
+            switch stream {
+            case .logins: rows = try store.ownLearnedLogins(after: sequence, limit: limit)
+            case .failures: rows = try store.ownFailures(after: sequence, limit: limit)
+            case .feedback: preconditionFailure("verdicts go up through pendingFeedback")
+            }
             return rows.map { row in
                 FleetObservation(localSequence: row.sequence, user: row.observation.user, address: row.observation.ip,
                                  service: row.observation.service, time: row.observation.time)
@@ -180,7 +184,9 @@ final class SharedHistory: @unchecked Sendable {
             }
             let positions = [stream.readKey: page.next.text]
             switch stream {
-            case .logins, .feedback:
+            case .feedback:
+                preconditionFailure("verdicts come down through apply(_:next:retention:)")
+            case .logins:
                 let stored = try store.commitShared(rows, positions: positions).logins
                 for o in stored { detector.confirm(user: o.user, service: o.service, ip: o.ip) }
                 return stored.count

@@ -281,6 +281,7 @@ struct FleetStoreTests {
         try await fleet.withStore { store async throws in
             try await store.migrate()
             #expect(try await store.latestModel() == nil)
+            #expect(try await store.latestModelVersion() == nil)
             let first = try await store.publishModel(Self.model)
             let second = try #require(try await store.withTrainerLock { lease in
                 var next = Self.model
@@ -290,6 +291,7 @@ struct FleetStoreTests {
             #expect(second == first + 1)
             let latest = try #require(try await store.latestModel())
             #expect(latest.version == second)
+            #expect(try await store.latestModelVersion() == second)
             #expect(latest.publication.model == Self.model.model.reversed())
             #expect(latest.publication.trainedBy == "host-a" && latest.publication.windowEnd == 1_800_000_000)
             let metrics = try JSONValue.parse(latest.publication.metrics)

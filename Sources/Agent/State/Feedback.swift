@@ -61,7 +61,7 @@ extension ObservationStore {
 
     private func logFeedback(_ verdict: FeedbackVerdict, user: String, ip: String, service: String,
                              time: Double) throws(SQLiteError) {
-        let insert = try database.prepare("INSERT INTO feedback (time, user, ip, service, verdict) VALUES (?, ?, ?, ?, ?)")
+        let insert = try db.prepare("INSERT INTO feedback (time, user, ip, service, verdict) VALUES (?, ?, ?, ?, ?)")
         insert.bind(1, time)
         insert.bind(2, user)
         insert.bind(3, ip)

@@ -10,16 +10,16 @@ import SQLiteStore
 /// is lost and nothing is counted twice.
 public final class ObservationStore: @unchecked Sendable {
     public let path: String
-    private let db: SQLiteDatabase
-    /// For the store's extensions in this module (feedback).
-    var database: SQLiteDatabase { db }
+    /// Also used by the store's extensions in this module (feedback).
+    let db: SQLiteDatabase
     private let insert: SQLiteStatement
     private let insertFailure: SQLiteStatement
     private let putState: SQLiteStatement
 
     public init(path: String) throws(SQLiteError) {
         self.path = path
-        db = try SQLiteDatabase(path: path)
+        let db = try SQLiteDatabase(path: path)
+        self.db = db
         try db.execute("""
             CREATE TABLE IF NOT EXISTS observations (
                 time REAL NOT NULL, user TEXT NOT NULL, ip TEXT NOT NULL, service TEXT NOT NULL,
@@ -33,10 +33,14 @@ public final class ObservationStore: @unchecked Sendable {
             CREATE TABLE IF NOT EXISTS feedback (
                 time REAL NOT NULL, user TEXT NOT NULL, ip TEXT NOT NULL, service TEXT NOT NULL, verdict TEXT NOT NULL);
             """)
+        func columns(_ table: String) throws(SQLiteError) -> Set<String> {
+            let query = try db.prepare("SELECT name FROM pragma_table_info('\(table)')")
+            var names: Set<String> = []
+            while try query.step() { names.insert(query.text(0)) }
+            return names
+        }
         // Databases from before `learned` existed: every login in them was learnt.
-        let columns = try db.prepare("SELECT name FROM pragma_table_info('observations')")
-        var names: Set<String> = []
-        while try columns.step() { names.insert(columns.text(0)) }
+        let names = try columns("observations")
         if !names.contains("learned") {
             try db.execute("ALTER TABLE observations ADD COLUMN learned INTEGER NOT NULL DEFAULT 1")
         }
@@ -48,10 +52,9 @@ public final class ObservationStore: @unchecked Sendable {
         // again (after the fleet database was restored from a backup, or a host
         // uploaded it again), it is not stored twice.
         for table in ["observations", "failures"] {
-            let columns = try db.prepare("SELECT name FROM pragma_table_info('\(table)')")
-            var present = false
-            while try columns.step() { if columns.text(0) == "origin_sequence" { present = true } }
-            if !present { try db.execute("ALTER TABLE \(table) ADD COLUMN origin_sequence INTEGER") }
+            if try !columns(table).contains("origin_sequence") {
+                try db.execute("ALTER TABLE \(table) ADD COLUMN origin_sequence INTEGER")
+            }
             try db.execute("CREATE UNIQUE INDEX IF NOT EXISTS \(table)_shared ON \(table)(origin, origin_sequence) WHERE origin IS NOT NULL")
         }
         insert = try db.prepare("INSERT OR IGNORE INTO observations (time, user, ip, service, learned, origin, origin_sequence) VALUES (?, ?, ?, ?, ?, ?, ?)")
@@ -241,9 +244,7 @@ public final class ObservationStore: @unchecked Sendable {
         update.bind(3, ip)
         update.bind(4, Int64(learned ? 0 : 1))
         try update.run()
-        let changes = try db.prepare("SELECT changes()")
-        _ = try changes.step()
-        return Int(changes.int(0))
+        return db.changes
     }
 
     /// Records the entities the installed model was trained on (their stable hashes).
@@ -279,9 +280,7 @@ public final class ObservationStore: @unchecked Sendable {
         let delete = try db.prepare("DELETE FROM \(table) WHERE time < ? AND rowid < (SELECT max(rowid) FROM \(table))")
         delete.bind(1, before)
         try delete.run()
-        let changes = try db.prepare("SELECT changes()")
-        _ = try changes.step()
-        return Int(changes.int(0))
+        return db.changes
     }
 }
 
