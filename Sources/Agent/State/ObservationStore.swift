@@ -77,7 +77,8 @@ public final class ObservationStore: @unchecked Sendable {
     /// host's own), and positions, atomically: a fleet agent's catch-up keeps the
     /// other hosts' logins and its read cursor together, so a restart neither
     /// loses nor repeats any.
-    /// Returns the rows stored: a shared row already held is skipped.
+    /// Returns the shared rows stored (one already held is skipped); this host's own
+    /// rows, the pipeline's every batch, are not collected.
     @discardableResult
     public func commitShared(_ observations: [SharedObservation], failures: [SharedObservation] = [],
                              positions: [String: String]) throws(SQLiteError) -> (logins: [Observation], failures: [Observation]) {
@@ -93,7 +94,7 @@ public final class ObservationStore: @unchecked Sendable {
                 insert.bind(6, row.origin.map(SQLiteDatabase.Value.text) ?? .null)
                 insert.bind(7, row.originSequence.map(SQLiteDatabase.Value.integer) ?? .null)
                 try insert.run()
-                if db.changes > 0 { stored.logins.append(o) }
+                if row.origin != nil && db.changes > 0 { stored.logins.append(o) }
             }
             for row in failures {
                 let o = row.observation
@@ -104,7 +105,7 @@ public final class ObservationStore: @unchecked Sendable {
                 insertFailure.bind(5, row.origin.map(SQLiteDatabase.Value.text) ?? .null)
                 insertFailure.bind(6, row.originSequence.map(SQLiteDatabase.Value.integer) ?? .null)
                 try insertFailure.run()
-                if db.changes > 0 { stored.failures.append(o) }
+                if row.origin != nil && db.changes > 0 { stored.failures.append(o) }
             }
             for (key, value) in positions {
                 putState.bind(1, key)
